@@ -1,0 +1,116 @@
+//! The command line: one module per command group. Each command parses its arguments into domain
+//! types, calls the store or a pipeline function, and prints a readable table or, with `--json`,
+//! JSON for scripts. `main.rs` only parses, loads the config and dispatches here.
+
+pub mod autotask;
+pub mod billing;
+pub mod cdr;
+pub mod customer;
+pub mod item;
+pub mod output;
+pub mod service;
+pub mod xero;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::store::{Actor, Store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rebilld",
+    version,
+    about = "Rebills wholesale VoIP and hosted-network services through Autotask and Xero.\n\nWith no command, runs the daemon."
+)]
+pub struct Cli {
+    /// Configuration file [default: ./rebill.toml, then /etc/rebill/rebill.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Who is making the change, for the audit log [default: $USER]
+    #[arg(long, global = true)]
+    pub actor: Option<String>,
+    /// Print JSON instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log format: text (journald-friendly) or json [default: log.format]
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    #[command(flatten)]
+    pub resync: billing::ResyncArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply database migrations and exit
+    Migrate,
+    /// Customers: add, import, list, show, enable, disable, link to Xero or Autotask
+    #[command(subcommand)]
+    Customer(customer::CustomerCmd),
+    /// The purchased-services catalogue and assignments
+    #[command(subcommand)]
+    Service(service::ServiceCmd),
+    /// Once-off and recurring items
+    #[command(subcommand)]
+    Item(item::ItemCmd),
+    /// The audit log of every change
+    Audit(item::AuditArgs),
+    /// Call detail records: import and re-rate
+    #[command(subcommand)]
+    Cdr(cdr::CdrCmd),
+    /// The VoIP service summary of one month
+    Summary(cdr::SummaryArgs),
+    /// Benchmarks (synthetic data)
+    #[command(subcommand)]
+    Bench(cdr::BenchCmd),
+    /// Xero: connect (OAuth2) and check the connection
+    #[command(subcommand)]
+    Xero(xero::XeroCmd),
+    /// Autotask: look up contracts, products and material codes
+    #[command(subcommand)]
+    Autotask(autotask::AutotaskCmd),
+}
+
+/// What every command gets: the configuration, the store, who is acting, and the output mode.
+pub struct Ctx {
+    pub config: Config,
+    pub store: Store,
+    pub actor: Actor,
+    pub json: bool,
+}
+
+impl Ctx {
+    pub fn actor_from(flag: Option<&str>) -> Actor {
+        match flag {
+            Some(a) => Actor::new(a),
+            None => Actor::new(std::env::var("USER").unwrap_or_else(|_| "unknown".into())),
+        }
+    }
+}
+
+/// Runs one (non-daemon) command. Errors carry a message for the user; `main` prints them.
+pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Migrate => {
+            ctx.store.migrate().await?;
+            output::say(
+                ctx,
+                "database is up to date",
+                serde_json::json!({"migrated": true}),
+            );
+            Ok(())
+        }
+        Command::Customer(c) => customer::run(ctx, c).await,
+        Command::Service(c) => service::run(ctx, c).await,
+        Command::Item(c) => item::run(ctx, c).await,
+        Command::Audit(a) => item::audit(ctx, a).await,
+        Command::Cdr(c) => cdr::run(ctx, c).await,
+        Command::Summary(a) => cdr::summary(ctx, a).await,
+        Command::Bench(c) => cdr::bench(ctx, c).await,
+        Command::Xero(c) => xero::run(ctx, c).await,
+        Command::Autotask(c) => autotask::run(ctx, c).await,
+    }
+}

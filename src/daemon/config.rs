@@ -1,0 +1,62 @@
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigError;
+
+/// `[schedule]`: when the monthly run is due.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Six-field cron (seconds first) in `timezone`: 02:00 on the 1st by default.
+    pub cron: String,
+    /// Defaults to `business.timezone` when empty.
+    pub timezone: String,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            cron: "0 0 2 1 * *".into(),
+            timezone: String::new(),
+        }
+    }
+}
+
+impl ScheduleConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.cron.split_whitespace().count() != 6 {
+            return Err(ConfigError::new(
+                "schedule.cron",
+                format!(
+                    "{:?} must have six fields, seconds first (e.g. \"0 0 2 1 * *\")",
+                    self.cron
+                ),
+            ));
+        }
+        if !self.timezone.is_empty() && self.timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(ConfigError::new(
+                "schedule.timezone",
+                format!("{:?} is not an IANA time zone", self.timezone),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[metrics]`: the loopback health and Prometheus endpoint (off unless `listen` is set).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// e.g. "127.0.0.1:9187"; empty or absent: off.
+    pub listen: Option<String>,
+}
+
+impl MetricsConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(l) = self.listen.as_deref().filter(|l| !l.is_empty()) {
+            l.parse::<std::net::SocketAddr>().map_err(|_| {
+                ConfigError::new("metrics.listen", format!("{l:?} is not an address:port"))
+            })?;
+        }
+        Ok(())
+    }
+}

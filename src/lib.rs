@@ -1,0 +1,14 @@
+//! rebill: rebills wholesale VoIP and hosted-network services every month, through Autotask PSA
+//! contract charges or Xero invoices, with a local ledger to reconcile against. See ARCHITECTURE.md.
+
+pub mod autotask;
+pub mod cdr;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod domain;
+pub mod pipeline;
+pub mod sandbox;
+pub mod store;
+pub mod telemetry;
+pub mod xero;

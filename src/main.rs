@@ -1,0 +1,58 @@
+//! `rebilld`: parse the command line, load the configuration and logging, and hand over to the
+//! library. With no command it is the daemon.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use rebill::cli::{self, Cli, Ctx};
+use rebill::config::{Config, EXIT_CONFIG};
+use rebill::store::Store;
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    let config = match Config::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rebilld: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    let format = args
+        .log_format
+        .clone()
+        .unwrap_or_else(|| config.log.format.clone());
+    rebill::telemetry::init(&format, &config.log.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rebilld: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rebilld: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Cli, config: Config) -> anyhow::Result<()> {
+    let store = Store::open(&config.database).await?;
+    let ctx = Ctx {
+        actor: Ctx::actor_from(args.actor.as_deref()),
+        json: args.json,
+        store,
+        config,
+    };
+    let result = match args.command {
+        Some(cmd) => cli::run(&ctx, cmd).await,
+        None => anyhow::bail!("the daemon is not built yet; see `rebilld --help`"),
+    };
+    ctx.store.close().await;
+    result
+}

@@ -1,0 +1,2 @@
+//! Assignments.
+pub struct AssignmentView;

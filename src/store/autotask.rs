@@ -1,0 +1,1 @@
+//! Tables of the autotask module (filled in by its issue).

@@ -1,0 +1,1 @@
+//! Tables of the billing module (filled in by its issue).

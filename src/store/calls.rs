@@ -1,0 +1,1 @@
+//! Tables of the calls module (filled in by its issue).

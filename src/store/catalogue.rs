@@ -1,0 +1,3 @@
+//! The service catalogue.
+pub struct ServiceImport;
+pub struct ServiceUserImport;

@@ -1,0 +1,113 @@
+//! The store: every table, on SQLite (the embedded default) or PostgreSQL (scale-out).
+//!
+//! One `Store` type with one set of methods; each method's SQL is written once (sqlx binds `$1`
+//! placeholders on both backends) and compiled for each pool by the `on_db!` macro. Money is whole
+//! micro-units (`BIGINT`), times are UTC. The database enforces the invariants that matter (one live
+//! assignment per service, one invoice per customer and period); this module maps their violations
+//! to refusals a user can act on.
+
+mod assignments;
+mod audit;
+mod autotask;
+mod billing;
+mod calls;
+mod catalogue;
+mod connect;
+mod customers;
+mod items;
+mod xero;
+
+use sqlx::{PgPool, SqlitePool};
+
+pub use assignments::AssignmentView;
+pub use audit::{Actor, AuditRecord};
+pub use catalogue::{ServiceImport, ServiceUserImport};
+pub use customers::Upsert;
+
+use crate::domain::DomainError;
+
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+}
+
+/// Runs `$body` with `$pool` bound to the backend's pool: the same SQL, compiled once per backend.
+#[macro_export]
+macro_rules! on_db {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store.db() {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub use on_db;
+
+impl Store {
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
+    }
+
+    pub async fn close(&self) {
+        on_db!(self, p => p.close().await)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {url}: {reason}")]
+    Open { url: String, reason: String },
+    #[error("{url} is not a rebill database: {reason}")]
+    Foreign { url: String, reason: String },
+    #[error("cannot migrate the database: {0}")]
+    Migrate(String),
+    /// An operation the rules forbid; nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<DomainError> for StoreError {
+    fn from(e: DomainError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// True when `e` is a unique-constraint violation (on either backend).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+#[allow(dead_code)] // used by the catalogue and billing tables
+pub(crate) fn money(micros: i64) -> crate::domain::Money {
+    crate::domain::Money::from_micros(micros)
+}
+
+#[allow(dead_code)]
+pub(crate) fn micros(m: crate::domain::Money) -> Result<i64, StoreError> {
+    m.to_micros()
+        .map_err(|e| StoreError::Refused(e.to_string()))
+}

@@ -1,0 +1,1 @@
+//! Tables of the xero module (filled in by its issue).
