@@ -6,6 +6,7 @@ pub mod autotask;
 pub mod billing;
 pub mod cdr;
 pub mod customer;
+pub mod import;
 pub mod item;
 pub mod output;
 pub mod service;

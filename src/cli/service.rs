@@ -1,15 +1,265 @@
-//! `rebilld service …`.
+//! `rebilld service …`: the catalogue (import, list, show) and the assignment life-cycle
+//! (assign, exclude — "trash can", restore, unassign — "minus").
 
-use clap::Subcommand;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+use serde_json::json;
 
 use super::Ctx;
+use super::customer::ImportReport;
+use super::import::{Fields, Record, read_records};
+use super::output::{say, table};
+use crate::domain::{
+    AutotaskCoding, ContractId, CustomerId, MaterialCodeId, Money, NonEmpty, Period, ProductId, Service,
+    ServiceId, Transition,
+};
+use crate::store::{ServiceImport, ServiceUserImport};
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCmd {
-    /// List
-    List,
+    /// Import the catalogue (CSV or JSON; parents and children), idempotently by external reference
+    Import { file: PathBuf },
+    /// List the catalogue (parents with their children)
+    List {
+        /// Only services that can be assigned (enabled for rebilling, not a parent)
+        #[arg(long)]
+        assignable: bool,
+    },
+    /// Show a service with its users and assignment history
+    Show { id: ServiceId },
+    /// Assign a service to a customer ("Assign Service")
+    Assign(AssignArgs),
+    /// Leave a service off the next invoice(s) ("trash can"): ASSIGNED → EXCLUDED
+    Exclude { id: ServiceId },
+    /// Put an excluded service back on the invoice: EXCLUDED → ASSIGNED
+    Restore { id: ServiceId },
+    /// Free an excluded service ("minus"): EXCLUDED → free
+    Unassign { id: ServiceId },
 }
 
-pub async fn run(_ctx: &Ctx, _cmd: ServiceCmd) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+#[derive(Debug, Args)]
+pub struct AssignArgs {
+    pub id: ServiceId,
+    #[arg(long)]
+    pub customer: CustomerId,
+    /// First day it is billed (a part month is prorated) [default: today in business.timezone]
+    #[arg(long)]
+    pub starts_on: Option<NaiveDate>,
+    /// Autotask accounts: the contract to charge
+    #[arg(long, requires_all = ["product", "material_code"])]
+    pub contract: Option<ContractId>,
+    /// Autotask accounts: the product of that contract
+    #[arg(long, requires = "contract")]
+    pub product: Option<ProductId>,
+    /// Autotask accounts: the material code (billing code) of that product
+    #[arg(long, requires = "contract")]
+    pub material_code: Option<MaterialCodeId>,
+}
+
+pub async fn run(ctx: &Ctx, cmd: ServiceCmd) -> anyhow::Result<()> {
+    match cmd {
+        ServiceCmd::Import { file } => import(ctx, file).await,
+        ServiceCmd::List { assignable } => list(ctx, assignable).await,
+        ServiceCmd::Show { id } => show(ctx, id).await,
+        ServiceCmd::Assign(a) => assign(ctx, a).await,
+        ServiceCmd::Exclude { id } => transition(ctx, id, Transition::Exclude).await,
+        ServiceCmd::Restore { id } => transition(ctx, id, Transition::Restore).await,
+        ServiceCmd::Unassign { id } => transition(ctx, id, Transition::Unassign).await,
+    }
+}
+
+/// Parses one import record. `users` is `ref[=label]` separated by `;` in CSV, or an array in JSON.
+pub fn service_from_record(r: &Record) -> Result<ServiceImport, String> {
+    let f = Fields(&r.fields);
+    if let Some(e) = f.error() {
+        return Err(e);
+    }
+    let money = |key: &str| -> Result<Money, String> {
+        match f.str(key) {
+            Some(s) => Money::parse(&s).map_err(|e| format!("`{key}`: {e}")),
+            None => Ok(Money::ZERO),
+        }
+    };
+    let users = match r.fields.get("users") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::String(s)) => s
+            .split(';')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| match u.split_once('=') {
+                Some((r, l)) => ServiceUserImport { user_ref: r.trim().into(), label: Some(l.trim().into()) },
+                None => ServiceUserImport { user_ref: u.into(), label: None },
+            })
+            .collect(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|u| match u {
+                serde_json::Value::String(s) => Ok(ServiceUserImport { user_ref: s.clone(), label: None }),
+                serde_json::Value::Object(o) => {
+                    let uf = Fields(o);
+                    Ok(ServiceUserImport { user_ref: uf.required("user_ref")?, label: uf.str("label") })
+                }
+                other => Err(format!("`users`: {other} is not a user")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(format!("`users`: {other} is not a list")),
+    };
+    Ok(ServiceImport {
+        external_ref: f.required("external_ref")?,
+        parent_ref: f.str("parent_ref"),
+        name: NonEmpty::parse("name", &f.required("name")?).map_err(|e| e.to_string())?,
+        kind: f.str("kind").unwrap_or_else(|| "voip".into()).to_ascii_lowercase(),
+        rebill_enabled: f.bool("rebill_enabled", false)?,
+        monthly_price: money("monthly_price")?,
+        monthly_cost: money("monthly_cost")?,
+        xero_account_code: f.str("xero_account_code"),
+        xero_tax_type: f.str("xero_tax_type"),
+        xero_item_code: f.str("xero_item_code"),
+        users,
+    })
+}
+
+async fn import(ctx: &Ctx, file: PathBuf) -> anyhow::Result<()> {
+    let records = read_records(&file)?;
+    let mut parsed: Vec<(u64, Result<ServiceImport, String>)> =
+        records.iter().map(|r| (r.line, service_from_record(r))).collect();
+    // Parents first, whatever the order in the file.
+    parsed.sort_by_key(|(line, s)| (s.as_ref().map(|s| s.parent_ref.is_some()).unwrap_or(false), *line));
+    let mut report = ImportReport::default();
+    for (line, s) in parsed {
+        let outcome = match s {
+            Ok(s) => ctx.store.import_service(&ctx.actor, &s).await.map(|(_, u)| u).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        report.record(&file, line, outcome);
+    }
+    report.finish(ctx, "services")
+}
+
+async fn list(ctx: &Ctx, assignable: bool) -> anyhow::Result<()> {
+    let all = ctx.store.services().await?;
+    let holders = ctx.store.live_assignments(None).await?;
+    let shown: Vec<&Service> = if assignable {
+        // A parent with assignable children is shown (as a heading) with them; it is not assignable itself.
+        all.iter()
+            .filter(|s| {
+                s.assignability().is_ok()
+                    || (s.is_parent && all.iter().any(|c| c.parent_id == Some(s.id) && c.assignability().is_ok()))
+            })
+            .collect()
+    } else {
+        all.iter().collect()
+    };
+    if ctx.json {
+        let v: Vec<_> = shown
+            .iter()
+            .map(|s| {
+                let holder = holders.iter().find(|a| a.service_id == s.id);
+                json!({"service": s, "assignable": s.assignability().is_ok(), "assignment": holder})
+            })
+            .collect();
+        println!("{}", json!(v));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = shown
+        .iter()
+        .map(|s| {
+            let holder = holders.iter().find(|a| a.service_id == s.id);
+            let name = if s.parent_id.is_some() { format!("  └ {}", s.name) } else { s.name.to_string() };
+            let status = if s.is_parent {
+                "parent (choose a child)".to_string()
+            } else if !s.rebill_enabled {
+                "not enabled for rebilling".to_string()
+            } else {
+                match holder {
+                    Some(a) => format!("{} to {} ({})", a.state(), a.customer_id, a.customer_name),
+                    None => "free".to_string(),
+                }
+            };
+            vec![s.id.to_string(), name, s.kind.clone(), s.monthly_price.to_string(), s.users.len().to_string(), status]
+        })
+        .collect();
+    table(&["id", "service", "kind", "monthly", "users", "status"], &rows);
+    Ok(())
+}
+
+async fn show(ctx: &Ctx, id: ServiceId) -> anyhow::Result<()> {
+    let s = ctx.store.service(id).await?;
+    let history = ctx.store.assignment_history(id).await?;
+    if ctx.json {
+        println!("{}", json!({"service": s, "assignments": history}));
+        return Ok(());
+    }
+    println!("service {} — {} ({})", s.id, s.name, s.kind);
+    println!("  rebilling: {}", if s.rebill_enabled { "enabled" } else { "not enabled" });
+    println!("  monthly:   price {} / cost {}", s.monthly_price, s.monthly_cost);
+    println!("\nusers:");
+    let rows: Vec<Vec<String>> =
+        s.users.iter().map(|u| vec![u.user_ref.clone(), u.label.clone().unwrap_or_default()]).collect();
+    table(&["user", "label"], &rows);
+    println!("\nassignments (newest first):");
+    let rows: Vec<Vec<String>> = history
+        .iter()
+        .map(|a| {
+            vec![
+                format!("{} ({})", a.customer_id, a.customer_name),
+                a.state().to_string(),
+                a.starts_on.to_string(),
+                a.changed_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                a.changed_by.clone(),
+            ]
+        })
+        .collect();
+    table(&["customer", "state", "since", "changed", "by"], &rows);
+    Ok(())
+}
+
+async fn assign(ctx: &Ctx, a: AssignArgs) -> anyhow::Result<()> {
+    let tz = ctx.config.business.tz();
+    let starts_on = a.starts_on.unwrap_or_else(|| chrono::Utc::now().with_timezone(&tz).date_naive());
+    let coding = match (a.contract, a.product, a.material_code) {
+        (Some(contract_id), Some(product_id), Some(material_code_id)) => {
+            Some(AutotaskCoding { contract_id, product_id, material_code_id })
+        }
+        _ => None,
+    };
+    if let Some(c) = &coding {
+        let customer = ctx.store.customer(a.customer).await?;
+        let period = Period::of_date(starts_on);
+        super::autotask::validate_coding(ctx, &customer, c, period)
+            .await
+            .with_context(|| format!("service {} was not assigned to customer {} ({})", a.id, customer.id, customer.name))?;
+    }
+    let view = ctx.store.assign(&ctx.actor, a.id, a.customer, starts_on, coding).await?;
+    say(
+        ctx,
+        &format!(
+            "service {} ({}) is ASSIGNED to customer {} ({}) from {}",
+            view.service_id, view.service_name, view.customer_id, view.customer_name, view.starts_on
+        ),
+        json!(view),
+    );
+    Ok(())
+}
+
+async fn transition(ctx: &Ctx, id: ServiceId, t: Transition) -> anyhow::Result<()> {
+    let view = ctx.store.transition(&ctx.actor, id, t).await?;
+    let text = match t {
+        Transition::Exclude => format!(
+            "service {} ({}) is EXCLUDED: it is left off customer {}'s invoices until restored",
+            view.service_id, view.service_name, view.customer_id
+        ),
+        Transition::Restore => {
+            format!("service {} ({}) is ASSIGNED to customer {} again", view.service_id, view.service_name, view.customer_id)
+        }
+        Transition::Unassign => format!(
+            "service {} ({}) is free: it is no longer assigned to customer {} ({})",
+            view.service_id, view.service_name, view.customer_id, view.customer_name
+        ),
+    };
+    say(ctx, &text, json!(view));
+    Ok(())
 }

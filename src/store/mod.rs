@@ -23,6 +23,7 @@ pub use assignments::AssignmentView;
 pub use audit::{Actor, AuditRecord};
 pub use catalogue::{ServiceImport, ServiceUserImport};
 pub use customers::Upsert;
+pub use items::NewItem;
 
 use crate::domain::DomainError;
 
@@ -101,12 +102,10 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
         .is_some_and(|d| d.is_unique_violation())
 }
 
-#[allow(dead_code)] // used by the catalogue and billing tables
 pub(crate) fn money(micros: i64) -> crate::domain::Money {
     crate::domain::Money::from_micros(micros)
 }
 
-#[allow(dead_code)]
 pub(crate) fn micros(m: crate::domain::Money) -> Result<i64, StoreError> {
     m.to_micros()
         .map_err(|e| StoreError::Refused(e.to_string()))

@@ -1,0 +1,163 @@
+//! Reading import files (CSV with a header row, or a JSON array of objects) into records that
+//! remember their line, so that each bad row can be reported by file and line.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+/// One record of an import file: its line number and its fields.
+pub struct Record {
+    pub line: u64,
+    pub fields: Map<String, Value>,
+}
+
+/// Reads `path` as JSON when it starts with `[` (after whitespace), else as CSV with headers.
+pub fn read_records(path: &Path) -> anyhow::Result<Vec<Record>> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to()))?;
+    let text = text.trim_start_matches('\u{feff}');
+    if text.trim_start().starts_with('[') {
+        read_json(path, text)
+    } else {
+        read_csv(path, text)
+    }
+}
+
+fn read_csv(path: &Path, text: &str) -> anyhow::Result<Vec<Record>> {
+    let mut reader = csv::ReaderBuilder::new().flexible(false).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| anyhow::anyhow!("{}: cannot read the header row: {e}", path.display()))?
+        .iter()
+        .map(|h| h.to_ascii_lowercase().replace([' ', '-'], "_"))
+        .collect();
+    let mut out = Vec::new();
+    for row in reader.records() {
+        let row = match row {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                let mut fields = Map::new();
+                fields.insert("__error".into(), Value::String(format!("malformed CSV row: {e}")));
+                out.push(Record { line, fields });
+                continue;
+            }
+        };
+        let line = row.position().map(|p| p.line()).unwrap_or(0);
+        let mut fields = Map::new();
+        for (h, v) in headers.iter().zip(row.iter()) {
+            if !v.is_empty() {
+                fields.insert(h.clone(), Value::String(v.to_string()));
+            }
+        }
+        out.push(Record { line, fields });
+    }
+    Ok(out)
+}
+
+fn read_json(path: &Path, text: &str) -> anyhow::Result<Vec<Record>> {
+    let values: Vec<Value> = serde_json::from_str(text).map_err(|e| {
+        anyhow::anyhow!("{}:{}: not a JSON array of objects: {e}", path.display(), e.line())
+    })?;
+    let lines = element_lines(text);
+    Ok(values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let line = lines.get(i).copied().unwrap_or(0);
+            match v {
+                Value::Object(fields) => Record { line, fields },
+                other => {
+                    let mut fields = Map::new();
+                    fields.insert("__error".into(), Value::String(format!("expected an object, found {other}")));
+                    Record { line, fields }
+                }
+            }
+        })
+        .collect())
+}
+
+/// The line on which each element of a top-level JSON array starts.
+fn element_lines(text: &str) -> Vec<u64> {
+    let (mut depth, mut line, mut in_str, mut esc) = (0i32, 1u64, false, false);
+    let mut expecting = false;
+    let mut out = Vec::new();
+    for c in text.chars() {
+        if c == '\n' {
+            line += 1;
+        }
+        if in_str {
+            match (esc, c) {
+                (true, _) => esc = false,
+                (false, '\\') => esc = true,
+                (false, '"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        if depth == 1 && expecting && !c.is_whitespace() && c != ']' {
+            out.push(line);
+            expecting = false;
+        }
+        match c {
+            '"' => in_str = true,
+            '[' | '{' => {
+                depth += 1;
+                if depth == 1 {
+                    expecting = true;
+                }
+            }
+            ']' | '}' => depth -= 1,
+            ',' if depth == 1 => expecting = true,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Typed access to a record's fields, with errors that name the field.
+pub struct Fields<'a>(pub &'a Map<String, Value>);
+
+impl Fields<'_> {
+    pub fn str(&self, key: &str) -> Option<String> {
+        match self.0.get(key) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    pub fn required(&self, key: &str) -> Result<String, String> {
+        self.str(key).ok_or_else(|| format!("`{key}` is missing"))
+    }
+
+    pub fn bool(&self, key: &str, default: bool) -> Result<bool, String> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+                "" => Ok(default),
+                "true" | "yes" | "y" | "1" | "enabled" => Ok(true),
+                "false" | "no" | "n" | "0" | "disabled" => Ok(false),
+                other => Err(format!("`{key}`: {other:?} is not yes/no")),
+            },
+            Some(other) => Err(format!("`{key}`: {other} is not yes/no")),
+        }
+    }
+
+    pub fn error(&self) -> Option<String> {
+        self.str("__error")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_elements_know_their_lines() {
+        let text = "[\n  {\"a\": \"x,]\"},\n  {\"b\": [1, 2]}\n,\n{}]";
+        assert_eq!(element_lines(text), vec![2, 3, 5]);
+    }
+}
