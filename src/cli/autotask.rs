@@ -22,7 +22,9 @@ pub async fn import_customers(
     _companies: &[crate::domain::AutotaskCompanyId],
     _all_active: bool,
 ) -> anyhow::Result<()> {
-    anyhow::bail!("importing customers from Autotask needs the Autotask client, which is not built yet")
+    anyhow::bail!(
+        "importing customers from Autotask needs the Autotask client, which is not built yet"
+    )
 }
 
 /// Checks contract, product and material code against Autotask before an assignment is saved

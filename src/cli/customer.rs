@@ -6,12 +6,13 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::Ctx;
 use super::import::{Fields, Record, read_records};
 use super::output::{say, table};
-use super::Ctx;
 use crate::domain::customer::BusinessDetails;
 use crate::domain::{
-    AutotaskCompanyId, BillingTarget, Customer, CustomerId, Email, NewCustomer, NonEmpty, XeroContactId,
+    AutotaskCompanyId, BillingTarget, Customer, CustomerId, Email, NewCustomer, NonEmpty,
+    XeroContactId,
 };
 use crate::store::Upsert;
 
@@ -118,7 +119,14 @@ pub async fn run(ctx: &Ctx, cmd: CustomerCmd) -> anyhow::Result<()> {
         CustomerCmd::LinkXero(a) => link_xero(ctx, a).await,
         CustomerCmd::LinkAutotask { id, company } => {
             let c = ctx.store.link_autotask(&ctx.actor, id, company).await?;
-            say(ctx, &format!("customer {} ({}) is now billed through Autotask company {company}", c.id, c.name), json!(c));
+            say(
+                ctx,
+                &format!(
+                    "customer {} ({}) is now billed through Autotask company {company}",
+                    c.id, c.name
+                ),
+                json!(c),
+            );
             Ok(())
         }
     }
@@ -127,7 +135,9 @@ pub async fn run(ctx: &Ctx, cmd: CustomerCmd) -> anyhow::Result<()> {
 async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<()> {
     let target = match (a.autotask_company, a.xero_contact_id.as_deref()) {
         (Some(company_id), _) => BillingTarget::Autotask { company_id },
-        (None, Some(g)) => BillingTarget::Xero { contact_id: Some(XeroContactId::parse(g)?) },
+        (None, Some(g)) => BillingTarget::Xero {
+            contact_id: Some(XeroContactId::parse(g)?),
+        },
         (None, None) => BillingTarget::Xero { contact_id: None },
     };
     let new = NewCustomer {
@@ -148,7 +158,11 @@ async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<()> {
         payment_terms_days: a.payment_terms_days.map(check_terms).transpose()?,
     };
     let c = ctx.store.add_customer(&ctx.actor, &new).await?;
-    say(ctx, &format!("added customer {} ({}){}", c.id, c.name, email_flag(&c)), json!(c));
+    say(
+        ctx,
+        &format!("added customer {} ({}){}", c.id, c.name, email_flag(&c)),
+        json!(c),
+    );
     Ok(())
 }
 
@@ -166,13 +180,26 @@ pub fn customer_from_record(r: &Record) -> Result<NewCustomer, String> {
         return Err(e);
     }
     let name = NonEmpty::parse("name", &f.required("name")?).map_err(|e| e.to_string())?;
-    let target = match f.str("target").unwrap_or_else(|| "xero".into()).to_ascii_lowercase().as_str() {
+    let target = match f
+        .str("target")
+        .unwrap_or_else(|| "xero".into())
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "autotask" => {
             let id = f.required("autotask_company_id")?;
-            BillingTarget::Autotask { company_id: id.parse().map_err(|e: crate::domain::DomainError| e.to_string())? }
+            BillingTarget::Autotask {
+                company_id: id
+                    .parse()
+                    .map_err(|e: crate::domain::DomainError| e.to_string())?,
+            }
         }
         "xero" => BillingTarget::Xero {
-            contact_id: f.str("xero_contact_id").map(|g| XeroContactId::parse(&g)).transpose().map_err(|e| e.to_string())?,
+            contact_id: f
+                .str("xero_contact_id")
+                .map(|g| XeroContactId::parse(&g))
+                .transpose()
+                .map_err(|e| e.to_string())?,
         },
         other => return Err(format!("`target`: {other:?} is neither xero nor autotask")),
     };
@@ -190,7 +217,11 @@ pub fn customer_from_record(r: &Record) -> Result<NewCustomer, String> {
         name,
         enabled: f.bool("enabled", true)?,
         target,
-        email: f.str("email").map(|e| Email::parse(&e)).transpose().map_err(|e| e.to_string())?,
+        email: f
+            .str("email")
+            .map(|e| Email::parse(&e))
+            .transpose()
+            .map_err(|e| e.to_string())?,
         details: BusinessDetails {
             phone: f.str("phone"),
             address: f.str("address"),
@@ -213,7 +244,11 @@ async fn import(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<()> {
     let mut report = ImportReport::default();
     for r in &records {
         let outcome = match customer_from_record(r) {
-            Ok(c) => ctx.store.upsert_customer(&ctx.actor, &c).await.map_err(|e| e.to_string()),
+            Ok(c) => ctx
+                .store
+                .upsert_customer(&ctx.actor, &c)
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
         report.record(&path, r.line, outcome.map(|(_, u)| u));
@@ -236,7 +271,9 @@ impl ImportReport {
             Ok(Upsert::Created) => self.created += 1,
             Ok(Upsert::Updated) => self.updated += 1,
             Ok(Upsert::Unchanged) => self.unchanged += 1,
-            Err(e) => self.rejected.push(format!("{}:{line}: {e}", path.display())),
+            Err(e) => self
+                .rejected
+                .push(format!("{}:{line}: {e}", path.display())),
         }
     }
 
@@ -257,19 +294,28 @@ impl ImportReport {
             );
         }
         if !self.rejected.is_empty() {
-            bail!("{} row(s) rejected; the other rows were imported", self.rejected.len());
+            bail!(
+                "{} row(s) rejected; the other rows were imported",
+                self.rejected.len()
+            );
         }
         Ok(())
     }
 }
 
 fn email_flag(c: &Customer) -> &'static str {
-    if c.email.is_none() && !c.target.is_autotask() { " — no email address: its invoices cannot be emailed" } else { "" }
+    if c.email.is_none() && !c.target.is_autotask() {
+        " — no email address: its invoices cannot be emailed"
+    } else {
+        ""
+    }
 }
 
 fn target_text(c: &Customer) -> String {
     match &c.target {
-        BillingTarget::Xero { contact_id: Some(id) } => format!("xero {id}"),
+        BillingTarget::Xero {
+            contact_id: Some(id),
+        } => format!("xero {id}"),
         BillingTarget::Xero { contact_id: None } => "xero (not linked)".into(),
         BillingTarget::Autotask { company_id } => format!("autotask company {company_id}"),
     }
@@ -289,7 +335,10 @@ async fn list(ctx: &Ctx) -> anyhow::Result<()> {
                 c.name.to_string(),
                 if c.enabled { "enabled" } else { "disabled" }.into(),
                 target_text(c),
-                c.email.as_ref().map(|e| e.to_string()).unwrap_or_else(|| "NO EMAIL".into()),
+                c.email
+                    .as_ref()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "NO EMAIL".into()),
             ]
         })
         .collect();
@@ -302,15 +351,28 @@ async fn show(ctx: &Ctx, id: CustomerId) -> anyhow::Result<()> {
     let services = ctx.store.live_assignments(Some(id)).await?;
     let items = ctx.store.items(Some(id)).await?;
     if ctx.json {
-        println!("{}", json!({"customer": c, "services": services, "items": items}));
+        println!(
+            "{}",
+            json!({"customer": c, "services": services, "items": items})
+        );
         return Ok(());
     }
     println!("customer {} — {}", c.id, c.name);
-    println!("  status:         {}", if c.enabled { "enabled" } else { "disabled (invoiced, never emailed)" });
+    println!(
+        "  status:         {}",
+        if c.enabled {
+            "enabled"
+        } else {
+            "disabled (invoiced, never emailed)"
+        }
+    );
     println!("  billed through: {}", target_text(&c));
     println!(
         "  email:          {}",
-        c.email.as_ref().map(|e| e.to_string()).unwrap_or_else(|| "none — invoices cannot be emailed".into())
+        c.email
+            .as_ref()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "none — invoices cannot be emailed".into())
     );
     if let Some(d) = c.payment_terms_days {
         println!("  payment terms:  {d} days from the 1st");
@@ -318,24 +380,45 @@ async fn show(ctx: &Ctx, id: CustomerId) -> anyhow::Result<()> {
     println!("\nservices:");
     let rows: Vec<Vec<String>> = services
         .iter()
-        .map(|a| vec![a.service_id.to_string(), a.service_name.clone(), a.state().to_string(), a.starts_on.to_string()])
+        .map(|a| {
+            vec![
+                a.service_id.to_string(),
+                a.service_name.clone(),
+                a.state().to_string(),
+                a.starts_on.to_string(),
+            ]
+        })
         .collect();
     table(&["service", "name", "state", "since"], &rows);
     println!("\nitems:");
     let rows: Vec<Vec<String>> = items
         .iter()
-        .map(|i| vec![i.id.to_string(), i.kind.as_str().into(), i.description.to_string(), i.amount.to_string(), i.status.label().into()])
+        .map(|i| {
+            vec![
+                i.id.to_string(),
+                i.kind.as_str().into(),
+                i.description.to_string(),
+                i.amount.to_string(),
+                i.status.label().into(),
+            ]
+        })
         .collect();
     table(&["item", "kind", "description", "amount", "status"], &rows);
     Ok(())
 }
 
 async fn set_enabled(ctx: &Ctx, id: CustomerId, enabled: bool) -> anyhow::Result<()> {
-    let c = ctx.store.set_customer_enabled(&ctx.actor, id, enabled).await?;
+    let c = ctx
+        .store
+        .set_customer_enabled(&ctx.actor, id, enabled)
+        .await?;
     let text = if enabled {
         format!("customer {} ({}) is enabled", c.id, c.name)
     } else {
-        format!("customer {} ({}) is disabled: it keeps its services and is still invoiced, but nothing is emailed", c.id, c.name)
+        format!(
+            "customer {} ({}) is disabled: it keeps its services and is still invoiced, but nothing is emailed",
+            c.id, c.name
+        )
     };
     say(ctx, &text, json!(c));
     Ok(())
@@ -344,9 +427,20 @@ async fn set_enabled(ctx: &Ctx, id: CustomerId, enabled: bool) -> anyhow::Result
 async fn link_xero(ctx: &Ctx, a: LinkXeroArgs) -> anyhow::Result<()> {
     let contact = match (a.contact_id, a.contact_number, a.create) {
         (Some(g), _, _) => XeroContactId::parse(&g)?,
-        (None, number, create) => super::xero::resolve_contact(ctx, a.id, number.as_deref(), create).await?,
+        (None, number, create) => {
+            super::xero::resolve_contact(ctx, a.id, number.as_deref(), create).await?
+        }
     };
     let c = ctx.store.link_xero(&ctx.actor, a.id, contact).await?;
-    say(ctx, &format!("customer {} ({}) is linked to Xero contact {}", c.id, c.name, target_text(&c)), json!(c));
+    say(
+        ctx,
+        &format!(
+            "customer {} ({}) is linked to Xero contact {}",
+            c.id,
+            c.name,
+            target_text(&c)
+        ),
+        json!(c),
+    );
     Ok(())
 }

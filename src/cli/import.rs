@@ -13,9 +13,15 @@ pub struct Record {
 
 /// Reads `path` as JSON when it starts with `[` (after whitespace), else as CSV with headers.
 pub fn read_records(path: &Path) -> anyhow::Result<Vec<Record>> {
-    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| anyhow::anyhow!("{}: not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to()))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not UTF-8 text (byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
     let text = text.trim_start_matches('\u{feff}');
     if text.trim_start().starts_with('[') {
         read_json(path, text)
@@ -25,7 +31,10 @@ pub fn read_records(path: &Path) -> anyhow::Result<Vec<Record>> {
 }
 
 fn read_csv(path: &Path, text: &str) -> anyhow::Result<Vec<Record>> {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(false)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
     let headers: Vec<String> = reader
         .headers()
         .map_err(|e| anyhow::anyhow!("{}: cannot read the header row: {e}", path.display()))?
@@ -39,7 +48,10 @@ fn read_csv(path: &Path, text: &str) -> anyhow::Result<Vec<Record>> {
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
                 let mut fields = Map::new();
-                fields.insert("__error".into(), Value::String(format!("malformed CSV row: {e}")));
+                fields.insert(
+                    "__error".into(),
+                    Value::String(format!("malformed CSV row: {e}")),
+                );
                 out.push(Record { line, fields });
                 continue;
             }
@@ -58,7 +70,11 @@ fn read_csv(path: &Path, text: &str) -> anyhow::Result<Vec<Record>> {
 
 fn read_json(path: &Path, text: &str) -> anyhow::Result<Vec<Record>> {
     let values: Vec<Value> = serde_json::from_str(text).map_err(|e| {
-        anyhow::anyhow!("{}:{}: not a JSON array of objects: {e}", path.display(), e.line())
+        anyhow::anyhow!(
+            "{}:{}: not a JSON array of objects: {e}",
+            path.display(),
+            e.line()
+        )
     })?;
     let lines = element_lines(text);
     Ok(values
@@ -70,7 +86,10 @@ fn read_json(path: &Path, text: &str) -> anyhow::Result<Vec<Record>> {
                 Value::Object(fields) => Record { line, fields },
                 other => {
                     let mut fields = Map::new();
-                    fields.insert("__error".into(), Value::String(format!("expected an object, found {other}")));
+                    fields.insert(
+                        "__error".into(),
+                        Value::String(format!("expected an object, found {other}")),
+                    );
                     Record { line, fields }
                 }
             }

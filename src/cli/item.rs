@@ -7,8 +7,8 @@ use serde_json::json;
 use super::Ctx;
 use super::output::{say, table};
 use crate::domain::{
-    AutotaskCoding, ContractId, CustomerId, Item, ItemId, ItemKind, MaterialCodeId, Money, NonEmpty, Period,
-    ProductId,
+    AutotaskCoding, ContractId, CustomerId, Item, ItemId, ItemKind, MaterialCodeId, Money,
+    NonEmpty, Period, ProductId,
 };
 use crate::store::NewItem;
 
@@ -62,20 +62,49 @@ pub async fn run(ctx: &Ctx, cmd: ItemCmd) -> anyhow::Result<()> {
     match cmd {
         ItemCmd::AddOnce(a) => add(ctx, ItemKind::Once, a).await,
         ItemCmd::AddRecurring(a) => add(ctx, ItemKind::Recurring, a).await,
-        ItemCmd::Edit { id, description, amount } => {
-            let description = description.map(|d| NonEmpty::parse("description", &d)).transpose()?;
-            let i = ctx.store.edit_item(&ctx.actor, id, description, amount).await?;
-            say(ctx, &format!("item {} is now {:?} at {}", i.id, i.description.as_str(), i.amount), json!(i));
+        ItemCmd::Edit {
+            id,
+            description,
+            amount,
+        } => {
+            let description = description
+                .map(|d| NonEmpty::parse("description", &d))
+                .transpose()?;
+            let i = ctx
+                .store
+                .edit_item(&ctx.actor, id, description, amount)
+                .await?;
+            say(
+                ctx,
+                &format!(
+                    "item {} is now {:?} at {}",
+                    i.id,
+                    i.description.as_str(),
+                    i.amount
+                ),
+                json!(i),
+            );
             Ok(())
         }
         ItemCmd::Remove { id } => {
             let i = ctx.store.remove_item(&ctx.actor, id).await?;
-            say(ctx, &format!("item {} ({}) is removed", i.id, i.description), json!(i));
+            say(
+                ctx,
+                &format!("item {} ({}) is removed", i.id, i.description),
+                json!(i),
+            );
             Ok(())
         }
         ItemCmd::Restore { id } => {
             let i = ctx.store.restore_item(&ctx.actor, id).await?;
-            say(ctx, &format!("recurring item {} ({}) is active again", i.id, i.description), json!(i));
+            say(
+                ctx,
+                &format!(
+                    "recurring item {} ({}) is active again",
+                    i.id, i.description
+                ),
+                json!(i),
+            );
             Ok(())
         }
         ItemCmd::List { customer } => list(ctx, customer).await,
@@ -84,15 +113,19 @@ pub async fn run(ctx: &Ctx, cmd: ItemCmd) -> anyhow::Result<()> {
 
 async fn add(ctx: &Ctx, kind: ItemKind, a: AddItemArgs) -> anyhow::Result<()> {
     let coding = match (a.contract, a.product, a.material_code) {
-        (Some(contract_id), Some(product_id), Some(material_code_id)) => {
-            Some(AutotaskCoding { contract_id, product_id, material_code_id })
-        }
+        (Some(contract_id), Some(product_id), Some(material_code_id)) => Some(AutotaskCoding {
+            contract_id,
+            product_id,
+            material_code_id,
+        }),
         _ => None,
     };
     let starts_on = match kind {
         ItemKind::Once => {
             if a.starts_on.is_some() {
-                anyhow::bail!("--starts-on applies to recurring items only; a once-off item is billed on the next run");
+                anyhow::bail!(
+                    "--starts-on applies to recurring items only; a once-off item is billed on the next run"
+                );
             }
             None
         }
@@ -103,7 +136,9 @@ async fn add(ctx: &Ctx, kind: ItemKind, a: AddItemArgs) -> anyhow::Result<()> {
     };
     if let Some(c) = &coding {
         let customer = ctx.store.customer(a.customer).await?;
-        let on = starts_on.unwrap_or_else(|| Period::containing(chrono::Utc::now(), ctx.config.business.tz()).first_day());
+        let on = starts_on.unwrap_or_else(|| {
+            Period::containing(chrono::Utc::now(), ctx.config.business.tz()).first_day()
+        });
         super::autotask::validate_coding(ctx, &customer, c, Period::of_date(on)).await?;
     }
     let new = NewItem {
@@ -115,7 +150,18 @@ async fn add(ctx: &Ctx, kind: ItemKind, a: AddItemArgs) -> anyhow::Result<()> {
         autotask: coding,
     };
     let i = ctx.store.add_item(&ctx.actor, &new).await?;
-    say(ctx, &format!("added {} item {} for customer {}: {} {}", kind.as_str(), i.id, i.customer_id, i.description, i.amount), json!(i));
+    say(
+        ctx,
+        &format!(
+            "added {} item {} for customer {}: {} {}",
+            kind.as_str(),
+            i.id,
+            i.customer_id,
+            i.description,
+            i.amount
+        ),
+        json!(i),
+    );
     Ok(())
 }
 
@@ -142,7 +188,18 @@ async fn list(ctx: &Ctx, customer: Option<CustomerId>) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    table(&["item", "customer", "kind", "description", "amount", "starts", "status"], &rows);
+    table(
+        &[
+            "item",
+            "customer",
+            "kind",
+            "description",
+            "amount",
+            "starts",
+            "status",
+        ],
+        &rows,
+    );
     Ok(())
 }
 
@@ -160,7 +217,10 @@ pub struct AuditArgs {
 }
 
 pub async fn audit(ctx: &Ctx, a: AuditArgs) -> anyhow::Result<()> {
-    let records = ctx.store.audit_log(a.entity.as_deref(), a.id.as_deref(), a.limit).await?;
+    let records = ctx
+        .store
+        .audit_log(a.entity.as_deref(), a.id.as_deref(), a.limit)
+        .await?;
     if ctx.json {
         println!("{}", json!(records));
         return Ok(());

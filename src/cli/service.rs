@@ -13,8 +13,8 @@ use super::customer::ImportReport;
 use super::import::{Fields, Record, read_records};
 use super::output::{say, table};
 use crate::domain::{
-    AutotaskCoding, ContractId, CustomerId, MaterialCodeId, Money, NonEmpty, Period, ProductId, Service,
-    ServiceId, Transition,
+    AutotaskCoding, ContractId, CustomerId, MaterialCodeId, Money, NonEmpty, Period, ProductId,
+    Service, ServiceId, Transition,
 };
 use crate::store::{ServiceImport, ServiceUserImport};
 
@@ -90,17 +90,29 @@ pub fn service_from_record(r: &Record) -> Result<ServiceImport, String> {
             .map(str::trim)
             .filter(|u| !u.is_empty())
             .map(|u| match u.split_once('=') {
-                Some((r, l)) => ServiceUserImport { user_ref: r.trim().into(), label: Some(l.trim().into()) },
-                None => ServiceUserImport { user_ref: u.into(), label: None },
+                Some((r, l)) => ServiceUserImport {
+                    user_ref: r.trim().into(),
+                    label: Some(l.trim().into()),
+                },
+                None => ServiceUserImport {
+                    user_ref: u.into(),
+                    label: None,
+                },
             })
             .collect(),
         Some(serde_json::Value::Array(a)) => a
             .iter()
             .map(|u| match u {
-                serde_json::Value::String(s) => Ok(ServiceUserImport { user_ref: s.clone(), label: None }),
+                serde_json::Value::String(s) => Ok(ServiceUserImport {
+                    user_ref: s.clone(),
+                    label: None,
+                }),
                 serde_json::Value::Object(o) => {
                     let uf = Fields(o);
-                    Ok(ServiceUserImport { user_ref: uf.required("user_ref")?, label: uf.str("label") })
+                    Ok(ServiceUserImport {
+                        user_ref: uf.required("user_ref")?,
+                        label: uf.str("label"),
+                    })
                 }
                 other => Err(format!("`users`: {other} is not a user")),
             })
@@ -111,7 +123,10 @@ pub fn service_from_record(r: &Record) -> Result<ServiceImport, String> {
         external_ref: f.required("external_ref")?,
         parent_ref: f.str("parent_ref"),
         name: NonEmpty::parse("name", &f.required("name")?).map_err(|e| e.to_string())?,
-        kind: f.str("kind").unwrap_or_else(|| "voip".into()).to_ascii_lowercase(),
+        kind: f
+            .str("kind")
+            .unwrap_or_else(|| "voip".into())
+            .to_ascii_lowercase(),
         rebill_enabled: f.bool("rebill_enabled", false)?,
         monthly_price: money("monthly_price")?,
         monthly_cost: money("monthly_cost")?,
@@ -124,14 +139,26 @@ pub fn service_from_record(r: &Record) -> Result<ServiceImport, String> {
 
 async fn import(ctx: &Ctx, file: PathBuf) -> anyhow::Result<()> {
     let records = read_records(&file)?;
-    let mut parsed: Vec<(u64, Result<ServiceImport, String>)> =
-        records.iter().map(|r| (r.line, service_from_record(r))).collect();
+    let mut parsed: Vec<(u64, Result<ServiceImport, String>)> = records
+        .iter()
+        .map(|r| (r.line, service_from_record(r)))
+        .collect();
     // Parents first, whatever the order in the file.
-    parsed.sort_by_key(|(line, s)| (s.as_ref().map(|s| s.parent_ref.is_some()).unwrap_or(false), *line));
+    parsed.sort_by_key(|(line, s)| {
+        (
+            s.as_ref().map(|s| s.parent_ref.is_some()).unwrap_or(false),
+            *line,
+        )
+    });
     let mut report = ImportReport::default();
     for (line, s) in parsed {
         let outcome = match s {
-            Ok(s) => ctx.store.import_service(&ctx.actor, &s).await.map(|(_, u)| u).map_err(|e| e.to_string()),
+            Ok(s) => ctx
+                .store
+                .import_service(&ctx.actor, &s)
+                .await
+                .map(|(_, u)| u)
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
         report.record(&file, line, outcome);
@@ -147,7 +174,10 @@ async fn list(ctx: &Ctx, assignable: bool) -> anyhow::Result<()> {
         all.iter()
             .filter(|s| {
                 s.assignability().is_ok()
-                    || (s.is_parent && all.iter().any(|c| c.parent_id == Some(s.id) && c.assignability().is_ok()))
+                    || (s.is_parent
+                        && all
+                            .iter()
+                            .any(|c| c.parent_id == Some(s.id) && c.assignability().is_ok()))
             })
             .collect()
     } else {
@@ -168,7 +198,11 @@ async fn list(ctx: &Ctx, assignable: bool) -> anyhow::Result<()> {
         .iter()
         .map(|s| {
             let holder = holders.iter().find(|a| a.service_id == s.id);
-            let name = if s.parent_id.is_some() { format!("  └ {}", s.name) } else { s.name.to_string() };
+            let name = if s.parent_id.is_some() {
+                format!("  └ {}", s.name)
+            } else {
+                s.name.to_string()
+            };
             let status = if s.is_parent {
                 "parent (choose a child)".to_string()
             } else if !s.rebill_enabled {
@@ -179,10 +213,20 @@ async fn list(ctx: &Ctx, assignable: bool) -> anyhow::Result<()> {
                     None => "free".to_string(),
                 }
             };
-            vec![s.id.to_string(), name, s.kind.clone(), s.monthly_price.to_string(), s.users.len().to_string(), status]
+            vec![
+                s.id.to_string(),
+                name,
+                s.kind.clone(),
+                s.monthly_price.to_string(),
+                s.users.len().to_string(),
+                status,
+            ]
         })
         .collect();
-    table(&["id", "service", "kind", "monthly", "users", "status"], &rows);
+    table(
+        &["id", "service", "kind", "monthly", "users", "status"],
+        &rows,
+    );
     Ok(())
 }
 
@@ -194,11 +238,24 @@ async fn show(ctx: &Ctx, id: ServiceId) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("service {} — {} ({})", s.id, s.name, s.kind);
-    println!("  rebilling: {}", if s.rebill_enabled { "enabled" } else { "not enabled" });
-    println!("  monthly:   price {} / cost {}", s.monthly_price, s.monthly_cost);
+    println!(
+        "  rebilling: {}",
+        if s.rebill_enabled {
+            "enabled"
+        } else {
+            "not enabled"
+        }
+    );
+    println!(
+        "  monthly:   price {} / cost {}",
+        s.monthly_price, s.monthly_cost
+    );
     println!("\nusers:");
-    let rows: Vec<Vec<String>> =
-        s.users.iter().map(|u| vec![u.user_ref.clone(), u.label.clone().unwrap_or_default()]).collect();
+    let rows: Vec<Vec<String>> = s
+        .users
+        .iter()
+        .map(|u| vec![u.user_ref.clone(), u.label.clone().unwrap_or_default()])
+        .collect();
     table(&["user", "label"], &rows);
     println!("\nassignments (newest first):");
     let rows: Vec<Vec<String>> = history
@@ -219,11 +276,15 @@ async fn show(ctx: &Ctx, id: ServiceId) -> anyhow::Result<()> {
 
 async fn assign(ctx: &Ctx, a: AssignArgs) -> anyhow::Result<()> {
     let tz = ctx.config.business.tz();
-    let starts_on = a.starts_on.unwrap_or_else(|| chrono::Utc::now().with_timezone(&tz).date_naive());
+    let starts_on = a
+        .starts_on
+        .unwrap_or_else(|| chrono::Utc::now().with_timezone(&tz).date_naive());
     let coding = match (a.contract, a.product, a.material_code) {
-        (Some(contract_id), Some(product_id), Some(material_code_id)) => {
-            Some(AutotaskCoding { contract_id, product_id, material_code_id })
-        }
+        (Some(contract_id), Some(product_id), Some(material_code_id)) => Some(AutotaskCoding {
+            contract_id,
+            product_id,
+            material_code_id,
+        }),
         _ => None,
     };
     if let Some(c) = &coding {
@@ -231,14 +292,26 @@ async fn assign(ctx: &Ctx, a: AssignArgs) -> anyhow::Result<()> {
         let period = Period::of_date(starts_on);
         super::autotask::validate_coding(ctx, &customer, c, period)
             .await
-            .with_context(|| format!("service {} was not assigned to customer {} ({})", a.id, customer.id, customer.name))?;
+            .with_context(|| {
+                format!(
+                    "service {} was not assigned to customer {} ({})",
+                    a.id, customer.id, customer.name
+                )
+            })?;
     }
-    let view = ctx.store.assign(&ctx.actor, a.id, a.customer, starts_on, coding).await?;
+    let view = ctx
+        .store
+        .assign(&ctx.actor, a.id, a.customer, starts_on, coding)
+        .await?;
     say(
         ctx,
         &format!(
             "service {} ({}) is ASSIGNED to customer {} ({}) from {}",
-            view.service_id, view.service_name, view.customer_id, view.customer_name, view.starts_on
+            view.service_id,
+            view.service_name,
+            view.customer_id,
+            view.customer_name,
+            view.starts_on
         ),
         json!(view),
     );
@@ -253,7 +326,10 @@ async fn transition(ctx: &Ctx, id: ServiceId, t: Transition) -> anyhow::Result<(
             view.service_id, view.service_name, view.customer_id
         ),
         Transition::Restore => {
-            format!("service {} ({}) is ASSIGNED to customer {} again", view.service_id, view.service_name, view.customer_id)
+            format!(
+                "service {} ({}) is ASSIGNED to customer {} again",
+                view.service_id, view.service_name, view.customer_id
+            )
         }
         Transition::Unassign => format!(
             "service {} ({}) is free: it is no longer assigned to customer {} ({})",

@@ -23,5 +23,7 @@ pub async fn resolve_contact(
     _number: Option<&str>,
     _create: bool,
 ) -> anyhow::Result<crate::domain::XeroContactId> {
-    anyhow::bail!("finding or creating Xero contacts needs the Xero connection, which is not built yet")
+    anyhow::bail!(
+        "finding or creating Xero contacts needs the Xero connection, which is not built yet"
+    )
 }

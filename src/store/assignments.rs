@@ -10,8 +10,8 @@ use super::{Actor, Store, StoreError, is_unique_violation, on_db};
 use crate::domain::assignment::next_state;
 use crate::domain::service::NotAssignable;
 use crate::domain::{
-    AssignmentId, AssignmentState, AutotaskCoding, ContractId, CustomerId, MaterialCodeId, ProductId,
-    ServiceId, Transition,
+    AssignmentId, AssignmentState, AutotaskCoding, ContractId, CustomerId, MaterialCodeId,
+    ProductId, ServiceId, Transition,
 };
 
 /// An assignment with the names a person needs to read it.
@@ -55,7 +55,11 @@ impl AssignmentView {
     }
 
     pub fn autotask(&self) -> Result<Option<AutotaskCoding>, StoreError> {
-        match (self.autotask_contract_id, self.autotask_product_id, self.autotask_material_code_id) {
+        match (
+            self.autotask_contract_id,
+            self.autotask_product_id,
+            self.autotask_material_code_id,
+        ) {
             (Some(c), Some(p), Some(m)) => Ok(Some(AutotaskCoding {
                 contract_id: ContractId::new(c)?,
                 product_id: ProductId::new(p)?,
@@ -92,7 +96,10 @@ impl Store {
     ) -> Result<AssignmentView, StoreError> {
         let service = self.service(service_id).await?;
         let customer = self.customer(customer_id).await?;
-        let who = format!("service {} ({}) to customer {} ({})", service.id, service.name, customer.id, customer.name);
+        let who = format!(
+            "service {} ({}) to customer {} ({})",
+            service.id, service.name, customer.id, customer.name
+        );
         match service.assignability() {
             Err(NotAssignable::IsParent) => {
                 return Err(StoreError::Refused(format!(
@@ -235,7 +242,10 @@ impl Store {
     }
 
     /// The ASSIGNED or EXCLUDED assignment of a service, if any.
-    pub async fn live_assignment(&self, service_id: ServiceId) -> Result<Option<AssignmentView>, StoreError> {
+    pub async fn live_assignment(
+        &self,
+        service_id: ServiceId,
+    ) -> Result<Option<AssignmentView>, StoreError> {
         Ok(on_db!(self, p => sqlx::query_as(
             select_assignments!("WHERE a.service_id = $1 AND a.state <> 'unassigned'"))
             .bind(service_id.get())
@@ -244,7 +254,10 @@ impl Store {
     }
 
     /// Live assignments (of one customer, or all), oldest first.
-    pub async fn live_assignments(&self, customer: Option<CustomerId>) -> Result<Vec<AssignmentView>, StoreError> {
+    pub async fn live_assignments(
+        &self,
+        customer: Option<CustomerId>,
+    ) -> Result<Vec<AssignmentView>, StoreError> {
         Ok(on_db!(self, p => sqlx::query_as(select_assignments!(
             "WHERE a.state <> 'unassigned' AND (CAST($1 AS BIGINT) IS NULL OR a.customer_id = $1) ORDER BY a.customer_id, a.id"))
             .bind(customer.map(|c| c.get()))
@@ -253,11 +266,16 @@ impl Store {
     }
 
     /// Every assignment a service has had, newest first.
-    pub async fn assignment_history(&self, service_id: ServiceId) -> Result<Vec<AssignmentView>, StoreError> {
-        Ok(on_db!(self, p => sqlx::query_as(select_assignments!("WHERE a.service_id = $1 ORDER BY a.id DESC"))
+    pub async fn assignment_history(
+        &self,
+        service_id: ServiceId,
+    ) -> Result<Vec<AssignmentView>, StoreError> {
+        Ok(
+            on_db!(self, p => sqlx::query_as(select_assignments!("WHERE a.service_id = $1 ORDER BY a.id DESC"))
             .bind(service_id.get())
             .fetch_all(p)
-            .await?))
+            .await?),
+        )
     }
 }
 

@@ -90,10 +90,17 @@ impl ServiceRow {
 impl Store {
     /// Creates or updates one catalogue entry by its external reference, with its users, in one
     /// transaction. A parent must exist (be imported earlier) before its children.
-    pub async fn import_service(&self, actor: &Actor, s: &ServiceImport) -> Result<(ServiceId, Upsert), StoreError> {
+    pub async fn import_service(
+        &self,
+        actor: &Actor,
+        s: &ServiceImport,
+    ) -> Result<(ServiceId, Upsert), StoreError> {
         let parent_id = match &s.parent_ref {
             Some(r) => Some(self.service_by_ref(r).await?.ok_or_else(|| {
-                StoreError::Refused(format!("parent service {r:?} of {:?} is not in the catalogue", s.external_ref))
+                StoreError::Refused(format!(
+                    "parent service {r:?} of {:?} is not in the catalogue",
+                    s.external_ref
+                ))
             })?),
             None => None,
         };
@@ -106,13 +113,19 @@ impl Store {
             )));
         }
         let before = self.service_by_ref(&s.external_ref).await?;
-        let mut users: Vec<(String, Option<String>)> =
-            s.users.iter().map(|u| (normalise_user_ref(&u.user_ref), u.label.clone())).collect();
+        let mut users: Vec<(String, Option<String>)> = s
+            .users
+            .iter()
+            .map(|u| (normalise_user_ref(&u.user_ref), u.label.clone()))
+            .collect();
         users.sort();
         users.dedup_by(|a, b| a.0 == b.0);
         if let Some(b) = &before {
-            let mut old: Vec<(String, Option<String>)> =
-                b.users.iter().map(|u| (u.user_ref.clone(), u.label.clone())).collect();
+            let mut old: Vec<(String, Option<String>)> = b
+                .users
+                .iter()
+                .map(|u| (u.user_ref.clone(), u.label.clone()))
+                .collect();
             old.sort();
             let same = b.parent_id == parent_id.as_ref().map(|p| p.id)
                 && b.name == s.name
@@ -201,7 +214,11 @@ impl Store {
             tx.commit().await?;
             id
         });
-        let outcome = if before.is_some() { Upsert::Updated } else { Upsert::Created };
+        let outcome = if before.is_some() {
+            Upsert::Updated
+        } else {
+            Upsert::Created
+        };
         Ok((ServiceId::new(id)?, outcome))
     }
 
@@ -211,7 +228,11 @@ impl Store {
             .fetch_optional(p)
             .await?);
         let row = row.ok_or_else(|| StoreError::NotFound(format!("service {id}")))?;
-        let users = self.users_of(&[row.id]).await?.remove(&row.id).unwrap_or_default();
+        let users = self
+            .users_of(&[row.id])
+            .await?
+            .remove(&row.id)
+            .unwrap_or_default();
         row.into_service(users)
     }
 
@@ -249,7 +270,10 @@ impl Store {
             .await?);
         let mut map: BTreeMap<i64, Vec<ServiceUser>> = BTreeMap::new();
         for r in rows.into_iter().filter(|r| ids.contains(&r.service_id)) {
-            map.entry(r.service_id).or_default().push(ServiceUser { user_ref: r.user_ref, label: r.label });
+            map.entry(r.service_id).or_default().push(ServiceUser {
+                user_ref: r.user_ref,
+                label: r.label,
+            });
         }
         Ok(map)
     }

@@ -6,8 +6,8 @@ use super::audit::{snapshot, write_audit};
 use super::{Actor, Store, StoreError, micros, money, on_db};
 use crate::domain::item::{check_editable, check_removable, check_restorable};
 use crate::domain::{
-    AutotaskCoding, ContractId, CustomerId, Item, ItemId, ItemKind, ItemStatus, MaterialCodeId, Money,
-    NonEmpty, Period, ProductId,
+    AutotaskCoding, ContractId, CustomerId, Item, ItemId, ItemKind, ItemStatus, MaterialCodeId,
+    Money, NonEmpty, Period, ProductId,
 };
 
 /// A new item, as entered.
@@ -49,7 +49,11 @@ macro_rules! select_items {
 impl TryFrom<ItemRow> for Item {
     type Error = StoreError;
     fn try_from(r: ItemRow) -> Result<Item, StoreError> {
-        let autotask = match (r.autotask_contract_id, r.autotask_product_id, r.autotask_material_code_id) {
+        let autotask = match (
+            r.autotask_contract_id,
+            r.autotask_product_id,
+            r.autotask_material_code_id,
+        ) {
             (Some(c), Some(p), Some(m)) => Some(AutotaskCoding {
                 contract_id: ContractId::new(c)?,
                 product_id: ProductId::new(p)?,
@@ -60,14 +64,19 @@ impl TryFrom<ItemRow> for Item {
         Ok(Item {
             id: ItemId::new(r.id)?,
             customer_id: CustomerId::new(r.customer_id)?,
-            kind: ItemKind::parse(&r.kind).ok_or_else(|| StoreError::Corrupt(format!("item kind {:?}", r.kind)))?,
+            kind: ItemKind::parse(&r.kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("item kind {:?}", r.kind)))?,
             description: NonEmpty::parse("item description", &r.description)?,
             amount: money(r.amount_micros),
             starts_on: r.starts_on,
             autotask,
             status: ItemStatus::parse(&r.status)
                 .ok_or_else(|| StoreError::Corrupt(format!("item status {:?}", r.status)))?,
-            invoiced_period: r.invoiced_period.as_deref().map(Period::parse).transpose()?,
+            invoiced_period: r
+                .invoiced_period
+                .as_deref()
+                .map(Period::parse)
+                .transpose()?,
         })
     }
 }
@@ -131,7 +140,8 @@ impl Store {
             .bind(id.get())
             .fetch_optional(p)
             .await?);
-        row.ok_or_else(|| StoreError::NotFound(format!("item {id}")))?.try_into()
+        row.ok_or_else(|| StoreError::NotFound(format!("item {id}")))?
+            .try_into()
     }
 
     /// Items of one customer (or all), in the order they were added.
@@ -183,7 +193,13 @@ impl Store {
         self.write_item(actor, &before, &after, "restore").await
     }
 
-    async fn write_item(&self, actor: &Actor, before: &Item, after: &Item, action: &str) -> Result<Item, StoreError> {
+    async fn write_item(
+        &self,
+        actor: &Actor,
+        before: &Item,
+        after: &Item,
+        action: &str,
+    ) -> Result<Item, StoreError> {
         let amount = micros(after.amount)?;
         on_db!(self, p => {
             let mut tx = p.begin().await?;
