@@ -19,7 +19,7 @@ use crate::store::Upsert;
 #[derive(Debug, Subcommand)]
 pub enum CustomerCmd {
     /// Add a customer by hand
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// Import customers from a CSV or JSON file (or from Autotask), idempotently by external reference
     Import(ImportArgs),
     /// List customers
@@ -110,7 +110,7 @@ pub struct LinkXeroArgs {
 
 pub async fn run(ctx: &Ctx, cmd: CustomerCmd) -> anyhow::Result<()> {
     match cmd {
-        CustomerCmd::Add(a) => add(ctx, a).await,
+        CustomerCmd::Add(a) => add(ctx, *a).await,
         CustomerCmd::Import(a) => import(ctx, a).await,
         CustomerCmd::List => list(ctx).await,
         CustomerCmd::Show { id } => show(ctx, id).await,
