@@ -1,10 +1,178 @@
-//! The resync flag and the billing-run commands (filled in by the billing-run issue).
+//! The billing-run commands: `run`, `push`, `--resync`, `invoice list|show|export`, `reconcile`, `status`.
 
-use clap::Args;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::Ctx;
+use super::output::table;
+use crate::domain::{CustomerId, Money, Period};
 
 #[derive(Debug, Args)]
 pub struct ResyncArgs {
-    /// Recompute a period and bring Autotask and Xero in line
+    /// Recompute a period and bring Autotask and Xero in line with it
     #[arg(long)]
     pub resync: bool,
+    /// With --resync: the period YYYY-MM [default: the current period]
+    #[arg(long, requires = "resync")]
+    pub period: Option<Period>,
+    /// With --resync: only this customer
+    #[arg(long, requires = "resync")]
+    pub customer: Option<CustomerId>,
+    /// With --resync: print the plan and change nothing, locally or remotely
+    #[arg(long, requires = "resync")]
+    pub dry_run: bool,
+    /// With --resync: exit non-zero instead of waiting when another process holds the period
+    #[arg(long, requires = "resync")]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InvoiceCmd {
+    /// List invoices with where they went
+    List {
+        #[arg(long)]
+        period: Option<Period>,
+        #[arg(long)]
+        customer: Option<CustomerId>,
+    },
+    /// Show one invoice (by number) with its lines, outbox and ledger
+    Show { number: String },
+    /// Write a period's invoices in Xero's invoice import CSV layout
+    Export {
+        #[arg(long)]
+        period: Period,
+        #[arg(long, value_parser = ["xero-csv"], default_value = "xero-csv")]
+        format: String,
+        /// Output file [default: stdout]
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+pub async fn invoice(ctx: &Ctx, cmd: InvoiceCmd) -> anyhow::Result<()> {
+    match cmd {
+        InvoiceCmd::List { period, customer } => list(ctx, period, customer).await,
+        InvoiceCmd::Show { number } => show(ctx, &number).await,
+        InvoiceCmd::Export { period, format: _, output } => export(ctx, period, output).await,
+    }
+}
+
+fn email_state(i: &crate::store::billing::StoredInvoice) -> String {
+    match (&i.emailed_at, i.email_decision.as_str()) {
+        (Some(t), _) => format!("emailed {}", t.format("%Y-%m-%d")),
+        (None, "send") => "to be emailed".into(),
+        (None, d) => d.replace('_', " "),
+    }
+}
+
+async fn list(ctx: &Ctx, period: Option<Period>, customer: Option<CustomerId>) -> anyhow::Result<()> {
+    let invoices = ctx.store.invoices(period, customer).await?;
+    if ctx.json {
+        println!("{}", json!(invoices));
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for i in &invoices {
+        let went = match i.destination.as_str() {
+            "xero" => match (&i.xero_invoice_id, &i.xero_status) {
+                (Some(id), s) => format!("xero {} {}", s.as_deref().unwrap_or(""), &id[..id.len().min(8)]),
+                (None, _) => "xero (not yet pushed)".into(),
+            },
+            _ => {
+                let lines = ctx.store.invoice_lines(i.id).await?;
+                let pushed = lines.iter().filter(|l| l.autotask_charge_id.is_some()).count();
+                format!("autotask {pushed}/{} charges", lines.iter().filter(|l| !l.removed).count())
+            }
+        };
+        rows.push(vec![
+            i.number.clone(),
+            i.period.clone(),
+            format!("{} ({})", i.customer_id, i.customer_name),
+            i.total().to_string(),
+            went,
+            email_state(i),
+        ]);
+    }
+    table(&["invoice", "period", "customer", "total", "pushed to", "email"], &rows);
+    Ok(())
+}
+
+async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
+    let i = ctx.store.invoice_by_number(number).await?;
+    let lines = ctx.store.invoice_lines(i.id).await?;
+    let outbox = ctx.store.outbox(Some(i.id)).await?;
+    let ledger = ctx.store.ledger(Some(i.id)).await?;
+    if ctx.json {
+        println!("{}", json!({"invoice": i, "lines": lines, "outbox": outbox, "ledger": ledger}));
+        return Ok(());
+    }
+    println!("invoice {} — {} — customer {} ({})", i.number, i.period, i.customer_id, i.customer_name);
+    println!("  dated {} due {}, total {} {}", i.issue_date, i.due_date, i.total(), i.currency);
+    match i.destination.as_str() {
+        "xero" => println!(
+            "  xero: {} {}",
+            i.xero_invoice_id.as_deref().unwrap_or("not yet created"),
+            i.xero_status.as_deref().unwrap_or("")
+        ),
+        _ => println!("  autotask: contract charges (never sent to Xero)"),
+    }
+    println!("  email: {}", email_state(&i));
+    println!();
+    let rows: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| {
+            vec![
+                l.description.clone() + if l.removed { " (removed)" } else { "" },
+                l.quantity.clone(),
+                l.unit_price().to_string(),
+                l.amount().to_string(),
+                l.autotask_charge_id.map(|c| format!("charge {c}")).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["line", "qty", "unit", "amount", "remote"], &rows);
+    println!("\nremote actions:");
+    let rows: Vec<Vec<String>> = outbox
+        .iter()
+        .map(|o| {
+            vec![
+                o.action.clone(),
+                o.status.clone(),
+                o.attempts.to_string(),
+                o.remote_id.clone().unwrap_or_default(),
+                o.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["action", "status", "attempts", "remote id", "last error"], &rows);
+    println!("\nledger:");
+    let rows: Vec<Vec<String>> = ledger
+        .iter()
+        .map(|l| {
+            vec![
+                l.completed_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                format!("{} {}", l.system, l.action),
+                l.outcome.clone(),
+                l.remote_id.clone().unwrap_or_default(),
+                l.amount_micros.map(|m| Money::from_micros(m).to_string()).unwrap_or_default(),
+                l.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["when", "action", "outcome", "remote id", "amount", "error"], &rows);
+    Ok(())
+}
+
+async fn export(ctx: &Ctx, period: Period, output: Option<PathBuf>) -> anyhow::Result<()> {
+    let csv = crate::pipeline::export_period(&ctx.store, period).await?;
+    match output {
+        Some(p) => {
+            std::fs::write(&p, csv).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+        }
+        None => print!("{csv}"),
+    }
+    Ok(())
 }

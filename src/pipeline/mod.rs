@@ -1,1 +1,119 @@
-//! pipeline (to be built).
+//! A billing run, as a pipeline whose every step is persisted before the next (DESIGN §2):
+//!
+//! 1. **snapshot** (`snapshot.rs`): read customers, assignments, items and rated calls;
+//! 2. **compute** (`domain::billing`, pure): invoices with lines;
+//! 3. **record** (`record.rs`): in one transaction per invoice, the local invoice, its lines and one
+//!    outbox entry per remote action;
+//! 4. **push** (`push.rs`): drain the outbox through the Xero and Autotask clients, writing each
+//!    outcome to the ledger in the same transaction that marks the entry done.
+//!
+//! `resync.rs` recomputes a period and plans (or, without `--dry-run`, applies) the changes;
+//! `reconcile.rs` compares the ledger with what Xero and Autotask hold. Sits on `store`, `xero`,
+//! `autotask` and `domain`; `cli` and `daemon` call it.
+
+pub mod export;
+mod push;
+mod reconcile;
+mod record;
+mod resync;
+mod snapshot;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub use push::PushReport;
+pub use reconcile::{Difference, ReconcileReport, reconcile};
+pub use resync::{PlannedAction, ResyncPlan, ResyncRequest};
+
+use crate::autotask::AutotaskClient;
+use crate::config::Config;
+use crate::domain::Period;
+use crate::store::{Store, StoreError};
+use crate::xero::XeroClient;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("Xero: {0}")]
+    Xero(#[from] crate::xero::XeroError),
+    #[error("Autotask: {0}")]
+    Autotask(#[from] crate::autotask::AutotaskError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Everything a run needs: the store, the configuration and the remote clients (absent when the
+/// integration is not configured: its entries wait in the outbox).
+#[derive(Clone)]
+pub struct Pipeline {
+    pub store: Store,
+    pub config: Config,
+    pub xero: Option<XeroClient>,
+    pub autotask: Option<AutotaskClient>,
+    /// Names this process in outbox claims and period leases.
+    pub owner: String,
+}
+
+/// What one billing run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunReport {
+    pub period: String,
+    pub invoices_created: Vec<String>,
+    pub invoices_already_recorded: usize,
+    pub skipped: Vec<(i64, String)>,
+    pub push: PushReport,
+}
+
+impl Pipeline {
+    pub fn new(store: Store, config: Config, xero: Option<XeroClient>, autotask: Option<AutotaskClient>) -> Self {
+        let owner = format!(
+            "{}:{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
+            std::process::id()
+        );
+        Pipeline { store, config, xero, autotask, owner }
+    }
+
+    /// Builds the clients the configuration enables.
+    pub async fn from_config(store: Store, config: Config) -> Result<Self, PipelineError> {
+        let xero = if config.xero.is_configured() {
+            Some(XeroClient::new(&config.xero, store.clone()).await?)
+        } else {
+            None
+        };
+        let autotask = if config.autotask.is_configured() {
+            Some(AutotaskClient::new(&config.autotask, store.clone()).await?)
+        } else {
+            None
+        };
+        Ok(Pipeline::new(store, config, xero, autotask))
+    }
+
+    /// Computes and records period `period` (idempotent: invoices already recorded are kept), then
+    /// pushes what is due. The caller holds the period lease.
+    pub async fn run_period(&self, period: Period) -> Result<RunReport, PipelineError> {
+        let snapshot = snapshot::take(&self.store, period, self.config.business.tz(), false).await?;
+        let settings = record::settings(&self.config);
+        let computed = crate::domain::billing::compute_invoices(&snapshot, period, &settings);
+        let recorded = record::record(&self.store, &self.config, period, &computed).await?;
+        let push = self.drain(Utc::now()).await?;
+        Ok(RunReport {
+            period: period.to_string(),
+            invoices_created: recorded.created,
+            invoices_already_recorded: recorded.already_recorded,
+            skipped: self.store.skips(period).await?,
+            push,
+        })
+    }
+
+    /// Pushes every outbox entry that is due at `now`.
+    pub async fn drain(&self, now: DateTime<Utc>) -> Result<PushReport, PipelineError> {
+        push::drain(self, now).await
+    }
+}
+
+/// A period's invoices in Xero's import CSV layout.
+pub async fn export_period(store: &Store, period: Period) -> Result<String, PipelineError> {
+    export::export_period(store, period).await
+}

@@ -616,3 +616,133 @@ macro_rules! insert_ledger {
     };
 }
 use insert_ledger;
+
+/// What a resync changes on one recorded invoice, applied in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct InvoiceChanges {
+    pub changed: Vec<(i64, NewLine)>,
+    pub added: Vec<NewLine>,
+    pub removed: Vec<i64>,
+    /// Remote actions: per-line actions index `changed` then `added` then `removed`, in that order.
+    pub actions: Vec<NewAction>,
+    /// Outbox entries made pointless by the change (e.g. a pending email of a now-empty invoice).
+    pub cancel: Vec<i64>,
+}
+
+impl Store {
+    /// Applies a resync's changes to a recorded invoice: lines updated, added or flagged removed, the
+    /// total and revision bumped, and the remote actions queued, at once.
+    pub async fn apply_invoice_changes(&self, invoice_id: i64, c: &InvoiceChanges) -> Result<i32, StoreError> {
+        let now = Utc::now();
+        on_db!(self, p => {
+            let mut tx = p.begin().await?;
+            let (customer_id, period, revision): (i64, String, i32) =
+                sqlx::query_as("SELECT customer_id, period, revision FROM invoices WHERE id = $1")
+                    .bind(invoice_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let mut line_ids: Vec<i64> = Vec::new();
+            for (id, l) in &c.changed {
+                sqlx::query(
+                    "UPDATE invoice_lines SET description = $2, quantity = $3, unit_price_micros = $4, amount_micros = $5, \
+                     unit_cost_micros = $6, removed = FALSE WHERE id = $1",
+                )
+                .bind(id)
+                .bind(&l.description)
+                .bind(l.quantity.to_string())
+                .bind(micros(l.unit_price)?)
+                .bind(micros(l.amount)?)
+                .bind(micros(l.unit_cost)?)
+                .execute(&mut *tx)
+                .await?;
+                line_ids.push(*id);
+            }
+            let next_pos: i32 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) + 1 FROM invoice_lines WHERE invoice_id = $1")
+                .bind(invoice_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            for (i, l) in c.added.iter().enumerate() {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO invoice_lines (invoice_id, customer_id, period, charge_key, position, kind, description, \
+                     quantity, unit_price_micros, amount_micros, unit_cost_micros, autotask_contract_id, \
+                     autotask_product_id, autotask_material_code_id, account_code, tax_type, item_code, source_item_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
+                )
+                .bind(invoice_id)
+                .bind(customer_id)
+                .bind(&period)
+                .bind(&l.charge_key)
+                .bind(next_pos + i as i32)
+                .bind(&l.kind)
+                .bind(&l.description)
+                .bind(l.quantity.to_string())
+                .bind(micros(l.unit_price)?)
+                .bind(micros(l.amount)?)
+                .bind(micros(l.unit_cost)?)
+                .bind(l.autotask.map(|a| a.0))
+                .bind(l.autotask.map(|a| a.1))
+                .bind(l.autotask.map(|a| a.2))
+                .bind(l.account_code.as_deref())
+                .bind(l.tax_type.as_deref())
+                .bind(l.item_code.as_deref())
+                .bind(l.source_item)
+                .fetch_one(&mut *tx)
+                .await?;
+                line_ids.push(id);
+            }
+            for id in &c.removed {
+                sqlx::query("UPDATE invoice_lines SET removed = TRUE WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                line_ids.push(*id);
+            }
+            let total: i64 = sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM invoice_lines WHERE invoice_id = $1 AND removed = FALSE",
+            )
+            .bind(invoice_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let revision = revision + 1;
+            sqlx::query("UPDATE invoices SET total_micros = $2, revision = $3, updated_at = $4 WHERE id = $1")
+                .bind(invoice_id)
+                .bind(total)
+                .bind(revision)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            for a in &c.actions {
+                sqlx::query(
+                    "INSERT INTO outbox (idempotency_key, action, invoice_id, line_id, status, not_before, next_attempt_at, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5, $5)",
+                )
+                .bind(&a.key)
+                .bind(a.action)
+                .bind(invoice_id)
+                .bind(a.line.and_then(|i| line_ids.get(i).copied()))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for id in &c.cancel {
+                sqlx::query("UPDATE outbox SET status = 'cancelled', updated_at = $2 WHERE id = $1 AND status = 'pending'")
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(revision)
+        })
+    }
+
+    /// Puts permanently failed entries of an invoice back in the queue (after a fix, on resync).
+    pub async fn retry_failed_outbox(&self, invoice_id: i64) -> Result<u64, StoreError> {
+        let now = Utc::now();
+        Ok(on_db!(self, p => sqlx::query(
+            "UPDATE outbox SET status = 'pending', next_attempt_at = $2, updated_at = $2 WHERE invoice_id = $1 AND status = 'failed'",
+        )
+        .bind(invoice_id)
+        .bind(now)
+        .execute(p)
+        .await?
+        .rows_affected()))
+    }
+}
