@@ -50,6 +50,7 @@ async fn run(args: Cli, config: Config) -> anyhow::Result<()> {
         config,
     };
     let result = match args.command {
+        _ if args.resync.resync => cli::billing::resync(&ctx, args.resync).await,
         Some(cmd) => cli::run(&ctx, cmd).await,
         None => anyhow::bail!("the daemon is not built yet; see `rebilld --help`"),
     };

@@ -176,3 +176,177 @@ async fn export(ctx: &Ctx, period: Period, output: Option<PathBuf>) -> anyhow::R
     }
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The period to bill [default: the current period in business.timezone]
+    #[arg(long)]
+    pub period: Option<Period>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    #[arg(long)]
+    pub period: Period,
+    #[arg(long, value_parser = ["table", "json"], default_value = "table")]
+    pub format: String,
+}
+
+/// The current period in the business time zone.
+pub fn current_period(ctx: &Ctx) -> Period {
+    Period::containing(chrono::Utc::now(), ctx.config.business.tz())
+}
+
+async fn pipeline(ctx: &Ctx) -> anyhow::Result<crate::pipeline::Pipeline> {
+    Ok(crate::pipeline::Pipeline::from_config(ctx.store.clone(), ctx.config.clone()).await?)
+}
+
+/// `rebilld run [--period]`: bill one period now (under the period lease), then push.
+pub async fn run_now(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
+    let period = a.period.unwrap_or_else(|| current_period(ctx));
+    let p = pipeline(ctx).await?;
+    let report = crate::daemon::with_period_lease(&p, period, false, |p| async move { p.run_period(period).await }).await?;
+    print_run(ctx, &report);
+    Ok(())
+}
+
+pub fn print_run(ctx: &Ctx, r: &crate::pipeline::RunReport) {
+    if ctx.json {
+        println!("{}", json!(r));
+        return;
+    }
+    println!("billing run {}: {} invoice(s) recorded, {} already recorded", r.period, r.invoices_created.len(), r.invoices_already_recorded);
+    for (c, why) in &r.skipped {
+        println!("  skipped customer {c}: {why}");
+    }
+    print_push(&r.push);
+}
+
+fn print_push(p: &crate::pipeline::PushReport) {
+    println!(
+        "  pushed: {} Xero invoice(s) created, {} found again, {} emailed, {} Autotask charge(s), {} update(s)",
+        p.xero_invoices_created.len(),
+        p.xero_invoices_found_again.len(),
+        p.emailed.len(),
+        p.autotask_charges,
+        p.updated
+    );
+    for f in &p.failed {
+        println!("  failed: {f}");
+    }
+    for f in &p.parked {
+        println!("  parked: {f}");
+    }
+    if p.waiting_for_config > 0 {
+        println!("  {} action(s) wait for an integration that is not configured", p.waiting_for_config);
+    }
+}
+
+/// `rebilld push`: drain the outbox once.
+pub async fn push(ctx: &Ctx) -> anyhow::Result<()> {
+    let p = pipeline(ctx).await?;
+    let r = p.drain(chrono::Utc::now()).await?;
+    if ctx.json {
+        println!("{}", json!(r));
+    } else {
+        print_push(&r);
+    }
+    Ok(())
+}
+
+/// `rebilld --resync [--period] [--customer] [--dry-run] [--no-wait]`.
+pub async fn resync(ctx: &Ctx, a: ResyncArgs) -> anyhow::Result<()> {
+    let period = a.period.unwrap_or_else(|| current_period(ctx));
+    let req = crate::pipeline::ResyncRequest { period, customer: a.customer, dry_run: a.dry_run };
+    let p = pipeline(ctx).await?;
+    let json_out = ctx.json;
+    crate::daemon::with_period_lease(&p, period, a.no_wait, |p| async move {
+        let plan = crate::pipeline::resync::plan(&p, &req).await?;
+        if json_out {
+            println!("{}", json!(plan));
+        } else {
+            println!("resync {} plan{}:", plan.period, if req.dry_run { " (dry run: nothing is changed)" } else { "" });
+            let rows: Vec<Vec<String>> = plan
+                .actions
+                .iter()
+                .map(|a| {
+                    vec![
+                        format!("{} ({})", a.customer_id, a.customer_name),
+                        a.invoice.clone().unwrap_or_else(|| "(new)".into()),
+                        a.kind.to_string(),
+                        a.description.clone(),
+                    ]
+                })
+                .collect();
+            table(&["customer", "invoice", "action", "what"], &rows);
+        }
+        if req.dry_run || plan.is_noop() {
+            return Ok(());
+        }
+        let pushed = crate::pipeline::resync::apply(&p, &plan).await?;
+        if !json_out {
+            print_push(&pushed);
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub async fn reconcile(ctx: &Ctx, a: ReconcileArgs) -> anyhow::Result<()> {
+    let p = pipeline(ctx).await?;
+    let r = crate::pipeline::reconcile(&p, a.period).await?;
+    if a.format == "json" || ctx.json {
+        println!("{}", json!(r));
+    } else {
+        println!(
+            "reconcile {}: {} Xero invoice(s) and {} Autotask charge(s) checked",
+            r.period, r.invoices_checked, r.charges_checked
+        );
+        if r.is_clean() {
+            println!("no differences: the ledger, Xero and Autotask agree");
+        } else {
+            let rows: Vec<Vec<String>> = r
+                .differences
+                .iter()
+                .map(|d| vec![d.system.to_string(), d.kind.to_string(), d.invoice.clone(), d.detail.clone()])
+                .collect();
+            table(&["system", "difference", "invoice", "detail"], &rows);
+        }
+    }
+    if !r.is_clean() {
+        anyhow::bail!("{} difference(s) between the ledger and the remote systems", r.differences.len());
+    }
+    Ok(())
+}
+
+/// `rebilld status`: the last runs, the outbox, the next scheduled run.
+pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
+    let counts = ctx.store.outbox_counts().await?;
+    let open = ctx.store.outbox(None).await?;
+    let runs = ctx.store.last_runs(12).await?;
+    let next = crate::daemon::next_run_description(&ctx.config, chrono::Utc::now());
+    if ctx.json {
+        println!("{}", json!({"runs": runs, "outbox": counts, "open": open, "next_run": next}));
+        return Ok(());
+    }
+    println!("next scheduled run: {next}");
+    println!("\nlast runs:");
+    let rows: Vec<Vec<String>> = runs.iter().map(|r| r.table_row()).collect();
+    table(&crate::store::runs::RUN_HEADERS, &rows);
+    println!("\noutbox: {}", counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", "));
+    let rows: Vec<Vec<String>> = open
+        .iter()
+        .map(|o| {
+            vec![
+                o.id.to_string(),
+                o.action.clone(),
+                o.status.clone(),
+                o.attempts.to_string(),
+                o.next_attempt_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                o.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["entry", "action", "status", "attempts", "next attempt", "last error"], &rows);
+    Ok(())
+}

@@ -73,6 +73,17 @@ pub enum Command {
     /// Autotask: look up contracts, products and material codes
     #[command(subcommand)]
     Autotask(autotask::AutotaskCmd),
+    /// Bill a period now (the daemon does this on schedule)
+    Run(billing::RunArgs),
+    /// Push what is due in the outbox once
+    Push,
+    /// Invoices: list, show, export
+    #[command(subcommand)]
+    Invoice(billing::InvoiceCmd),
+    /// Compare the ledger with Xero and Autotask; non-zero exit on any difference
+    Reconcile(billing::ReconcileArgs),
+    /// Last runs, pending and failed remote actions, the next scheduled run
+    Status,
 }
 
 /// What every command gets: the configuration, the store, who is acting, and the output mode.
@@ -113,5 +124,10 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
         Command::Bench(c) => cdr::bench(ctx, c).await,
         Command::Xero(c) => xero::run(ctx, c).await,
         Command::Autotask(c) => autotask::run(ctx, c).await,
+        Command::Run(a) => billing::run_now(ctx, a).await,
+        Command::Push => billing::push(ctx).await,
+        Command::Invoice(c) => billing::invoice(ctx, c).await,
+        Command::Reconcile(a) => billing::reconcile(ctx, a).await,
+        Command::Status => billing::status(ctx).await,
     }
 }
