@@ -431,7 +431,7 @@ mod tests {
     fn an_unknown_key_is_named() {
         let e =
             Config::from_sources("[invoices]\nauto_sned = true\n", "rebill.toml", &[]).unwrap_err();
-        assert_eq!(e.key, "invoices");
+        assert_eq!(e.key, "invoices.auto_sned");
         assert!(e.reason.contains("auto_sned"), "{e}");
         assert_eq!(e.source_name, "rebill.toml");
     }

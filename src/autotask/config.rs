@@ -3,8 +3,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, SecretSource};
 
-/// `[autotask]`: the API user and integration code.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// `[autotask]`: the API user, and how hard this daemon may use the tenant's shared budget.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AutotaskConfig {
     /// The API user's user name (an email address).
@@ -17,9 +17,51 @@ pub struct AutotaskConfig {
     #[serde(skip_serializing)]
     pub integration_code: Option<SecretString>,
     pub integration_code_file: Option<std::path::PathBuf>,
+    /// Where the user's zone (its API base URL) is looked up; the zone itself is never configured.
+    pub zone_lookup_url: String,
+    /// Concurrent requests per endpoint (Autotask allows 3).
+    pub max_concurrent: u32,
+    /// Share of the tenant's hourly request budget this daemon may use (the rest is the other
+    /// integrations').
+    pub budget_share: f64,
+    /// The tenant's budget when ThresholdInformation cannot be read.
+    pub hourly_budget: u32,
+    /// The rolling window the budget applies to.
+    pub budget_window_secs: u64,
+    /// The longest a request waits for budget before its work is parked for the next window.
+    pub max_budget_wait_secs: u64,
+    pub timeout_secs: u64,
+    pub max_retries: usize,
+    pub retry_base_ms: u64,
+}
+
+impl Default for AutotaskConfig {
+    fn default() -> Self {
+        AutotaskConfig {
+            username: None,
+            secret: None,
+            secret_file: None,
+            integration_code: None,
+            integration_code_file: None,
+            zone_lookup_url: "https://webservices.autotask.net/atservicesrest/v1.0/zoneInformation"
+                .into(),
+            max_concurrent: 2,
+            budget_share: 0.5,
+            hourly_budget: 10_000,
+            budget_window_secs: 3_600,
+            max_budget_wait_secs: 30,
+            timeout_secs: 30,
+            max_retries: 4,
+            retry_base_ms: 500,
+        }
+    }
 }
 
 impl AutotaskConfig {
+    pub fn is_configured(&self) -> bool {
+        self.username.is_some()
+    }
+
     pub fn validate(&mut self, secrets: &SecretSource) -> Result<(), ConfigError> {
         self.secret = secrets.resolve(
             "autotask.secret",
@@ -31,6 +73,34 @@ impl AutotaskConfig {
             self.integration_code.take(),
             self.integration_code_file.as_deref(),
         )?;
+        if self.username.is_some() {
+            if self.secret.is_none() {
+                return Err(ConfigError::new(
+                    "autotask.secret",
+                    "autotask.username is set but no secret was given",
+                ));
+            }
+            if self.integration_code.is_none() {
+                return Err(ConfigError::new(
+                    "autotask.integration_code",
+                    "autotask.username is set but no API integration code was given",
+                ));
+            }
+        }
+        if !(1..=3).contains(&self.max_concurrent) {
+            return Err(ConfigError::new(
+                "autotask.max_concurrent",
+                "must be 1–3 (Autotask allows 3 per endpoint)",
+            ));
+        }
+        if !(self.budget_share > 0.0 && self.budget_share <= 1.0) {
+            return Err(ConfigError::new(
+                "autotask.budget_share",
+                "must be more than 0 and at most 1",
+            ));
+        }
+        url::Url::parse(&self.zone_lookup_url)
+            .map_err(|e| ConfigError::new("autotask.zone_lookup_url", format!("not a URL: {e}")))?;
         Ok(())
     }
 }

@@ -55,7 +55,11 @@ pub async fn invoice(ctx: &Ctx, cmd: InvoiceCmd) -> anyhow::Result<()> {
     match cmd {
         InvoiceCmd::List { period, customer } => list(ctx, period, customer).await,
         InvoiceCmd::Show { number } => show(ctx, &number).await,
-        InvoiceCmd::Export { period, format: _, output } => export(ctx, period, output).await,
+        InvoiceCmd::Export {
+            period,
+            format: _,
+            output,
+        } => export(ctx, period, output).await,
     }
 }
 
@@ -67,7 +71,11 @@ fn email_state(i: &crate::store::billing::StoredInvoice) -> String {
     }
 }
 
-async fn list(ctx: &Ctx, period: Option<Period>, customer: Option<CustomerId>) -> anyhow::Result<()> {
+async fn list(
+    ctx: &Ctx,
+    period: Option<Period>,
+    customer: Option<CustomerId>,
+) -> anyhow::Result<()> {
     let invoices = ctx.store.invoices(period, customer).await?;
     if ctx.json {
         println!("{}", json!(invoices));
@@ -77,13 +85,23 @@ async fn list(ctx: &Ctx, period: Option<Period>, customer: Option<CustomerId>) -
     for i in &invoices {
         let went = match i.destination.as_str() {
             "xero" => match (&i.xero_invoice_id, &i.xero_status) {
-                (Some(id), s) => format!("xero {} {}", s.as_deref().unwrap_or(""), &id[..id.len().min(8)]),
+                (Some(id), s) => format!(
+                    "xero {} {}",
+                    s.as_deref().unwrap_or(""),
+                    &id[..id.len().min(8)]
+                ),
                 (None, _) => "xero (not yet pushed)".into(),
             },
             _ => {
                 let lines = ctx.store.invoice_lines(i.id).await?;
-                let pushed = lines.iter().filter(|l| l.autotask_charge_id.is_some()).count();
-                format!("autotask {pushed}/{} charges", lines.iter().filter(|l| !l.removed).count())
+                let pushed = lines
+                    .iter()
+                    .filter(|l| l.autotask_charge_id.is_some())
+                    .count();
+                format!(
+                    "autotask {pushed}/{} charges",
+                    lines.iter().filter(|l| !l.removed).count()
+                )
             }
         };
         rows.push(vec![
@@ -95,7 +113,17 @@ async fn list(ctx: &Ctx, period: Option<Period>, customer: Option<CustomerId>) -
             email_state(i),
         ]);
     }
-    table(&["invoice", "period", "customer", "total", "pushed to", "email"], &rows);
+    table(
+        &[
+            "invoice",
+            "period",
+            "customer",
+            "total",
+            "pushed to",
+            "email",
+        ],
+        &rows,
+    );
     Ok(())
 }
 
@@ -105,11 +133,23 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
     let outbox = ctx.store.outbox(Some(i.id)).await?;
     let ledger = ctx.store.ledger(Some(i.id)).await?;
     if ctx.json {
-        println!("{}", json!({"invoice": i, "lines": lines, "outbox": outbox, "ledger": ledger}));
+        println!(
+            "{}",
+            json!({"invoice": i, "lines": lines, "outbox": outbox, "ledger": ledger})
+        );
         return Ok(());
     }
-    println!("invoice {} — {} — customer {} ({})", i.number, i.period, i.customer_id, i.customer_name);
-    println!("  dated {} due {}, total {} {}", i.issue_date, i.due_date, i.total(), i.currency);
+    println!(
+        "invoice {} — {} — customer {} ({})",
+        i.number, i.period, i.customer_id, i.customer_name
+    );
+    println!(
+        "  dated {} due {}, total {} {}",
+        i.issue_date,
+        i.due_date,
+        i.total(),
+        i.currency
+    );
     match i.destination.as_str() {
         "xero" => println!(
             "  xero: {} {}",
@@ -128,7 +168,9 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
                 l.quantity.clone(),
                 l.unit_price().to_string(),
                 l.amount().to_string(),
-                l.autotask_charge_id.map(|c| format!("charge {c}")).unwrap_or_default(),
+                l.autotask_charge_id
+                    .map(|c| format!("charge {c}"))
+                    .unwrap_or_default(),
             ]
         })
         .collect();
@@ -146,7 +188,10 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    table(&["action", "status", "attempts", "remote id", "last error"], &rows);
+    table(
+        &["action", "status", "attempts", "remote id", "last error"],
+        &rows,
+    );
     println!("\nledger:");
     let rows: Vec<Vec<String>> = ledger
         .iter()
@@ -156,12 +201,17 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
                 format!("{} {}", l.system, l.action),
                 l.outcome.clone(),
                 l.remote_id.clone().unwrap_or_default(),
-                l.amount_micros.map(|m| Money::from_micros(m).to_string()).unwrap_or_default(),
+                l.amount_micros
+                    .map(|m| Money::from_micros(m).to_string())
+                    .unwrap_or_default(),
                 l.error.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    table(&["when", "action", "outcome", "remote id", "amount", "error"], &rows);
+    table(
+        &["when", "action", "outcome", "remote id", "amount", "error"],
+        &rows,
+    );
     Ok(())
 }
 
@@ -169,7 +219,8 @@ async fn export(ctx: &Ctx, period: Period, output: Option<PathBuf>) -> anyhow::R
     let csv = crate::pipeline::export_period(&ctx.store, period).await?;
     match output {
         Some(p) => {
-            std::fs::write(&p, csv).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+            std::fs::write(&p, csv)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
             eprintln!("wrote {}", p.display());
         }
         None => print!("{csv}"),
@@ -205,7 +256,7 @@ async fn pipeline(ctx: &Ctx) -> anyhow::Result<crate::pipeline::Pipeline> {
 pub async fn run_now(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
     let period = a.period.unwrap_or_else(|| current_period(ctx));
     let p = pipeline(ctx).await?;
-    let report = crate::daemon::with_period_lease(&p, period, false, |p| async move { p.run_period(period).await }).await?;
+    let report = crate::daemon::run_period(&p, period, false).await?;
     print_run(ctx, &report);
     Ok(())
 }
@@ -215,7 +266,12 @@ pub fn print_run(ctx: &Ctx, r: &crate::pipeline::RunReport) {
         println!("{}", json!(r));
         return;
     }
-    println!("billing run {}: {} invoice(s) recorded, {} already recorded", r.period, r.invoices_created.len(), r.invoices_already_recorded);
+    println!(
+        "billing run {}: {} invoice(s) recorded, {} already recorded",
+        r.period,
+        r.invoices_created.len(),
+        r.invoices_already_recorded
+    );
     for (c, why) in &r.skipped {
         println!("  skipped customer {c}: {why}");
     }
@@ -238,7 +294,10 @@ fn print_push(p: &crate::pipeline::PushReport) {
         println!("  parked: {f}");
     }
     if p.waiting_for_config > 0 {
-        println!("  {} action(s) wait for an integration that is not configured", p.waiting_for_config);
+        println!(
+            "  {} action(s) wait for an integration that is not configured",
+            p.waiting_for_config
+        );
     }
 }
 
@@ -257,7 +316,11 @@ pub async fn push(ctx: &Ctx) -> anyhow::Result<()> {
 /// `rebilld --resync [--period] [--customer] [--dry-run] [--no-wait]`.
 pub async fn resync(ctx: &Ctx, a: ResyncArgs) -> anyhow::Result<()> {
     let period = a.period.unwrap_or_else(|| current_period(ctx));
-    let req = crate::pipeline::ResyncRequest { period, customer: a.customer, dry_run: a.dry_run };
+    let req = crate::pipeline::ResyncRequest {
+        period,
+        customer: a.customer,
+        dry_run: a.dry_run,
+    };
     let p = pipeline(ctx).await?;
     let json_out = ctx.json;
     crate::daemon::with_period_lease(&p, period, a.no_wait, |p| async move {
@@ -265,7 +328,15 @@ pub async fn resync(ctx: &Ctx, a: ResyncArgs) -> anyhow::Result<()> {
         if json_out {
             println!("{}", json!(plan));
         } else {
-            println!("resync {} plan{}:", plan.period, if req.dry_run { " (dry run: nothing is changed)" } else { "" });
+            println!(
+                "resync {} plan{}:",
+                plan.period,
+                if req.dry_run {
+                    " (dry run: nothing is changed)"
+                } else {
+                    ""
+                }
+            );
             let rows: Vec<Vec<String>> = plan
                 .actions
                 .iter()
@@ -287,7 +358,7 @@ pub async fn resync(ctx: &Ctx, a: ResyncArgs) -> anyhow::Result<()> {
         if !json_out {
             print_push(&pushed);
         }
-        Ok(())
+        Ok::<(), anyhow::Error>(())
     })
     .await
 }
@@ -308,13 +379,23 @@ pub async fn reconcile(ctx: &Ctx, a: ReconcileArgs) -> anyhow::Result<()> {
             let rows: Vec<Vec<String>> = r
                 .differences
                 .iter()
-                .map(|d| vec![d.system.to_string(), d.kind.to_string(), d.invoice.clone(), d.detail.clone()])
+                .map(|d| {
+                    vec![
+                        d.system.to_string(),
+                        d.kind.to_string(),
+                        d.invoice.clone(),
+                        d.detail.clone(),
+                    ]
+                })
                 .collect();
             table(&["system", "difference", "invoice", "detail"], &rows);
         }
     }
     if !r.is_clean() {
-        anyhow::bail!("{} difference(s) between the ledger and the remote systems", r.differences.len());
+        anyhow::bail!(
+            "{} difference(s) between the ledger and the remote systems",
+            r.differences.len()
+        );
     }
     Ok(())
 }
@@ -326,14 +407,24 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     let runs = ctx.store.last_runs(12).await?;
     let next = crate::daemon::next_run_description(&ctx.config, chrono::Utc::now());
     if ctx.json {
-        println!("{}", json!({"runs": runs, "outbox": counts, "open": open, "next_run": next}));
+        println!(
+            "{}",
+            json!({"runs": runs, "outbox": counts, "open": open, "next_run": next})
+        );
         return Ok(());
     }
     println!("next scheduled run: {next}");
     println!("\nlast runs:");
     let rows: Vec<Vec<String>> = runs.iter().map(|r| r.table_row()).collect();
     table(&crate::store::runs::RUN_HEADERS, &rows);
-    println!("\noutbox: {}", counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "\noutbox: {}",
+        counts
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let rows: Vec<Vec<String>> = open
         .iter()
         .map(|o| {
@@ -347,6 +438,16 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    table(&["entry", "action", "status", "attempts", "next attempt", "last error"], &rows);
+    table(
+        &[
+            "entry",
+            "action",
+            "status",
+            "attempts",
+            "next attempt",
+            "last error",
+        ],
+        &rows,
+    );
     Ok(())
 }

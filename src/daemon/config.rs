@@ -23,7 +23,7 @@ impl Default for ScheduleConfig {
 
 impl ScheduleConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.cron.split_whitespace().count() != 6 {
+        if self.cron.split_whitespace().count() != 6 || self.cron.parse::<croner::Cron>().is_err() {
             return Err(ConfigError::new(
                 "schedule.cron",
                 format!(

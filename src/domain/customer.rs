@@ -21,6 +21,13 @@ impl BillingTarget {
         }
     }
 
+    pub fn xero_contact(&self) -> Option<&XeroContactId> {
+        match self {
+            BillingTarget::Xero { contact_id } => contact_id.as_ref(),
+            BillingTarget::Autotask { .. } => None,
+        }
+    }
+
     pub fn is_autotask(&self) -> bool {
         matches!(self, BillingTarget::Autotask { .. })
     }

@@ -3,11 +3,13 @@
 //! tested with plain unit tests. Every other module depends on this one; it depends on none.
 
 pub mod assignment;
+pub mod billing;
 pub mod customer;
 pub mod ids;
 pub mod item;
 pub mod money;
 pub mod period;
+pub mod rating;
 pub mod service;
 pub mod text;
 

@@ -15,7 +15,7 @@ pub mod export;
 mod push;
 mod reconcile;
 mod record;
-mod resync;
+pub mod resync;
 mod snapshot;
 
 use chrono::{DateTime, Utc};
@@ -66,13 +66,24 @@ pub struct RunReport {
 }
 
 impl Pipeline {
-    pub fn new(store: Store, config: Config, xero: Option<XeroClient>, autotask: Option<AutotaskClient>) -> Self {
+    pub fn new(
+        store: Store,
+        config: Config,
+        xero: Option<XeroClient>,
+        autotask: Option<AutotaskClient>,
+    ) -> Self {
         let owner = format!(
             "{}:{}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
             std::process::id()
         );
-        Pipeline { store, config, xero, autotask, owner }
+        Pipeline {
+            store,
+            config,
+            xero,
+            autotask,
+            owner,
+        }
     }
 
     /// Builds the clients the configuration enables.
@@ -93,7 +104,8 @@ impl Pipeline {
     /// Computes and records period `period` (idempotent: invoices already recorded are kept), then
     /// pushes what is due. The caller holds the period lease.
     pub async fn run_period(&self, period: Period) -> Result<RunReport, PipelineError> {
-        let snapshot = snapshot::take(&self.store, period, self.config.business.tz(), false).await?;
+        let snapshot =
+            snapshot::take(&self.store, period, self.config.business.tz(), false).await?;
         let settings = record::settings(&self.config);
         let computed = crate::domain::billing::compute_invoices(&snapshot, period, &settings);
         let recorded = record::record(&self.store, &self.config, period, &computed).await?;
@@ -113,7 +125,4 @@ impl Pipeline {
     }
 }
 
-/// A period's invoices in Xero's import CSV layout.
-pub async fn export_period(store: &Store, period: Period) -> Result<String, PipelineError> {
-    export::export_period(store, period).await
-}
+pub use export::export_period;

@@ -4,18 +4,26 @@
 //! its claim expires it is taken again, and the retry first looks for what the lost attempt may have
 //! created (Xero: by `Reference`; Autotask: by the charge's marker) before creating anything.
 
-
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::record::{AUTOTASK_CHARGE, AUTOTASK_UPDATE, XERO_EMAIL, XERO_INVOICE, XERO_UPDATE, autotask_marker};
+use super::record::{
+    AUTOTASK_CHARGE, AUTOTASK_UPDATE, XERO_EMAIL, XERO_INVOICE, XERO_UPDATE, autotask_marker,
+};
 use super::{Pipeline, PipelineError};
 use crate::autotask::{AutotaskError, ChargeDraft};
 use crate::domain::{ContractId, CustomerId, MaterialCodeId, Money, ProductId, XeroContactId};
 use crate::store::billing::{LedgerEntry, OutboxEntry, RemoteEffect, StoredInvoice, StoredLine};
 use crate::xero::{EmailOutcome, InvoiceDraft, InvoiceOutcome, LineDraft, XeroError};
+
+/// An Autotask action's entry, its outcome and when it was requested.
+type ChargeResult = (
+    OutboxEntry,
+    Result<(LedgerEntry, RemoteEffect), AutotaskError>,
+    DateTime<Utc>,
+);
 
 /// How long a claim holds before another worker may take the entry over.
 const CLAIM: i64 = 300;
@@ -51,7 +59,10 @@ pub async fn drain(p: &Pipeline, now: DateTime<Utc>) -> Result<PushReport, Pipel
     report.waiting_for_config = pending
         .iter()
         .filter(|o| o.status == "pending")
-        .filter(|o| (o.action.starts_with("xero") && p.xero.is_none()) || (o.action.starts_with("autotask") && p.autotask.is_none()))
+        .filter(|o| {
+            (o.action.starts_with("xero") && p.xero.is_none())
+                || (o.action.starts_with("autotask") && p.autotask.is_none())
+        })
         .count();
     Ok(report)
 }
@@ -67,15 +78,29 @@ fn retry_at(now: DateTime<Utc>, attempts: i32) -> DateTime<Utc> {
 }
 
 fn ledger(system: &'static str, outcome: &'static str, requested_at: DateTime<Utc>) -> LedgerEntry {
-    LedgerEntry { system, remote_id: None, remote_status: None, amount: None, requested_at, outcome, error: None }
+    LedgerEntry {
+        system,
+        remote_id: None,
+        remote_status: None,
+        amount: None,
+        requested_at,
+        outcome,
+        error: None,
+    }
 }
 
 fn next_utc_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
     let tomorrow = now.date_naive() + Duration::days(1);
-    tomorrow.and_hms_opt(0, 5, 0).map(|t| t.and_utc()).unwrap_or(now + Duration::days(1))
+    tomorrow
+        .and_hms_opt(0, 5, 0)
+        .map(|t| t.and_utc())
+        .unwrap_or(now + Duration::days(1))
 }
 
-pub(super) async fn xero_draft_for(p: &Pipeline, inv: &StoredInvoice) -> Result<InvoiceDraft, String> {
+pub(super) async fn xero_draft_for(
+    p: &Pipeline,
+    inv: &StoredInvoice,
+) -> Result<InvoiceDraft, String> {
     let contact = match &inv.xero_contact_id {
         Some(c) => Some(c.clone()),
         None => p
@@ -93,15 +118,27 @@ pub(super) async fn xero_draft_for(p: &Pipeline, inv: &StoredInvoice) -> Result<
             inv.customer_id, inv.customer_name, inv.customer_id, inv.period
         )
     })?;
-    let lines = p.store.invoice_lines(inv.id).await.map_err(|e| e.to_string())?;
+    let lines = p
+        .store
+        .invoice_lines(inv.id)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(InvoiceDraft {
         contact_id: XeroContactId::parse(&contact).map_err(|e| e.to_string())?,
         reference: inv.number.clone(),
-        invoice_number: p.config.xero.send_invoice_number.then(|| inv.number.clone()),
+        invoice_number: p
+            .config
+            .xero
+            .send_invoice_number
+            .then(|| inv.number.clone()),
         date: inv.issue_date,
         due_date: inv.due_date,
         currency: inv.currency.clone(),
-        lines: lines.iter().filter(|l| !l.removed).map(line_draft).collect::<Result<_, _>>()?,
+        lines: lines
+            .iter()
+            .filter(|l| !l.removed)
+            .map(line_draft)
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -117,10 +154,17 @@ fn line_draft(l: &StoredLine) -> Result<LineDraft, String> {
 }
 
 /// Creates a batch of Xero invoices in one request. Returns how many entries it handled.
-async fn xero_invoices(p: &Pipeline, now: DateTime<Utc>, report: &mut PushReport) -> Result<usize, PipelineError> {
+async fn xero_invoices(
+    p: &Pipeline,
+    now: DateTime<Utc>,
+    report: &mut PushReport,
+) -> Result<usize, PipelineError> {
     let Some(xero) = &p.xero else { return Ok(0) };
     let batch = p.config.xero.batch_size.max(1) as i64;
-    let entries = p.store.claim_outbox(XERO_INVOICE, &p.owner, now, claim_until(now), batch).await?;
+    let entries = p
+        .store
+        .claim_outbox(XERO_INVOICE, &p.owner, now, claim_until(now), batch)
+        .await?;
     if entries.is_empty() {
         return Ok(0);
     }
@@ -137,7 +181,10 @@ async fn xero_invoices(p: &Pipeline, now: DateTime<Utc>, report: &mut PushReport
                     l.remote_id = Some(found.invoice_id.clone());
                     l.remote_status = Some(found.status.clone());
                     l.amount = Some(found.total);
-                    let effect = RemoteEffect::XeroInvoice { invoice_id: found.invoice_id.clone(), status: found.status.clone() };
+                    let effect = RemoteEffect::XeroInvoice {
+                        invoice_id: found.invoice_id.clone(),
+                        status: found.status.clone(),
+                    };
                     p.store.complete_outbox(&e, &l, &effect).await?;
                     report.xero_invoices_found_again.push(inv.number.clone());
                     continue;
@@ -163,7 +210,10 @@ async fn xero_invoices(p: &Pipeline, now: DateTime<Utc>, report: &mut PushReport
         return Ok(handled);
     }
     let drafts: Vec<InvoiceDraft> = to_create.iter().map(|(_, _, d)| d.clone()).collect();
-    let mut keys: Vec<&str> = to_create.iter().map(|(e, _, _)| e.idempotency_key.as_str()).collect();
+    let mut keys: Vec<&str> = to_create
+        .iter()
+        .map(|(e, _, _)| e.idempotency_key.as_str())
+        .collect();
     keys.sort_unstable();
     let key = batch_key(&keys);
     match xero.create_invoices(&drafts, &key).await {
@@ -176,10 +226,17 @@ async fn xero_invoices(p: &Pipeline, now: DateTime<Utc>, report: &mut PushReport
                         l.remote_status = Some(remote.status.clone());
                         l.amount = Some(remote.total);
                         if remote.total != inv.total() {
-                            l.error = Some(format!("Xero total {} differs from the local total {}", remote.total, inv.total()));
+                            l.error = Some(format!(
+                                "Xero total {} differs from the local total {}",
+                                remote.total,
+                                inv.total()
+                            ));
                             tracing::error!(invoice = %inv.number, xero = %remote.total, local = %inv.total(), "Xero computed a different total");
                         }
-                        let effect = RemoteEffect::XeroInvoice { invoice_id: remote.invoice_id.clone(), status: remote.status.clone() };
+                        let effect = RemoteEffect::XeroInvoice {
+                            invoice_id: remote.invoice_id.clone(),
+                            status: remote.status.clone(),
+                        };
                         p.store.complete_outbox(e, &l, &effect).await?;
                         report.xero_invoices_created.push(inv.number.clone());
                     }
@@ -261,31 +318,55 @@ async fn handle_xero_error_shared(
         other => {
             let mut l = ledger("xero", "error", requested_at);
             l.error = Some(other.to_string());
-            p.store.fail_outbox(e, &l, Some(retry_at(now, e.attempts))).await?;
-            report.failed.push(format!("{}: {other} (will retry)", e.idempotency_key));
+            p.store
+                .fail_outbox(e, &l, Some(retry_at(now, e.attempts)))
+                .await?;
+            report
+                .failed
+                .push(format!("{}: {other} (will retry)", e.idempotency_key));
         }
     }
     Ok(())
 }
 
-async fn xero_emails(p: &Pipeline, now: DateTime<Utc>, report: &mut PushReport) -> Result<usize, PipelineError> {
+async fn xero_emails(
+    p: &Pipeline,
+    now: DateTime<Utc>,
+    report: &mut PushReport,
+) -> Result<usize, PipelineError> {
     let Some(xero) = &p.xero else { return Ok(0) };
-    let entries = p.store.claim_outbox(XERO_EMAIL, &p.owner, now, claim_until(now), 20).await?;
+    let entries = p
+        .store
+        .claim_outbox(XERO_EMAIL, &p.owner, now, claim_until(now), 20)
+        .await?;
     let handled = entries.len();
     for e in entries {
         let requested_at = Utc::now();
         let inv = p.store.invoice_by_id(e.invoice_id).await?;
         // Decided again at push time: the customer may have been disabled, or auto-send switched off.
-        let customer = p.store.customer(CustomerId::new(inv.customer_id).map_err(crate::store::StoreError::from)?).await?;
+        let customer = p
+            .store
+            .customer(CustomerId::new(inv.customer_id).map_err(crate::store::StoreError::from)?)
+            .await?;
         if !customer.enabled || !p.config.invoices.auto_send {
-            let why = if !customer.enabled { "customer disabled" } else { "invoices.auto_send is off" };
+            let why = if !customer.enabled {
+                "customer disabled"
+            } else {
+                "invoices.auto_send is off"
+            };
             let mut l = ledger("xero", "ok", requested_at);
             l.remote_status = Some(format!("not emailed: {why}"));
             p.store.complete_outbox(&e, &l, &RemoteEffect::None).await?;
             continue;
         }
         let Some(invoice_id) = inv.xero_invoice_id.clone() else {
-            p.store.park_outbox(&e, now + Duration::minutes(1), "the invoice is not in Xero yet").await?;
+            p.store
+                .park_outbox(
+                    &e,
+                    now + Duration::minutes(1),
+                    "the invoice is not in Xero yet",
+                )
+                .await?;
             continue;
         };
         match xero.email_invoice(&invoice_id, &e.idempotency_key).await {
@@ -293,7 +374,9 @@ async fn xero_emails(p: &Pipeline, now: DateTime<Utc>, report: &mut PushReport) 
                 let mut l = ledger("xero", "ok", requested_at);
                 l.remote_id = Some(invoice_id);
                 l.remote_status = Some("emailed".into());
-                p.store.complete_outbox(&e, &l, &RemoteEffect::Emailed).await?;
+                p.store
+                    .complete_outbox(&e, &l, &RemoteEffect::Emailed)
+                    .await?;
                 report.emailed.push(inv.number.clone());
             }
             Ok(EmailOutcome::NoEmailAddress) => {
@@ -303,12 +386,22 @@ async fn xero_emails(p: &Pipeline, now: DateTime<Utc>, report: &mut PushReport) 
                     inv.customer_id, inv.customer_name
                 ));
                 p.store.fail_outbox(&e, &l, None).await?;
-                report.failed.push(format!("{}: no email address", inv.number));
+                report
+                    .failed
+                    .push(format!("{}: no email address", inv.number));
             }
             Ok(EmailOutcome::DailyLimitReached) => {
                 let until = next_utc_midnight(now);
-                p.store.park_outbox(&e, until, "Xero's daily email limit reached; parked until tomorrow").await?;
-                report.parked.push(format!("{}: email parked until {until}", inv.number));
+                p.store
+                    .park_outbox(
+                        &e,
+                        until,
+                        "Xero's daily email limit reached; parked until tomorrow",
+                    )
+                    .await?;
+                report
+                    .parked
+                    .push(format!("{}: email parked until {until}", inv.number));
             }
             Err(err) => handle_xero_error(p, &e, err, requested_at, report).await?,
         }
@@ -316,8 +409,15 @@ async fn xero_emails(p: &Pipeline, now: DateTime<Utc>, report: &mut PushReport) 
     Ok(handled)
 }
 
-async fn xero_updates(p: &Pipeline, now: DateTime<Utc>, report: &mut PushReport) -> Result<usize, PipelineError> {
-    let entries = p.store.claim_outbox(XERO_UPDATE, &p.owner, now, claim_until(now), 10).await?;
+async fn xero_updates(
+    p: &Pipeline,
+    now: DateTime<Utc>,
+    report: &mut PushReport,
+) -> Result<usize, PipelineError> {
+    let entries = p
+        .store
+        .claim_outbox(XERO_UPDATE, &p.owner, now, claim_until(now), 10)
+        .await?;
     let handled = entries.len();
     for e in entries {
         let requested_at = Utc::now();
@@ -326,29 +426,43 @@ async fn xero_updates(p: &Pipeline, now: DateTime<Utc>, report: &mut PushReport)
                 p.store.complete_outbox(&e, &l, &effect).await?;
                 report.updated += 1;
             }
-            Err(PipelineError::Xero(err)) => handle_xero_error(p, &e, err, requested_at, report).await?,
+            Err(PipelineError::Xero(err)) => {
+                handle_xero_error(p, &e, err, requested_at, report).await?
+            }
             Err(other) => return Err(other),
         }
     }
     Ok(handled)
 }
 
-async fn autotask_charges(p: &Pipeline, now: DateTime<Utc>, report: &mut PushReport) -> Result<usize, PipelineError> {
-    let Some(autotask) = &p.autotask else { return Ok(0) };
-    let mut entries = p.store.claim_outbox(AUTOTASK_CHARGE, &p.owner, now, claim_until(now), 50).await?;
-    entries.extend(p.store.claim_outbox(AUTOTASK_UPDATE, &p.owner, now, claim_until(now), 50).await?);
+async fn autotask_charges(
+    p: &Pipeline,
+    now: DateTime<Utc>,
+    report: &mut PushReport,
+) -> Result<usize, PipelineError> {
+    let Some(autotask) = &p.autotask else {
+        return Ok(0);
+    };
+    let mut entries = p
+        .store
+        .claim_outbox(AUTOTASK_CHARGE, &p.owner, now, claim_until(now), 50)
+        .await?;
+    entries.extend(
+        p.store
+            .claim_outbox(AUTOTASK_UPDATE, &p.owner, now, claim_until(now), 50)
+            .await?,
+    );
     let handled = entries.len();
     let concurrency = p.config.autotask.max_concurrent.max(1) as usize;
-    let results: Vec<(OutboxEntry, Result<(LedgerEntry, RemoteEffect), AutotaskError>, DateTime<Utc>)> =
-        futures::stream::iter(entries)
-            .map(|e| async move {
-                let requested_at = Utc::now();
-                let r = push_charge(p, autotask, &e).await;
-                (e, r, requested_at)
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
+    let results: Vec<ChargeResult> = futures::stream::iter(entries)
+        .map(|e| async move {
+            let requested_at = Utc::now();
+            let r = push_charge(p, autotask, &e).await;
+            (e, r, requested_at)
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
     for (e, r, requested_at) in results {
         match r {
             Ok((l, effect)) => {
@@ -361,10 +475,19 @@ async fn autotask_charges(p: &Pipeline, now: DateTime<Utc>, report: &mut PushRep
             }
             Err(err) => {
                 let permanent = err.is_permanent();
-                let mut l = ledger("autotask", if permanent { "permanent_error" } else { "error" }, requested_at);
+                let mut l = ledger(
+                    "autotask",
+                    if permanent {
+                        "permanent_error"
+                    } else {
+                        "error"
+                    },
+                    requested_at,
+                );
                 l.error = Some(err.to_string());
                 if let Some(wait) = err.retry_after() {
-                    let until = Utc::now() + Duration::from_std(wait).unwrap_or(Duration::minutes(5));
+                    let until =
+                        Utc::now() + Duration::from_std(wait).unwrap_or(Duration::minutes(5));
                     p.store.park_outbox(&e, until, &err.to_string()).await?;
                     report.parked.push(format!("{}: {err}", e.idempotency_key));
                 } else {
@@ -378,10 +501,20 @@ async fn autotask_charges(p: &Pipeline, now: DateTime<Utc>, report: &mut PushRep
     Ok(handled)
 }
 
-pub(super) fn charge_draft(inv: &StoredInvoice, line: &StoredLine, revision: u32) -> Result<ChargeDraft, String> {
-    let (Some(c), Some(pr), Some(m)) = (line.autotask_contract_id, line.autotask_product_id, line.autotask_material_code_id)
-    else {
-        return Err(format!("line {:?} of invoice {} has no Autotask contract, product and material code", line.description, inv.number));
+pub(super) fn charge_draft(
+    inv: &StoredInvoice,
+    line: &StoredLine,
+    revision: u32,
+) -> Result<ChargeDraft, String> {
+    let (Some(c), Some(pr), Some(m)) = (
+        line.autotask_contract_id,
+        line.autotask_product_id,
+        line.autotask_material_code_id,
+    ) else {
+        return Err(format!(
+            "line {:?} of invoice {} has no Autotask contract, product and material code",
+            line.description, inv.number
+        ));
     };
     let customer = CustomerId::new(inv.customer_id).map_err(|e| e.to_string())?;
     Ok(ChargeDraft {
@@ -406,9 +539,19 @@ async fn push_charge(
 ) -> Result<(LedgerEntry, RemoteEffect), AutotaskError> {
     let requested_at = Utc::now();
     let local = |msg: String| AutotaskError::Local(msg);
-    let inv = p.store.invoice_by_id(e.invoice_id).await.map_err(|x| local(x.to_string()))?;
-    let line_id = e.line_id.ok_or_else(|| local(format!("outbox entry {} has no line", e.id)))?;
-    let line = p.store.line(line_id).await.map_err(|x| local(x.to_string()))?;
+    let inv = p
+        .store
+        .invoice_by_id(e.invoice_id)
+        .await
+        .map_err(|x| local(x.to_string()))?;
+    let line_id = e
+        .line_id
+        .ok_or_else(|| local(format!("outbox entry {} has no line", e.id)))?;
+    let line = p
+        .store
+        .line(line_id)
+        .await
+        .map_err(|x| local(x.to_string()))?;
     let draft = charge_draft(&inv, &line, 1).map_err(local)?;
     let amount = Money::new(draft.unit_price.amount() * draft.unit_quantity).round_cents();
     if e.action == AUTOTASK_UPDATE {
@@ -417,14 +560,28 @@ async fn push_charge(
         l.remote_id = Some(change.charge_id.to_string());
         l.remote_status = Some(change.what.clone());
         l.amount = Some(change.amount);
-        return Ok((l, RemoteEffect::AutotaskCharge { charge_id: change.charge_id }));
+        return Ok((
+            l,
+            RemoteEffect::AutotaskCharge {
+                charge_id: change.charge_id,
+            },
+        ));
     }
     let remote = autotask.push_charge(&draft).await?;
     let mut l = ledger("autotask", "ok", requested_at);
     l.remote_id = Some(remote.id.to_string());
-    l.remote_status = Some(if remote.is_billed { "billed".into() } else { "not billed".into() });
+    l.remote_status = Some(if remote.is_billed {
+        "billed".into()
+    } else {
+        "not billed".into()
+    });
     l.amount = Some(amount);
-    Ok((l, RemoteEffect::AutotaskCharge { charge_id: remote.id }))
+    Ok((
+        l,
+        RemoteEffect::AutotaskCharge {
+            charge_id: remote.id,
+        },
+    ))
 }
 
 /// Makes the adjustment for a Xero invoice that can no longer be edited: a credit note for a
@@ -436,7 +593,10 @@ pub(super) async fn adjustment(
     difference: Money,
     key: &str,
 ) -> Result<(String, String), PipelineError> {
-    let xero = p.xero.as_ref().ok_or_else(|| PipelineError::Refused("Xero is not configured".into()))?;
+    let xero = p
+        .xero
+        .as_ref()
+        .ok_or_else(|| PipelineError::Refused("Xero is not configured".into()))?;
     let first = draft.lines.first();
     let line = |description: String, amount: Money| LineDraft {
         description,
@@ -451,23 +611,47 @@ pub(super) async fn adjustment(
         let note = crate::xero::CreditNoteDraft {
             contact_id: draft.contact_id.clone(),
             reference: reference.clone(),
-            date: Utc::now().with_timezone(&p.config.business.tz()).date_naive(),
+            date: Utc::now()
+                .with_timezone(&p.config.business.tz())
+                .date_naive(),
             currency: inv.currency.clone(),
-            lines: vec![line(format!("Credit: correction to invoice {} ({})", inv.number, inv.period), -difference)],
+            lines: vec![line(
+                format!(
+                    "Credit: correction to invoice {} ({})",
+                    inv.number, inv.period
+                ),
+                -difference,
+            )],
         };
         let created = xero.create_credit_note(&note, key).await?;
-        Ok((created.credit_note_id, format!("credit note {reference} for {}", -difference)))
+        Ok((
+            created.credit_note_id,
+            format!("credit note {reference} for {}", -difference),
+        ))
     } else {
         let extra = InvoiceDraft {
             reference: reference.clone(),
             invoice_number: None,
-            lines: vec![line(format!("Additional charges for invoice {} ({})", inv.number, inv.period), difference)],
+            lines: vec![line(
+                format!(
+                    "Additional charges for invoice {} ({})",
+                    inv.number, inv.period
+                ),
+                difference,
+            )],
             ..draft.clone()
         };
-        let outcomes = xero.create_invoices(std::slice::from_ref(&extra), key).await?;
+        let outcomes = xero
+            .create_invoices(std::slice::from_ref(&extra), key)
+            .await?;
         match outcomes.into_iter().next() {
-            Some(InvoiceOutcome::Created(r)) => Ok((r.invoice_id, format!("extra invoice {reference} for {difference}"))),
-            Some(InvoiceOutcome::Invalid { messages, .. }) => Err(PipelineError::Refused(messages.join("; "))),
+            Some(InvoiceOutcome::Created(r)) => Ok((
+                r.invoice_id,
+                format!("extra invoice {reference} for {difference}"),
+            )),
+            Some(InvoiceOutcome::Invalid { messages, .. }) => {
+                Err(PipelineError::Refused(messages.join("; ")))
+            }
             None => Err(PipelineError::Refused("Xero returned no invoice".into())),
         }
     }

@@ -36,7 +36,12 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
     let invoices = p.store.invoices(Some(period), None).await?;
     let mut differences: Vec<Difference> = Vec::new();
     let mut diff = |system, kind, invoice: &str, detail: String| {
-        differences.push(Difference { system, kind, invoice: invoice.to_string(), detail })
+        differences.push(Difference {
+            system,
+            kind,
+            invoice: invoice.to_string(),
+            detail,
+        })
     };
     let mut charges_checked = 0;
     let mut contracts: BTreeMap<i64, Vec<(String, String, Money)>> = BTreeMap::new();
@@ -46,67 +51,130 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
             let Some(xero) = &p.xero else { continue };
             checked += 1;
             let Some(id) = &inv.xero_invoice_id else {
-                diff("xero", "missing", &inv.number, "not yet created in Xero (see `rebilld status`)".into());
+                diff(
+                    "xero",
+                    "missing",
+                    &inv.number,
+                    "not yet created in Xero (see `rebilld status`)".into(),
+                );
                 continue;
             };
             match xero.get_invoice(id).await {
                 Ok(remote) => {
                     if remote.total != inv.total() {
-                        diff("xero", "amount", &inv.number, format!("Xero total {} but the ledger says {}", remote.total, inv.total()));
+                        diff(
+                            "xero",
+                            "amount",
+                            &inv.number,
+                            format!(
+                                "Xero total {} but the ledger says {}",
+                                remote.total,
+                                inv.total()
+                            ),
+                        );
                     }
                     if matches!(remote.status.as_str(), "VOIDED" | "DELETED") {
-                        diff("xero", "status", &inv.number, format!("Xero status is {}", remote.status));
+                        diff(
+                            "xero",
+                            "status",
+                            &inv.number,
+                            format!("Xero status is {}", remote.status),
+                        );
                     }
                     if remote.reference != inv.number {
-                        diff("xero", "status", &inv.number, format!("Xero reference is {:?}", remote.reference));
+                        diff(
+                            "xero",
+                            "status",
+                            &inv.number,
+                            format!("Xero reference is {:?}", remote.reference),
+                        );
                     }
                 }
-                Err(crate::xero::XeroError::NotFound { .. }) => {
-                    diff("xero", "missing", &inv.number, format!("Xero has no invoice {id}"))
-                }
+                Err(crate::xero::XeroError::NotFound { .. }) => diff(
+                    "xero",
+                    "missing",
+                    &inv.number,
+                    format!("Xero has no invoice {id}"),
+                ),
                 Err(e) => return Err(e.into()),
             }
         } else {
-            let customer = CustomerId::new(inv.customer_id).map_err(crate::store::StoreError::from)?;
-            for l in p.store.invoice_lines(inv.id).await?.iter().filter(|l| !l.removed) {
-                let Some(c) = l.autotask_contract_id else { continue };
+            let customer =
+                CustomerId::new(inv.customer_id).map_err(crate::store::StoreError::from)?;
+            for l in p
+                .store
+                .invoice_lines(inv.id)
+                .await?
+                .iter()
+                .filter(|l| !l.removed)
+            {
+                let Some(c) = l.autotask_contract_id else {
+                    continue;
+                };
                 let marker = autotask_marker(&inv.period, customer, &l.charge_key, 1);
-                contracts.entry(c).or_default().push((inv.number.clone(), marker, l.amount()));
+                contracts
+                    .entry(c)
+                    .or_default()
+                    .push((inv.number.clone(), marker, l.amount()));
             }
         }
     }
     if let Some(autotask) = &p.autotask {
         for (contract, expected) in &contracts {
             let contract_id = ContractId::new(*contract).map_err(crate::store::StoreError::from)?;
-            let remote = autotask.charges_of_contract(contract_id, period.first_day()).await?;
-            let prefix = format!("rebill {period} ");
+            let remote = autotask
+                .charges_of_contract(contract_id, period.first_day())
+                .await?;
+            let prefix = format!("rb {period} ");
             let mut by_marker: BTreeMap<String, Money> = BTreeMap::new();
             for r in &remote {
-                let Some(m) = r.marker.as_deref() else { continue };
+                let Some(m) = r.marker.as_deref() else {
+                    continue;
+                };
                 if !m.starts_with(&prefix) {
                     continue;
                 }
                 // Correcting charges carry the original marker plus a suffix: add them up.
                 let base = m.split(" adj").next().unwrap_or(m).to_string();
-                *by_marker.entry(base).or_default() += Money::new(r.unit_price.amount() * r.unit_quantity).round_cents();
+                *by_marker.entry(base).or_default() +=
+                    Money::new(r.unit_price.amount() * r.unit_quantity).round_cents();
             }
             for (number, marker, amount) in expected {
                 charges_checked += 1;
                 match by_marker.remove(marker) {
-                    None => diff("autotask", "missing", number, format!("no charge {marker:?} on contract {contract}")),
+                    None => diff(
+                        "autotask",
+                        "missing",
+                        number,
+                        format!("no charge {marker:?} on contract {contract}"),
+                    ),
                     Some(remote) if remote != *amount => diff(
                         "autotask",
                         "amount",
                         number,
-                        format!("charge {marker:?} totals {remote} in Autotask but {amount} in the ledger"),
+                        format!(
+                            "charge {marker:?} totals {remote} in Autotask but {amount} in the ledger"
+                        ),
                     ),
                     Some(_) => {}
                 }
             }
             for (marker, amount) in by_marker {
-                diff("autotask", "extra", "-", format!("charge {marker:?} ({amount}) on contract {contract} is not in the ledger"));
+                diff(
+                    "autotask",
+                    "extra",
+                    "-",
+                    format!(
+                        "charge {marker:?} ({amount}) on contract {contract} is not in the ledger"
+                    ),
+                );
             }
         }
     }
-    Ok(ReconcileReport { period: period.to_string(), invoices_checked: checked, charges_checked, differences })
+    Ok(ReconcileReport {
+        period: period.to_string(),
+        invoices_checked: checked,
+        charges_checked,
+        differences,
+    })
 }

@@ -5,7 +5,9 @@ use sha2::{Digest, Sha256};
 
 use super::PipelineError;
 use crate::config::Config;
-use crate::domain::billing::{BillingSettings, Computed, Destination, EmailDecision, InvoiceDraft, Line};
+use crate::domain::billing::{
+    BillingSettings, Computed, Destination, EmailDecision, InvoiceDraft, Line,
+};
 use crate::domain::{CustomerId, Period};
 use crate::store::Store;
 use crate::store::billing::{NewAction, NewInvoice, NewLine, RecordOutcome};
@@ -28,16 +30,28 @@ pub fn settings(config: &Config) -> BillingSettings {
 }
 
 /// Records the run's invoices (each with its outbox entries) and the customers it skipped.
-pub async fn record(store: &Store, config: &Config, period: Period, computed: &Computed) -> Result<RecordOutcome, PipelineError> {
+pub async fn record(
+    store: &Store,
+    config: &Config,
+    period: Period,
+    computed: &Computed,
+) -> Result<RecordOutcome, PipelineError> {
     let invoices: Vec<NewInvoice> = computed.invoices.iter().map(new_invoice).collect();
     let (start, _) = period.bounds(config.business.tz());
     // Grace: invoices stay local drafts until late CDRs had their chance.
     let not_before = start + Duration::days(i64::from(config.invoices.grace_days));
     let outcome = store
-        .record_invoices(&invoices, &config.invoices.number_prefix, config.invoices.start_number, not_before)
+        .record_invoices(
+            &invoices,
+            &config.invoices.number_prefix,
+            config.invoices.start_number,
+            not_before,
+        )
         .await?;
     for s in &computed.skipped {
-        store.record_skip(period, s.customer_id, &s.reason.to_string()).await?;
+        store
+            .record_skip(period, s.customer_id, &s.reason.to_string())
+            .await?;
     }
     Ok(outcome)
 }
@@ -51,7 +65,13 @@ pub fn new_line(l: &Line) -> NewLine {
         unit_price: l.unit_price,
         amount: l.amount,
         unit_cost: l.unit_cost,
-        autotask: l.autotask.map(|c| (c.contract_id.get(), c.product_id.get(), c.material_code_id.get())),
+        autotask: l.autotask.map(|c| {
+            (
+                c.contract_id.get(),
+                c.product_id.get(),
+                c.material_code_id.get(),
+            )
+        }),
         account_code: l.account_code.clone(),
         tax_type: l.tax_type.clone(),
         item_code: l.item_code.clone(),
@@ -110,25 +130,38 @@ fn new_invoice(d: &InvoiceDraft) -> NewInvoice {
         email_decision: email_decision(&d.email),
         xero_contact_id,
         lines,
-        bills_items: d.lines.iter().filter(|l| l.kind.is_once_off()).filter_map(|l| l.source_item).collect(),
+        bills_items: d
+            .lines
+            .iter()
+            .filter(|l| l.kind.is_once_off())
+            .filter_map(|l| l.source_item)
+            .collect(),
         actions,
     }
 }
 
+const MARKER_MAX: usize = 38;
+
 /// The stable marker an Autotask charge carries (in `purchaseOrderNumber`, at most 50 characters),
 /// so that a lost response is found again by querying before any create.
-pub fn autotask_marker(period: &str, customer: CustomerId, charge_key: &str, revision: u32) -> String {
+pub fn autotask_marker(
+    period: &str,
+    customer: CustomerId,
+    charge_key: &str,
+    revision: u32,
+) -> String {
     let readable = if revision <= 1 {
-        format!("rebill {period} c{customer} {charge_key}")
+        format!("rb {period} c{customer} {charge_key}")
     } else {
-        format!("rebill {period} c{customer} {charge_key} r{revision}")
+        format!("rb {period} c{customer} {charge_key} r{revision}")
     };
-    if readable.len() <= 50 {
+    // Room is left for a correcting charge's " adj…" suffix within Autotask's 50 characters.
+    if readable.len() <= MARKER_MAX {
         return readable;
     }
     let digest = Sha256::digest(readable.as_bytes());
-    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
-    format!("rebill {period} c{customer} {hex}")
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("rb {period} c{customer} {hex}")
 }
 
 #[cfg(test)]
@@ -138,10 +171,20 @@ mod tests {
     #[test]
     fn markers_fit_autotask_and_stay_stable() {
         let c = CustomerId::new(12).unwrap();
-        assert_eq!(autotask_marker("2026-11", c, "svc-3-fee", 1), "rebill 2026-11 c12 svc-3-fee");
+        assert_eq!(
+            autotask_marker("2026-11", c, "svc-3-fee", 1),
+            "rb 2026-11 c12 svc-3-fee"
+        );
+        assert_eq!(
+            autotask_marker("2026-11", c, "svc-12-calls-2026-10", 1),
+            "rb 2026-11 c12 svc-12-calls-2026-10"
+        );
         let long = autotask_marker("2026-11", c, &"x".repeat(60), 1);
-        assert!(long.len() <= 50, "{long}");
+        assert!(long.len() <= MARKER_MAX, "{long}");
         assert_eq!(long, autotask_marker("2026-11", c, &"x".repeat(60), 1));
-        assert_ne!(autotask_marker("2026-11", c, "svc-3-fee", 2), autotask_marker("2026-11", c, "svc-3-fee", 1));
+        assert_ne!(
+            autotask_marker("2026-11", c, "svc-3-fee", 2),
+            autotask_marker("2026-11", c, "svc-3-fee", 1)
+        );
     }
 }

@@ -16,7 +16,10 @@ use super::{Pipeline, PipelineError, snapshot};
 use crate::autotask::{AutotaskClient, AutotaskError, ChargeDraft};
 use crate::domain::billing::{Destination, InvoiceDraft, compute_invoices};
 use crate::domain::{CustomerId, Money, Period};
-use crate::store::billing::{InvoiceChanges, LedgerEntry, NewAction, NewLine, OutboxEntry, RemoteEffect, StoredInvoice, StoredLine};
+use crate::store::billing::{
+    InvoiceChanges, LedgerEntry, NewAction, NewLine, OutboxEntry, RemoteEffect, StoredInvoice,
+    StoredLine,
+};
 
 #[derive(Debug, Clone)]
 pub struct ResyncRequest {
@@ -47,8 +50,13 @@ pub struct ResyncPlan {
 #[derive(Debug, Clone)]
 enum Work {
     Record(Box<InvoiceDraft>),
-    Change { invoice_id: i64, changes: InvoiceChanges },
-    Retry { invoice_id: i64 },
+    Change {
+        invoice_id: i64,
+        changes: InvoiceChanges,
+    },
+    Retry {
+        invoice_id: i64,
+    },
 }
 
 impl ResyncPlan {
@@ -62,8 +70,11 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
     let tz = p.config.business.tz();
     let snap = snapshot::take(&p.store, req.period, tz, true).await?;
     let computed = compute_invoices(&snap, req.period, &record::settings(&p.config));
-    let names: BTreeMap<i64, String> =
-        snap.customers.iter().map(|c| (c.id.get(), c.name.to_string())).collect();
+    let names: BTreeMap<i64, String> = snap
+        .customers
+        .iter()
+        .map(|c| (c.id.get(), c.name.to_string()))
+        .collect();
     let recorded: BTreeMap<i64, StoredInvoice> = p
         .store
         .invoices(Some(req.period), req.customer)
@@ -77,52 +88,107 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
         .filter(|d| req.customer.is_none_or(|c| c == d.customer_id))
         .map(|d| (d.customer_id.get(), d))
         .collect();
-    let mut plan = ResyncPlan { period: req.period.to_string(), actions: Vec::new(), work: Vec::new() };
-    let customers: std::collections::BTreeSet<i64> = recorded.keys().chain(wanted.keys()).copied().collect();
+    let mut plan = ResyncPlan {
+        period: req.period.to_string(),
+        actions: Vec::new(),
+        work: Vec::new(),
+    };
+    let customers: std::collections::BTreeSet<i64> =
+        recorded.keys().chain(wanted.keys()).copied().collect();
     for cid in customers {
         let name = names.get(&cid).cloned().unwrap_or_default();
-        let say = |invoice: Option<String>, kind: &'static str, description: String| PlannedAction {
-            customer_id: cid,
-            customer_name: name.clone(),
-            invoice,
-            kind,
-            description,
-        };
+        let say =
+            |invoice: Option<String>, kind: &'static str, description: String| PlannedAction {
+                customer_id: cid,
+                customer_name: name.clone(),
+                invoice,
+                kind,
+                description,
+            };
         match (recorded.get(&cid), wanted.get(&cid)) {
             (None, Some(d)) => {
                 let total: Money = d.lines.iter().map(|l| l.amount).sum();
                 let where_to = match d.destination {
-                    Destination::Autotask { .. } => format!("{} Autotask contract charge(s)", d.lines.len()),
-                    Destination::Xero { .. } => format!("a Xero invoice of {} line(s)", d.lines.len()),
+                    Destination::Autotask { .. } => {
+                        format!("{} Autotask contract charge(s)", d.lines.len())
+                    }
+                    Destination::Xero { .. } => {
+                        format!("a Xero invoice of {} line(s)", d.lines.len())
+                    }
                 };
-                plan.actions.push(say(None, "create", format!("new invoice, total {total}: {where_to}")));
-                plan.actions.push(say(None, "email", record::email_decision(&d.email)));
+                plan.actions.push(say(
+                    None,
+                    "create",
+                    format!("new invoice, total {total}: {where_to}"),
+                ));
+                plan.actions
+                    .push(say(None, "email", record::email_decision(&d.email)));
                 plan.work.push(Work::Record(Box::new((*d).clone())));
             }
             (Some(inv), wanted) => {
                 let lines = p.store.invoice_lines(inv.id).await?;
-                let new_lines: Vec<NewLine> = wanted.map(|d| d.lines.iter().map(record::new_line).collect()).unwrap_or_default();
-                let changes = diff(inv, &lines, &new_lines, &p.store.outbox(Some(inv.id)).await?);
-                let failed = p.store.outbox(Some(inv.id)).await?.iter().filter(|o| o.status == "failed").count();
-                if changes.changed.is_empty() && changes.added.is_empty() && changes.removed.is_empty() {
+                let new_lines: Vec<NewLine> = wanted
+                    .map(|d| d.lines.iter().map(record::new_line).collect())
+                    .unwrap_or_default();
+                let changes = diff(
+                    inv,
+                    &lines,
+                    &new_lines,
+                    &p.store.outbox(Some(inv.id)).await?,
+                );
+                let failed = p
+                    .store
+                    .outbox(Some(inv.id))
+                    .await?
+                    .iter()
+                    .filter(|o| o.status == "failed")
+                    .count();
+                if changes.changed.is_empty()
+                    && changes.added.is_empty()
+                    && changes.removed.is_empty()
+                {
                     if failed > 0 {
-                        plan.actions.push(say(Some(inv.number.clone()), "retry", format!("{failed} failed remote action(s) queued again")));
+                        plan.actions.push(say(
+                            Some(inv.number.clone()),
+                            "retry",
+                            format!("{failed} failed remote action(s) queued again"),
+                        ));
                         plan.work.push(Work::Retry { invoice_id: inv.id });
                     } else {
-                        plan.actions.push(say(Some(inv.number.clone()), "unchanged", format!("total {}", inv.total())));
+                        plan.actions.push(say(
+                            Some(inv.number.clone()),
+                            "unchanged",
+                            format!("total {}", inv.total()),
+                        ));
                     }
                     continue;
                 }
                 for (id, l) in &changes.changed {
-                    let old = lines.iter().find(|x| x.id == *id).map(|x| x.amount()).unwrap_or_default();
-                    plan.actions.push(say(Some(inv.number.clone()), remote_kind(inv), format!("{}: {} → {}", l.description, old, l.amount)));
+                    let old = lines
+                        .iter()
+                        .find(|x| x.id == *id)
+                        .map(|x| x.amount())
+                        .unwrap_or_default();
+                    plan.actions.push(say(
+                        Some(inv.number.clone()),
+                        remote_kind(inv),
+                        format!("{}: {} → {}", l.description, old, l.amount),
+                    ));
                 }
                 for l in &changes.added {
-                    plan.actions.push(say(Some(inv.number.clone()), remote_kind(inv), format!("add {}: {}", l.description, l.amount)));
+                    plan.actions.push(say(
+                        Some(inv.number.clone()),
+                        remote_kind(inv),
+                        format!("add {}: {}", l.description, l.amount),
+                    ));
                 }
                 for id in &changes.removed {
                     if let Some(x) = lines.iter().find(|x| x.id == *id) {
-                        plan.actions.push(say(Some(inv.number.clone()), remote_kind(inv), format!("remove {}: {}", x.description, x.amount())));
+                        plan.actions.push(say(
+                            Some(inv.number.clone()),
+                            remote_kind(inv),
+                            format!("remove {}: {}", x.description, x.amount()),
+                        ));
                     }
                 }
                 if inv.destination == "xero" && inv.xero_invoice_id.is_some() {
@@ -132,7 +198,10 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
                         "the Xero invoice is updated while it is draft or unpaid; once paid, a credit note (decrease) or an extra invoice (increase) is made instead".into(),
                     ));
                 }
-                plan.work.push(Work::Change { invoice_id: inv.id, changes });
+                plan.work.push(Work::Change {
+                    invoice_id: inv.id,
+                    changes,
+                });
             }
             (None, None) => {}
         }
@@ -141,13 +210,24 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
 }
 
 fn remote_kind(inv: &StoredInvoice) -> &'static str {
-    if inv.destination == "xero" && inv.xero_invoice_id.is_none() { "update" } else { "update" }
+    // A Xero invoice already created is updated or adjusted; anything else is rewritten locally.
+    if inv.destination == "xero" && inv.xero_invoice_id.is_some() {
+        "adjust"
+    } else {
+        "update"
+    }
 }
 
 /// Compares the recorded lines with the recomputed ones, by charge key, and says what to queue.
-fn diff(inv: &StoredInvoice, old: &[StoredLine], new: &[NewLine], outbox: &[OutboxEntry]) -> InvoiceChanges {
+fn diff(
+    inv: &StoredInvoice,
+    old: &[StoredLine],
+    new: &[NewLine],
+    outbox: &[OutboxEntry],
+) -> InvoiceChanges {
     let mut c = InvoiceChanges::default();
-    let live: BTreeMap<&str, &StoredLine> = old.iter().map(|l| (l.charge_key.as_str(), l)).collect();
+    let live: BTreeMap<&str, &StoredLine> =
+        old.iter().map(|l| (l.charge_key.as_str(), l)).collect();
     for l in new {
         match live.get(l.charge_key.as_str()) {
             Some(o) if !o.removed && same(o, l) => {}
@@ -167,16 +247,27 @@ fn diff(inv: &StoredInvoice, old: &[StoredLine], new: &[NewLine], outbox: &[Outb
         for i in 0..n_changed + n_added + c.removed.len() {
             let is_added = i >= n_changed && i < n_changed + n_added;
             c.actions.push(NewAction {
-                action: if is_added { AUTOTASK_CHARGE } else { AUTOTASK_UPDATE },
+                action: if is_added {
+                    AUTOTASK_CHARGE
+                } else {
+                    AUTOTASK_UPDATE
+                },
                 key: format!("at-resync:{}:r{rev}:{i}", inv.id),
                 line: Some(i),
                 after: None,
             });
         }
     } else {
-        let created = outbox.iter().any(|o| o.action == record::XERO_INVOICE && o.status == "done");
+        let created = outbox
+            .iter()
+            .any(|o| o.action == record::XERO_INVOICE && o.status == "done");
         if created {
-            c.actions.push(NewAction { action: XERO_UPDATE, key: format!("xero-update:{}:r{rev}", inv.id), line: None, after: None });
+            c.actions.push(NewAction {
+                action: XERO_UPDATE,
+                key: format!("xero-update:{}:r{rev}", inv.id),
+                line: None,
+                after: None,
+            });
         }
         // Not yet created: the pending create sends the new lines; nothing else to queue.
     }
@@ -198,7 +289,10 @@ pub async fn apply(p: &Pipeline, plan: &ResyncPlan) -> Result<super::PushReport,
     for w in &plan.work {
         match w {
             Work::Record(d) => new.push((**d).clone()),
-            Work::Change { invoice_id, changes } => {
+            Work::Change {
+                invoice_id,
+                changes,
+            } => {
                 p.store.apply_invoice_changes(*invoice_id, changes).await?;
             }
             Work::Retry { invoice_id } => {
@@ -207,7 +301,10 @@ pub async fn apply(p: &Pipeline, plan: &ResyncPlan) -> Result<super::PushReport,
         }
     }
     if !new.is_empty() {
-        let computed = crate::domain::billing::Computed { invoices: new, skipped: Vec::new() };
+        let computed = crate::domain::billing::Computed {
+            invoices: new,
+            skipped: Vec::new(),
+        };
         record::record(&p.store, &p.config, period, &computed).await?;
     }
     p.drain(Utc::now()).await
@@ -232,30 +329,52 @@ pub async fn push_autotask_update(
         draft.unit_quantity = rust_decimal::Decimal::ZERO;
     }
     let amount = Money::new(draft.unit_price.amount() * draft.unit_quantity).round_cents();
-    match autotask.find_charge_by_marker(draft.contract_id, &draft.marker).await? {
+    match autotask
+        .find_charge_by_marker(draft.contract_id, &draft.marker)
+        .await?
+    {
         Some(existing) => {
             let change = autotask.update_or_correct_charge(&existing, &draft).await?;
-            Ok(UpdateOutcome { charge_id: change.charge_id(), what: change.describe(), amount })
+            Ok(UpdateOutcome {
+                charge_id: change.charge_id(),
+                what: change.describe(),
+                amount,
+            })
         }
-        None if line.removed => Ok(UpdateOutcome { charge_id: 0, what: format!("nothing to remove for {}", inv.number), amount }),
+        None if line.removed => Ok(UpdateOutcome {
+            charge_id: 0,
+            what: format!("nothing to remove for {}", inv.number),
+            amount,
+        }),
         None => {
             let created = autotask.push_charge(&draft).await?;
-            Ok(UpdateOutcome { charge_id: created.id, what: "created".into(), amount })
+            Ok(UpdateOutcome {
+                charge_id: created.id,
+                what: "created".into(),
+                amount,
+            })
         }
     }
 }
 
 /// Brings a created Xero invoice in line with its recorded lines.
-pub async fn push_xero_update(p: &Pipeline, e: &OutboxEntry) -> Result<(LedgerEntry, RemoteEffect), PipelineError> {
-    let xero = p.xero.as_ref().ok_or_else(|| PipelineError::Refused("Xero is not configured".into()))?;
+pub async fn push_xero_update(
+    p: &Pipeline,
+    e: &OutboxEntry,
+) -> Result<(LedgerEntry, RemoteEffect), PipelineError> {
+    let xero = p
+        .xero
+        .as_ref()
+        .ok_or_else(|| PipelineError::Refused("Xero is not configured".into()))?;
     let inv = p.store.invoice_by_id(e.invoice_id).await?;
     let requested_at = Utc::now();
-    let remote_id = inv
-        .xero_invoice_id
-        .clone()
-        .ok_or_else(|| PipelineError::Refused(format!("invoice {} is not in Xero yet", inv.number)))?;
+    let remote_id = inv.xero_invoice_id.clone().ok_or_else(|| {
+        PipelineError::Refused(format!("invoice {} is not in Xero yet", inv.number))
+    })?;
     let remote = xero.get_invoice(&remote_id).await?;
-    let draft = super::push::xero_draft_for(p, &inv).await.map_err(PipelineError::Refused)?;
+    let draft = super::push::xero_draft_for(p, &inv)
+        .await
+        .map_err(PipelineError::Refused)?;
     let mut l = LedgerEntry {
         system: "xero",
         remote_id: Some(remote_id.clone()),
@@ -265,12 +384,21 @@ pub async fn push_xero_update(p: &Pipeline, e: &OutboxEntry) -> Result<(LedgerEn
         outcome: "ok",
         error: None,
     };
-    let editable = matches!(remote.status.as_str(), "DRAFT" | "SUBMITTED" | "AUTHORISED") && remote.amount_paid.is_zero();
+    let editable = matches!(remote.status.as_str(), "DRAFT" | "SUBMITTED" | "AUTHORISED")
+        && remote.amount_paid.is_zero();
     if editable {
-        let updated = xero.update_invoice(&remote_id, &draft, &e.idempotency_key).await?;
+        let updated = xero
+            .update_invoice(&remote_id, &draft, &e.idempotency_key)
+            .await?;
         l.remote_status = Some(format!("updated ({})", updated.status));
         l.amount = Some(updated.total);
-        return Ok((l, RemoteEffect::XeroInvoice { invoice_id: updated.invoice_id, status: updated.status }));
+        return Ok((
+            l,
+            RemoteEffect::XeroInvoice {
+                invoice_id: updated.invoice_id,
+                status: updated.status,
+            },
+        ));
     }
     let difference = inv.total() - remote.total;
     if difference.is_zero() {
@@ -278,7 +406,8 @@ pub async fn push_xero_update(p: &Pipeline, e: &OutboxEntry) -> Result<(LedgerEn
         l.amount = Some(remote.total);
         return Ok((l, RemoteEffect::None));
     }
-    let adjustment = super::push::adjustment(p, &inv, &draft, difference, &e.idempotency_key).await?;
+    let adjustment =
+        super::push::adjustment(p, &inv, &draft, difference, &e.idempotency_key).await?;
     l.remote_id = Some(adjustment.0);
     l.remote_status = Some(adjustment.1);
     l.amount = Some(difference);

@@ -10,7 +10,12 @@ use crate::store::Store;
 /// The snapshot for period `period`: calls are those of the month before (billed in arrears).
 /// For a resync (`resync = true`), the once-off items this period already billed are presented as
 /// pending again so that the recomputation still contains them.
-pub async fn take(store: &Store, period: Period, tz: Tz, resync: bool) -> Result<Snapshot, PipelineError> {
+pub async fn take(
+    store: &Store,
+    period: Period,
+    tz: Tz,
+    resync: bool,
+) -> Result<Snapshot, PipelineError> {
     let customers = store.customers().await?;
     let services = store.services().await?;
     let assignments = store
@@ -56,5 +61,11 @@ pub async fn take(store: &Store, period: Period, tz: Tz, resync: bool) -> Result
             price: t.price,
         })
         .collect();
-    Ok(Snapshot { customers, services, assignments, items, usage })
+    Ok(Snapshot {
+        customers,
+        services,
+        assignments,
+        items,
+        usage,
+    })
 }

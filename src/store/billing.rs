@@ -113,7 +113,9 @@ impl StoredLine {
         money(self.unit_cost_micros)
     }
     pub fn quantity(&self) -> Result<Decimal, StoreError> {
-        self.quantity.parse().map_err(|_| StoreError::Corrupt(format!("line {} quantity {:?}", self.id, self.quantity)))
+        self.quantity.parse().map_err(|_| {
+            StoreError::Corrupt(format!("line {} quantity {:?}", self.id, self.quantity))
+        })
     }
 }
 
@@ -223,7 +225,10 @@ impl Store {
     ) -> Result<RecordOutcome, StoreError> {
         let mut outcome = RecordOutcome::default();
         for inv in invoices {
-            match self.record_one(inv, number_prefix, start_number, not_before).await? {
+            match self
+                .record_one(inv, number_prefix, start_number, not_before)
+                .await?
+            {
                 Some(number) => outcome.created.push(number),
                 None => outcome.already_recorded += 1,
             }
@@ -242,7 +247,8 @@ impl Store {
         let total = micros(total)?;
         let now = Utc::now();
         let period = inv.period.to_string();
-        let start = i64::try_from(start).map_err(|_| StoreError::Refused("invoices.start_number is too large".into()))?;
+        let start = i64::try_from(start)
+            .map_err(|_| StoreError::Refused("invoices.start_number is too large".into()))?;
         on_db!(self, p => {
             let mut tx = p.begin().await?;
             let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM invoices WHERE customer_id = $1 AND period = $2")
@@ -356,7 +362,12 @@ impl Store {
     }
 
     /// Records why a customer got no invoice for a period (replacing an earlier reason).
-    pub async fn record_skip(&self, period: Period, customer: CustomerId, reason: &str) -> Result<(), StoreError> {
+    pub async fn record_skip(
+        &self,
+        period: Period,
+        customer: CustomerId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         on_db!(self, p => sqlx::query(
             "INSERT INTO billing_skips (period, customer_id, reason, recorded_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (period, customer_id) DO UPDATE SET reason = excluded.reason, recorded_at = excluded.recorded_at",
@@ -372,13 +383,19 @@ impl Store {
     }
 
     pub async fn skips(&self, period: Period) -> Result<Vec<(i64, String)>, StoreError> {
-        Ok(on_db!(self, p => sqlx::query_as("SELECT customer_id, reason FROM billing_skips WHERE period = $1 ORDER BY customer_id")
+        Ok(
+            on_db!(self, p => sqlx::query_as("SELECT customer_id, reason FROM billing_skips WHERE period = $1 ORDER BY customer_id")
             .bind(period.to_string())
             .fetch_all(p)
-            .await?))
+            .await?),
+        )
     }
 
-    pub async fn invoices(&self, period: Option<Period>, customer: Option<CustomerId>) -> Result<Vec<StoredInvoice>, StoreError> {
+    pub async fn invoices(
+        &self,
+        period: Option<Period>,
+        customer: Option<CustomerId>,
+    ) -> Result<Vec<StoredInvoice>, StoreError> {
         Ok(on_db!(self, p => sqlx::query_as(select_invoices!(
             "WHERE (CAST($1 AS TEXT) IS NULL OR i.period = $1) AND (CAST($2 AS BIGINT) IS NULL OR i.customer_id = $2) \
              ORDER BY i.period, i.number"))
@@ -406,10 +423,12 @@ impl Store {
 
     /// The invoice's current lines (removed ones included, flagged), in order.
     pub async fn invoice_lines(&self, invoice_id: i64) -> Result<Vec<StoredLine>, StoreError> {
-        Ok(on_db!(self, p => sqlx::query_as(select_lines!("WHERE invoice_id = $1 ORDER BY position, id"))
+        Ok(
+            on_db!(self, p => sqlx::query_as(select_lines!("WHERE invoice_id = $1 ORDER BY position, id"))
             .bind(invoice_id)
             .fetch_all(p)
-            .await?))
+            .await?),
+        )
     }
 
     pub async fn line(&self, id: i64) -> Result<StoredLine, StoreError> {
@@ -487,13 +506,20 @@ impl Store {
 
     /// Counts of outbox entries by status.
     pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(on_db!(self, p => sqlx::query_as("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")
+        Ok(
+            on_db!(self, p => sqlx::query_as("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")
             .fetch_all(p)
-            .await?))
+            .await?),
+        )
     }
 
     /// Writes a finished action: the ledger row, the outbox entry done, and its local effect, at once.
-    pub async fn complete_outbox(&self, entry: &OutboxEntry, ledger: &LedgerEntry, effect: &RemoteEffect) -> Result<(), StoreError> {
+    pub async fn complete_outbox(
+        &self,
+        entry: &OutboxEntry,
+        ledger: &LedgerEntry,
+        effect: &RemoteEffect,
+    ) -> Result<(), StoreError> {
         let now = Utc::now();
         on_db!(self, p => {
             let mut tx = p.begin().await?;
@@ -568,7 +594,12 @@ impl Store {
     }
 
     /// Puts an entry back for later without counting a failure (parked: day budget, email cap).
-    pub async fn park_outbox(&self, entry: &OutboxEntry, until: DateTime<Utc>, why: &str) -> Result<(), StoreError> {
+    pub async fn park_outbox(
+        &self,
+        entry: &OutboxEntry,
+        until: DateTime<Utc>,
+        why: &str,
+    ) -> Result<(), StoreError> {
         on_db!(self, p => sqlx::query(
             "UPDATE outbox SET status = 'pending', next_attempt_at = $2, last_error = $3, attempts = attempts - 1, \
              claimed_by = NULL, updated_at = $4 WHERE id = $1",
@@ -632,7 +663,11 @@ pub struct InvoiceChanges {
 impl Store {
     /// Applies a resync's changes to a recorded invoice: lines updated, added or flagged removed, the
     /// total and revision bumped, and the remote actions queued, at once.
-    pub async fn apply_invoice_changes(&self, invoice_id: i64, c: &InvoiceChanges) -> Result<i32, StoreError> {
+    pub async fn apply_invoice_changes(
+        &self,
+        invoice_id: i64,
+        c: &InvoiceChanges,
+    ) -> Result<i32, StoreError> {
         let now = Utc::now();
         on_db!(self, p => {
             let mut tx = p.begin().await?;

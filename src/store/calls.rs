@@ -1,1 +1,342 @@
-//! Tables of the calls module (filled in by its issue).
+//! Calls and rate plans. Imports insert in batches (multi-row statements on SQLite, `UNNEST` arrays
+//! on PostgreSQL) with `ON CONFLICT (call_key) DO NOTHING`, so a re-import or an overlapping file
+//! adds no duplicate; the summary is answered by aggregates over the (service, time) index.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::audit::write_audit;
+use super::{Actor, Db, Store, StoreError, money, on_db};
+use crate::domain::rating::RatePlan;
+use crate::domain::{Money, ServiceId};
+
+/// One call ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCall {
+    pub key: [u8; 16],
+    pub service_id: Option<i64>,
+    pub user_ref: String,
+    pub started_at: i64,
+    pub duration_secs: i32,
+    pub destination: String,
+    pub call_type: String,
+    pub inbound: bool,
+    pub cost_micros: Option<i64>,
+    pub price_micros: Option<i64>,
+    pub plan_version: Option<i32>,
+}
+
+/// The rated calls of one service in a range (unrounded sums).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallTotal {
+    pub service_id: ServiceId,
+    pub calls: i64,
+    pub seconds: i64,
+    pub cost: Money,
+    pub price: Money,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct CallGroup {
+    pub key: String,
+    pub calls: i64,
+    pub seconds: i64,
+    pub cost_micros: i64,
+    pub price_micros: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct CallDetail {
+    pub id: i64,
+    pub user_ref: String,
+    pub started_at: i64,
+    pub duration_secs: i32,
+    pub destination: String,
+    pub call_type: String,
+    pub inbound: bool,
+    pub cost_micros: Option<i64>,
+    pub price_micros: Option<i64>,
+}
+
+const SQLITE_ROWS_PER_STATEMENT: usize = 400;
+
+impl Store {
+    /// Inserts a batch in one transaction; returns how many were new (the rest were duplicates).
+    pub async fn insert_calls(&self, batch: &[NewCall]) -> Result<u64, StoreError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        match self.db() {
+            Db::Sqlite(p) => {
+                let mut tx = p.begin().await?;
+                let mut inserted = 0;
+                for chunk in batch.chunks(SQLITE_ROWS_PER_STATEMENT) {
+                    let mut sql = String::from(
+                        "INSERT INTO calls (call_key, service_id, user_ref, started_at, duration_secs, destination, \
+                         call_type, inbound, cost_micros, price_micros, plan_version) VALUES ",
+                    );
+                    for i in 0..chunk.len() {
+                        let b = i * 11;
+                        if i > 0 {
+                            sql.push(',');
+                        }
+                        sql.push_str(&format!(
+                            "(${},${},${},${},${},${},${},${},${},${},${})",
+                            b + 1,
+                            b + 2,
+                            b + 3,
+                            b + 4,
+                            b + 5,
+                            b + 6,
+                            b + 7,
+                            b + 8,
+                            b + 9,
+                            b + 10,
+                            b + 11
+                        ));
+                    }
+                    sql.push_str(" ON CONFLICT (call_key) DO NOTHING");
+                    // Only placeholders are formatted into the statement, never data.
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for c in chunk {
+                        q = q
+                            .bind(&c.key[..])
+                            .bind(c.service_id)
+                            .bind(&c.user_ref)
+                            .bind(c.started_at)
+                            .bind(c.duration_secs)
+                            .bind(&c.destination)
+                            .bind(&c.call_type)
+                            .bind(c.inbound)
+                            .bind(c.cost_micros)
+                            .bind(c.price_micros)
+                            .bind(c.plan_version);
+                    }
+                    inserted += q.execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(inserted)
+            }
+            Db::Postgres(p) => {
+                let keys: Vec<Vec<u8>> = batch.iter().map(|c| c.key.to_vec()).collect();
+                let r = sqlx::query(
+                    "INSERT INTO calls (call_key, service_id, user_ref, started_at, duration_secs, destination, call_type, \
+                     inbound, cost_micros, price_micros, plan_version) \
+                     SELECT * FROM UNNEST($1::bytea[], $2::bigint[], $3::text[], $4::bigint[], $5::int[], $6::text[], \
+                     $7::text[], $8::bool[], $9::bigint[], $10::bigint[], $11::int[]) ON CONFLICT (call_key) DO NOTHING",
+                )
+                .bind(keys)
+                .bind(batch.iter().map(|c| c.service_id).collect::<Vec<_>>())
+                .bind(batch.iter().map(|c| c.user_ref.clone()).collect::<Vec<_>>())
+                .bind(batch.iter().map(|c| c.started_at).collect::<Vec<_>>())
+                .bind(batch.iter().map(|c| c.duration_secs).collect::<Vec<_>>())
+                .bind(batch.iter().map(|c| c.destination.clone()).collect::<Vec<_>>())
+                .bind(batch.iter().map(|c| c.call_type.clone()).collect::<Vec<_>>())
+                .bind(batch.iter().map(|c| c.inbound).collect::<Vec<_>>())
+                .bind(batch.iter().map(|c| c.cost_micros).collect::<Vec<_>>())
+                .bind(batch.iter().map(|c| c.price_micros).collect::<Vec<_>>())
+                .bind(batch.iter().map(|c| c.plan_version).collect::<Vec<_>>())
+                .execute(p)
+                .await?;
+                Ok(r.rows_affected())
+            }
+        }
+    }
+
+    /// Sums of the matched, rated calls that started in `[start, end)`, per service.
+    pub async fn rated_call_totals(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<CallTotal>, StoreError> {
+        let rows: Vec<(i64, i64, i64, i64, i64)> = on_db!(self, p => sqlx::query_as(
+            "SELECT service_id, COUNT(*), CAST(COALESCE(SUM(duration_secs), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT), CAST(COALESCE(SUM(price_micros), 0) AS BIGINT) \
+             FROM calls WHERE service_id IS NOT NULL AND price_micros IS NOT NULL AND started_at >= $1 AND started_at < $2 \
+             GROUP BY service_id ORDER BY service_id")
+            .bind(start.timestamp())
+            .bind(end.timestamp())
+            .fetch_all(p)
+            .await?);
+        rows.into_iter()
+            .map(|(s, calls, seconds, cost, price)| {
+                Ok(CallTotal {
+                    service_id: ServiceId::new(s)?,
+                    calls,
+                    seconds,
+                    cost: money(cost),
+                    price: money(price),
+                })
+            })
+            .collect()
+    }
+
+    /// Calls in `[start, end)` whose price is missing (no plan, or no rate for their type).
+    pub async fn unrated_calls(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        Ok(on_db!(self, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM calls WHERE service_id IS NOT NULL AND price_micros IS NULL AND started_at >= $1 AND started_at < $2")
+            .bind(start.timestamp())
+            .bind(end.timestamp())
+            .fetch_one(p)
+            .await?))
+    }
+
+    /// Every user reference of the catalogue and its service (for matching CDRs).
+    pub async fn user_map(&self) -> Result<HashMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = on_db!(self, p => sqlx::query_as("SELECT user_ref, service_id FROM service_users")
+            .fetch_all(p)
+            .await?);
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Stores a new version of a service's rate plan; returns the version.
+    pub async fn set_rate_plan(
+        &self,
+        actor: &Actor,
+        service: ServiceId,
+        plan: &RatePlan,
+    ) -> Result<i32, StoreError> {
+        let json = serde_json::to_string(plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.service(service).await?;
+        let version: i32 = on_db!(self, p => {
+            let mut tx = p.begin().await?;
+            let v: i32 = sqlx::query_scalar("SELECT CAST(COALESCE(MAX(version), 0) + 1 AS INTEGER) FROM rate_plans WHERE service_id = $1")
+                .bind(service.get())
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO rate_plans (service_id, version, plan_json, created_at, created_by) VALUES ($1, $2, $3, $4, $5)")
+                .bind(service.get())
+                .bind(v)
+                .bind(&json)
+                .bind(Utc::now())
+                .bind(actor.as_str())
+                .execute(&mut *tx)
+                .await?;
+            write_audit!(&mut *tx, actor, "rate_plan", service, "set", None, serde_json::from_str(&json).ok())?;
+            tx.commit().await?;
+            v
+        });
+        Ok(version)
+    }
+
+    /// The newest plan of every service that has one: service id → (version, plan).
+    pub async fn rate_plans(&self) -> Result<HashMap<i64, (i32, RatePlan)>, StoreError> {
+        let rows: Vec<(i64, i32, String)> = on_db!(self, p => sqlx::query_as(
+            "SELECT r.service_id, r.version, r.plan_json FROM rate_plans r \
+             WHERE r.version = (SELECT MAX(version) FROM rate_plans x WHERE x.service_id = r.service_id)")
+            .fetch_all(p)
+            .await?);
+        rows.into_iter()
+            .map(|(s, v, j)| {
+                let plan: RatePlan = serde_json::from_str(&j)
+                    .map_err(|e| StoreError::Corrupt(format!("rate plan of service {s}: {e}")))?;
+                Ok((s, (v, plan)))
+            })
+            .collect()
+    }
+
+    /// Calls of a range (all services), in id order, `limit` at a time after `after_id` (re-rating).
+    pub async fn calls_page(
+        &self,
+        start: i64,
+        end: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Option<i64>, CallDetail)>, StoreError> {
+        let rows: Vec<CallDetail> = on_db!(self, p => sqlx::query_as(
+            "SELECT id, user_ref, started_at, duration_secs, destination, call_type, inbound, cost_micros, price_micros \
+             FROM calls WHERE started_at >= $1 AND started_at < $2 AND id > $3 AND service_id IS NOT NULL ORDER BY id LIMIT $4")
+            .bind(start)
+            .bind(end)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(p)
+            .await?);
+        let services: Vec<(i64, Option<i64>)> = on_db!(self, p => sqlx::query_as(
+            "SELECT id, service_id FROM calls WHERE started_at >= $1 AND started_at < $2 AND id > $3 AND service_id IS NOT NULL ORDER BY id LIMIT $4")
+            .bind(start)
+            .bind(end)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(p)
+            .await?);
+        Ok(rows
+            .into_iter()
+            .zip(services)
+            .map(|(d, (id, s))| (id, s, d))
+            .collect())
+    }
+
+    /// Writes re-rated prices in one transaction.
+    pub async fn update_call_prices(
+        &self,
+        prices: &[(i64, Option<i64>, Option<i32>)],
+    ) -> Result<(), StoreError> {
+        on_db!(self, p => {
+            let mut tx = p.begin().await?;
+            for (id, price, version) in prices {
+                sqlx::query("UPDATE calls SET price_micros = $2, plan_version = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(price)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Per call type or per user (`by` is "call_type" or "user_ref") aggregates of a service's range.
+    pub async fn call_groups(
+        &self,
+        service: ServiceId,
+        start: i64,
+        end: i64,
+        by_user: bool,
+    ) -> Result<Vec<CallGroup>, StoreError> {
+        let sql = if by_user {
+            "SELECT user_ref AS key, COUNT(*) AS calls, CAST(COALESCE(SUM(duration_secs), 0) AS BIGINT) AS seconds, \
+             CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS cost_micros, CAST(COALESCE(SUM(price_micros), 0) AS BIGINT) AS price_micros \
+             FROM calls WHERE service_id = $1 AND started_at >= $2 AND started_at < $3 GROUP BY user_ref ORDER BY user_ref"
+        } else {
+            "SELECT call_type AS key, COUNT(*) AS calls, CAST(COALESCE(SUM(duration_secs), 0) AS BIGINT) AS seconds, \
+             CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS cost_micros, CAST(COALESCE(SUM(price_micros), 0) AS BIGINT) AS price_micros \
+             FROM calls WHERE service_id = $1 AND started_at >= $2 AND started_at < $3 GROUP BY call_type ORDER BY call_type"
+        };
+        Ok(
+            on_db!(self, p => sqlx::query_as(sql).bind(service.get()).bind(start).bind(end).fetch_all(p).await?),
+        )
+    }
+
+    /// One user's calls in a range, oldest first, `limit` at a time after `(started_at, id)`.
+    pub async fn user_calls(
+        &self,
+        service: ServiceId,
+        user: &str,
+        start: i64,
+        end: i64,
+        after: (i64, i64),
+        limit: i64,
+    ) -> Result<Vec<CallDetail>, StoreError> {
+        Ok(on_db!(self, p => sqlx::query_as(
+            "SELECT id, user_ref, started_at, duration_secs, destination, call_type, inbound, cost_micros, price_micros \
+             FROM calls WHERE service_id = $1 AND user_ref = $2 AND started_at >= $3 AND started_at < $4 \
+             AND (started_at > $5 OR (started_at = $5 AND id > $6)) ORDER BY started_at, id LIMIT $7")
+            .bind(service.get())
+            .bind(user)
+            .bind(start)
+            .bind(end)
+            .bind(after.0)
+            .bind(after.1)
+            .bind(limit)
+            .fetch_all(p)
+            .await?))
+    }
+}

@@ -8,14 +8,15 @@
 
 mod assignments;
 mod audit;
-mod autotask;
-mod billing;
-mod calls;
+pub mod autotask;
+pub mod billing;
+pub mod calls;
 mod catalogue;
 mod connect;
 mod customers;
 mod items;
-mod xero;
+pub mod runs;
+pub mod xero;
 
 use sqlx::{PgPool, SqlitePool};
 

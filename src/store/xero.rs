@@ -1,1 +1,120 @@
-//! Tables of the xero module (filled in by its issue).
+//! Xero's OAuth2 tokens. A rotated refresh token is written in the same statement that records the
+//! refresh, and a refresh is claimed in the database first, so that two processes never spend the
+//! same single-use refresh token.
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError, on_db};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct XeroTokenRow {
+    pub grant_type: String,
+    pub access_token: Option<String>,
+    pub access_expires_at: Option<DateTime<Utc>>,
+    pub refresh_token: Option<String>,
+    pub tenant_id: Option<String>,
+    pub refresh_count: i64,
+}
+
+impl Store {
+    pub async fn xero_token(&self) -> Result<Option<XeroTokenRow>, StoreError> {
+        Ok(on_db!(self, p => sqlx::query_as(
+            "SELECT grant_type, access_token, access_expires_at, refresh_token, tenant_id, refresh_count FROM xero_tokens WHERE id = 1")
+            .fetch_optional(p)
+            .await?))
+    }
+
+    /// Stores a new grant (after `xero connect` or a client-credentials token), replacing any.
+    pub async fn save_xero_grant(&self, t: &XeroTokenRow) -> Result<(), StoreError> {
+        on_db!(self, p => sqlx::query(
+            "INSERT INTO xero_tokens (id, grant_type, access_token, access_expires_at, refresh_token, tenant_id, refresh_count, updated_at) \
+             VALUES (1, $1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET grant_type = excluded.grant_type, \
+             access_token = excluded.access_token, access_expires_at = excluded.access_expires_at, \
+             refresh_token = excluded.refresh_token, tenant_id = COALESCE(excluded.tenant_id, xero_tokens.tenant_id), \
+             refresh_count = excluded.refresh_count, refreshing_by = NULL, refreshing_until = NULL, updated_at = excluded.updated_at")
+            .bind(&t.grant_type)
+            .bind(t.access_token.as_deref())
+            .bind(t.access_expires_at)
+            .bind(t.refresh_token.as_deref())
+            .bind(t.tenant_id.as_deref())
+            .bind(t.refresh_count)
+            .bind(Utc::now())
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    pub async fn save_xero_tenant(&self, tenant: &str) -> Result<(), StoreError> {
+        on_db!(self, p => sqlx::query("UPDATE xero_tokens SET tenant_id = $1 WHERE id = 1")
+            .bind(tenant)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Claims the right to refresh until `until`; false when another process holds the claim.
+    pub async fn claim_xero_refresh(
+        &self,
+        me: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = on_db!(self, p => sqlx::query(
+            "UPDATE xero_tokens SET refreshing_by = $1, refreshing_until = $2 \
+             WHERE id = 1 AND (refreshing_until IS NULL OR refreshing_until < $3 OR refreshing_by = $1)")
+            .bind(me)
+            .bind(until)
+            .bind(now)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Records a refresh: the new access token and the rotated refresh token together, only if we
+    /// still hold the claim.
+    pub async fn record_xero_refresh(
+        &self,
+        me: &str,
+        access_token: &str,
+        expires_at: DateTime<Utc>,
+        refresh_token: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let n = on_db!(self, p => sqlx::query(
+            "UPDATE xero_tokens SET access_token = $2, access_expires_at = $3, refresh_token = COALESCE($4, refresh_token), \
+             refresh_count = refresh_count + 1, refreshing_by = NULL, refreshing_until = NULL, updated_at = $5 \
+             WHERE id = 1 AND refreshing_by = $1")
+            .bind(me)
+            .bind(access_token)
+            .bind(expires_at)
+            .bind(refresh_token)
+            .bind(Utc::now())
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(n == 1)
+    }
+
+    pub async fn release_xero_refresh(&self, me: &str) -> Result<(), StoreError> {
+        on_db!(self, p => sqlx::query("UPDATE xero_tokens SET refreshing_by = NULL, refreshing_until = NULL WHERE id = 1 AND refreshing_by = $1")
+            .bind(me)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Marks the stored access token expired (the server refused it), keeping the refresh token.
+    pub async fn save_xero_tenant_token_expired(&self) -> Result<(), StoreError> {
+        on_db!(self, p => sqlx::query("UPDATE xero_tokens SET access_expires_at = $1 WHERE id = 1")
+            .bind(DateTime::<Utc>::UNIX_EPOCH)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+}

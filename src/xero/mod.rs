@@ -1,6 +1,122 @@
-//! The Xero Accounting client: OAuth2 (custom connection and authorization code with PKCE),
-//! contacts, batched idempotent invoices, email, limits. (Issue: Xero.) Depends on `domain`, `store`.
+//! The Xero Accounting client: OAuth2 (`auth.rs`, `connect.rs`), the wire shapes (`wire.rs`), and
+//! the calls the pipeline makes (`client.rs`): batched idempotent invoice creates, lookups by
+//! `Reference`, updates, credit notes, email, contacts. Every write carries an `Idempotency-Key`, so
+//! a retry after a timeout, a 5xx or a 429 never creates twice. Depends on `domain` and `store`.
 
+mod auth;
+mod client;
 mod config;
+pub mod connect;
+pub mod wire;
 
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+pub use client::XeroClient;
 pub use config::XeroConfig;
+
+use crate::domain::{Money, XeroContactId};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum XeroError {
+    #[error(
+        "the Xero connection must be renewed ({reason}): run `rebilld xero connect`; nothing was pushed"
+    )]
+    Reauthorize { reason: String },
+    #[error("Xero asked us to slow down (retry after {retry_after:?})")]
+    RateLimited { retry_after: std::time::Duration },
+    #[error("Xero's daily request budget is spent; the rest waits until {until}")]
+    DayBudgetSpent { until: DateTime<Utc> },
+    #[error("Xero refused the request: {}", .0.join("; "))]
+    Validation(Vec<String>),
+    #[error("Xero has no {what}")]
+    NotFound { what: String },
+    #[error("Xero is not configured: {0}")]
+    NotConfigured(String),
+    #[error("Xero authentication failed: {0}")]
+    Auth(String),
+    #[error("Xero could not be reached: {0}")]
+    Transport(String),
+    #[error("Xero answered HTTP {status}: {body}")]
+    Http { status: u16, body: String },
+    #[error("Xero answered something unreadable: {0}")]
+    Decode(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A local invoice as it goes to Xero (status from `xero.invoice_status`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InvoiceDraft {
+    pub contact_id: XeroContactId,
+    pub reference: String,
+    pub invoice_number: Option<String>,
+    pub date: NaiveDate,
+    pub due_date: NaiveDate,
+    pub currency: String,
+    pub lines: Vec<LineDraft>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LineDraft {
+    pub description: String,
+    pub quantity: Decimal,
+    pub unit_amount: Decimal,
+    pub account_code: Option<String>,
+    pub tax_type: Option<String>,
+    pub item_code: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CreditNoteDraft {
+    pub contact_id: XeroContactId,
+    pub reference: String,
+    pub date: NaiveDate,
+    pub currency: String,
+    pub lines: Vec<LineDraft>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RemoteInvoice {
+    pub invoice_id: String,
+    pub reference: String,
+    pub invoice_number: Option<String>,
+    pub status: String,
+    pub total: Money,
+    pub sub_total: Money,
+    pub amount_paid: Money,
+    pub amount_due: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RemoteCreditNote {
+    pub credit_note_id: String,
+    pub total: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum InvoiceOutcome {
+    Created(RemoteInvoice),
+    Invalid {
+        reference: String,
+        messages: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EmailOutcome {
+    Sent,
+    NoEmailAddress,
+    /// The organisation's daily email cap (by plan; none on a demo company): park until tomorrow.
+    DailyLimitReached,
+}
+
+/// What `customer link-xero --create` sends.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContactDraft {
+    pub name: String,
+    pub contact_number: Option<String>,
+    pub email: Option<String>,
+}

@@ -1,0 +1,11 @@
+-- Billing runs: which period has been billed, and the lease that lets one process at a time run it.
+CREATE TABLE billing_runs (
+    period           TEXT PRIMARY KEY,
+    status           TEXT NOT NULL CHECK (status IN ('due', 'running', 'done', 'failed')),
+    started_at       TIMESTAMPTZ,
+    finished_at      TIMESTAMPTZ,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    last_error       TEXT,
+    lease_owner      TEXT,
+    lease_expires_at TIMESTAMPTZ
+);

@@ -1,0 +1,231 @@
+//! Contract charges that are never created twice. Autotask has no idempotency key, so each charge
+//! carries a marker in `purchaseOrderNumber`, and the client queries for it before any create it
+//! might already have made: after a timeout, a dropped response or a 500 (Autotask reports
+//! validation errors as 500), it looks before it creates again.
+
+use chrono::NaiveDate;
+use reqwest::Method;
+use rust_decimal::Decimal;
+use serde_json::json;
+
+use super::client::{AutotaskClient, Repeat, decode};
+use super::query::Filter;
+use super::wire::{ContractCharge, CreateResult};
+use super::{AutotaskError, ChargeChange, ChargeDraft, RemoteCharge};
+use crate::domain::{ContractId, Money};
+
+fn remote(c: ContractCharge) -> RemoteCharge {
+    RemoteCharge {
+        id: c.id,
+        contract_id: c.contract_id.unwrap_or_default(),
+        marker: c.purchase_order_number,
+        unit_quantity: c.unit_quantity.unwrap_or_default(),
+        unit_price: Money::new(c.unit_price.unwrap_or_default()),
+        unit_cost: Money::new(c.unit_cost.unwrap_or_default()),
+        is_billed: c.is_billed.unwrap_or(false),
+    }
+}
+
+fn body(d: &ChargeDraft) -> serde_json::Value {
+    json!({
+        "contractID": d.contract_id.get(),
+        "productID": d.product_id.get(),
+        "billingCodeID": d.material_code_id.get(),
+        "name": d.name,
+        "description": d.description,
+        "unitQuantity": d.unit_quantity,
+        "unitPrice": d.unit_price.amount(),
+        "unitCost": d.unit_cost.amount(),
+        "datePurchased": format!("{}T00:00:00Z", d.date_purchased),
+        "isBillableToCompany": d.billable,
+        "purchaseOrderNumber": d.marker,
+        "status": 1,
+    })
+}
+
+impl AutotaskClient {
+    pub async fn find_charge_by_marker(
+        &self,
+        contract: ContractId,
+        marker: &str,
+    ) -> Result<Option<RemoteCharge>, AutotaskError> {
+        let f =
+            Filter::eq("contractID", contract.get()).and(Filter::eq("purchaseOrderNumber", marker));
+        let found: Vec<ContractCharge> = self.query("ContractCharges", &f).await?;
+        Ok(found
+            .into_iter()
+            .find(|c| c.purchase_order_number.as_deref() == Some(marker))
+            .map(remote))
+    }
+
+    /// Creates the charge unless one with its marker exists. Never creates twice.
+    pub async fn push_charge(&self, d: &ChargeDraft) -> Result<RemoteCharge, AutotaskError> {
+        if d.marker.is_empty() || d.marker.len() > 50 {
+            return Err(AutotaskError::Local(format!(
+                "charge marker {:?} must be 1–50 characters",
+                d.marker
+            )));
+        }
+        if let Some(existing) = self.find_charge_by_marker(d.contract_id, &d.marker).await? {
+            return Ok(existing);
+        }
+        let path = format!("V1.0/Contracts/{}/Charges", d.contract_id);
+        for _ in 0..=self.inner.cfg.max_retries {
+            let outcome = self
+                .request(Method::POST, &path, Some(&body(d)), Repeat::Never)
+                .await
+                .and_then(Self::check);
+            match outcome {
+                Ok(text) => {
+                    let created: CreateResult = decode(&text)?;
+                    tracing::info!(charge = created.item_id, contract = %d.contract_id, marker = %d.marker, "Autotask charge created");
+                    return Ok(RemoteCharge {
+                        id: created.item_id,
+                        contract_id: d.contract_id.get(),
+                        marker: Some(d.marker.clone()),
+                        unit_quantity: d.unit_quantity,
+                        unit_price: d.unit_price,
+                        unit_cost: d.unit_cost,
+                        is_billed: false,
+                    });
+                }
+                Err(
+                    e @ (AutotaskError::Refused(_)
+                    | AutotaskError::Http { .. }
+                    | AutotaskError::Transport(_)),
+                ) => {
+                    // The create may have happened (a dropped response, or a 500 after the insert):
+                    // look before deciding.
+                    if let Some(existing) =
+                        self.find_charge_by_marker(d.contract_id, &d.marker).await?
+                    {
+                        tracing::warn!(charge = existing.id, marker = %d.marker, "found the charge a failed create had made");
+                        return Ok(existing);
+                    }
+                    if matches!(e, AutotaskError::Refused(_)) {
+                        return Err(e); // Autotask's validation words: retrying will not help.
+                    }
+                    tracing::warn!(error = %e, marker = %d.marker, "charge create failed and nothing was created; trying again");
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(AutotaskError::Transport(format!(
+            "could not create the charge {:?} after several tries",
+            d.marker
+        )))
+    }
+
+    /// Brings a charge in line with `wanted`: PATCH while not billed (DELETE when the quantity is
+    /// zero); once billed it is never touched, a correcting charge for the difference is added.
+    pub async fn update_or_correct_charge(
+        &self,
+        existing: &RemoteCharge,
+        wanted: &ChargeDraft,
+    ) -> Result<ChargeChange, AutotaskError> {
+        let same = existing.unit_quantity == wanted.unit_quantity
+            && existing.unit_price == wanted.unit_price
+            && existing.unit_cost == wanted.unit_cost;
+        if same {
+            return Ok(ChargeChange::Unchanged { id: existing.id });
+        }
+        let path = format!("V1.0/Contracts/{}/Charges", wanted.contract_id);
+        if !existing.is_billed {
+            if wanted.unit_quantity.is_zero() {
+                let reply = self
+                    .request(
+                        Method::DELETE,
+                        &format!("{path}/{}", existing.id),
+                        None,
+                        Repeat::Safe,
+                    )
+                    .await?;
+                match Self::check(reply) {
+                    Ok(_) | Err(AutotaskError::NotFound(_)) => {
+                        return Ok(ChargeChange::Deleted { id: existing.id });
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let patch = json!({
+                "id": existing.id,
+                "unitQuantity": wanted.unit_quantity,
+                "unitPrice": wanted.unit_price.amount(),
+                "unitCost": wanted.unit_cost.amount(),
+                "name": wanted.name,
+                "description": wanted.description,
+            });
+            // A PATCH sets absolute values: repeating it is harmless.
+            let reply = self
+                .request(Method::PATCH, &path, Some(&patch), Repeat::Safe)
+                .await?;
+            Self::check(reply)?;
+            return Ok(ChargeChange::Updated { id: existing.id });
+        }
+        let was = Money::new(existing.unit_price.amount() * existing.unit_quantity).round_cents();
+        let now = Money::new(wanted.unit_price.amount() * wanted.unit_quantity).round_cents();
+        let difference = now - was;
+        let correction = ChargeDraft {
+            name: format!("Correction: {}", wanted.name)
+                .chars()
+                .take(100)
+                .collect(),
+            description: format!(
+                "Correction of billed charge {} ({} → {})",
+                existing.id, was, now
+            ),
+            unit_quantity: Decimal::ONE,
+            unit_price: difference,
+            unit_cost: Money::ZERO,
+            marker: correction_marker(&wanted.marker, difference),
+            ..wanted.clone()
+        };
+        let created = self.push_charge(&correction).await?;
+        Ok(ChargeChange::Corrected {
+            original: existing.id,
+            correction: created.id,
+            amount: difference,
+        })
+    }
+
+    /// Charges of a contract purchased on or after `since` (for reconcile).
+    pub async fn charges_of_contract(
+        &self,
+        contract: ContractId,
+        since: NaiveDate,
+    ) -> Result<Vec<RemoteCharge>, AutotaskError> {
+        let f = Filter::eq("contractID", contract.get())
+            .and(Filter::gte("datePurchased", format!("{since}T00:00:00Z")));
+        let found: Vec<ContractCharge> = self.query("ContractCharges", &f).await?;
+        Ok(found.into_iter().map(remote).collect())
+    }
+}
+
+/// The marker of a correcting charge: the original marker plus " adj" and a short tag of the
+/// corrected amount, so that the same correction is found again and a second one is told apart.
+pub fn correction_marker(marker: &str, difference: Money) -> String {
+    let tag: String = difference
+        .to_string()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let sign = if difference.is_negative() { "m" } else { "p" };
+    let suffix = format!(" adj{sign}{tag}");
+    let keep = 50usize.saturating_sub(suffix.len());
+    format!("{}{suffix}", &marker[..marker.len().min(keep)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn correction_markers_fit_and_keep_the_original_prefix() {
+        let m = correction_marker(
+            "rebill 2026-11 c12 svc-3-fee",
+            Money::parse("-12.5").unwrap(),
+        );
+        assert_eq!(m, "rebill 2026-11 c12 svc-3-fee adjm1250");
+        assert!(correction_marker(&"x".repeat(50), Money::parse("1").unwrap()).len() <= 50);
+    }
+}

@@ -1,0 +1,423 @@
+//! Requests: the three auth headers on every call (and only to the zone's host), the zone looked
+//! up once and cached in the database, per-endpoint concurrency, pacing, and retries of throttling,
+//! timeouts and 5xx only where the request is safe to repeat.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::{Mutex, Semaphore};
+
+use super::pace::Pacer;
+use super::query::Filter;
+use super::wire::{self, Page};
+use super::{AutotaskConfig, AutotaskError};
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AutotaskClient {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    http: reqwest::Client,
+    pub(super) cfg: AutotaskConfig,
+    pub(super) store: Store,
+    zone: Mutex<Option<url::Url>>,
+    endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
+    pub(super) pacer: Pacer,
+}
+
+impl std::fmt::Debug for AutotaskClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AutotaskClient")
+            .field("username", &self.inner.cfg.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What came back, before interpretation.
+pub(super) struct Reply {
+    pub status: StatusCode,
+    pub body: String,
+}
+
+/// Whether a request may be sent again after an unclear outcome.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Repeat {
+    Safe,
+    /// A create: never repeated here; the caller queries for its marker first.
+    Never,
+}
+
+impl AutotaskClient {
+    pub async fn new(cfg: &AutotaskConfig, store: Store) -> Result<Self, AutotaskError> {
+        if cfg.username.is_none() || cfg.secret.is_none() || cfg.integration_code.is_none() {
+            return Err(AutotaskError::NotConfigured(
+                "autotask.username, autotask.secret and autotask.integration_code are all needed"
+                    .into(),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(cfg.timeout_secs))
+            .build()
+            .map_err(|e| AutotaskError::Transport(e.to_string()))?;
+        let limit = (f64::from(cfg.hourly_budget) * cfg.budget_share).floor() as usize;
+        Ok(AutotaskClient {
+            inner: Arc::new(Inner {
+                http,
+                cfg: cfg.clone(),
+                store,
+                zone: Mutex::new(None),
+                endpoints: Mutex::new(HashMap::new()),
+                pacer: Pacer::new(
+                    limit,
+                    Duration::from_secs(cfg.budget_window_secs),
+                    Duration::from_secs(cfg.max_budget_wait_secs),
+                ),
+            }),
+        })
+    }
+
+    fn username(&self) -> &str {
+        self.inner.cfg.username.as_deref().unwrap_or_default()
+    }
+
+    /// The zone's API base URL: cached, else looked up (and cached).
+    async fn zone(&self, refresh: bool) -> Result<url::Url, AutotaskError> {
+        let mut z = self.inner.zone.lock().await;
+        if !refresh {
+            if let Some(u) = z.as_ref() {
+                return Ok(u.clone());
+            }
+            if let Some(u) = self.inner.store.autotask_zone(self.username()).await? {
+                let u = parse_base(&u)?;
+                *z = Some(u.clone());
+                return Ok(u);
+            }
+        }
+        let resp = self
+            .inner
+            .http
+            .get(&self.inner.cfg.zone_lookup_url)
+            .query(&[("user", self.username())])
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = resp.status();
+        let body = resp.text().await.map_err(transport)?;
+        if !status.is_success() {
+            let words = serde_json::from_str::<wire::Errors>(&body)
+                .map(|e| e.errors)
+                .unwrap_or_default();
+            return Err(if words.is_empty() {
+                AutotaskError::Http {
+                    status: status.as_u16(),
+                    body: truncate(&body),
+                }
+            } else {
+                AutotaskError::Refused(words)
+            });
+        }
+        let info: wire::ZoneInformation = decode(&body)?;
+        let u = parse_base(&info.url)?;
+        self.inner
+            .store
+            .save_autotask_zone(self.username(), u.as_str())
+            .await?;
+        tracing::info!(zone = %u, "Autotask zone resolved");
+        *z = Some(u.clone());
+        Ok(u)
+    }
+
+    async fn slot(&self, endpoint: &str) -> Arc<Semaphore> {
+        let mut m = self.inner.endpoints.lock().await;
+        m.entry(endpoint.to_string())
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(self.inner.cfg.max_concurrent.max(1) as usize))
+            })
+            .clone()
+    }
+
+    /// Sends `method path` (relative to the zone, e.g. `V1.0/Contracts/query`), or an absolute
+    /// `next page` URL on the zone's host. Retries throttling, timeouts and 5xx when `repeat` is Safe.
+    pub(super) async fn request(
+        &self,
+        method: Method,
+        path_or_url: &str,
+        body: Option<&Value>,
+        repeat: Repeat,
+    ) -> Result<Reply, AutotaskError> {
+        let endpoint = endpoint_of(path_or_url);
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(self.inner.cfg.retry_base_ms))
+            .with_max_delay(Duration::from_secs(60))
+            .with_max_times(self.inner.cfg.max_retries)
+            .with_jitter()
+            .build();
+        let mut re_resolved = false;
+        loop {
+            let zone = self.zone(false).await?;
+            let url = if path_or_url.starts_with("http") {
+                let u = url::Url::parse(path_or_url)
+                    .map_err(|e| AutotaskError::Decode(e.to_string()))?;
+                if u.host_str() != zone.host_str()
+                    || u.scheme() != zone.scheme()
+                    || u.port_or_known_default() != zone.port_or_known_default()
+                {
+                    return Err(AutotaskError::ForeignHost(
+                        u.host_str().unwrap_or("?").to_string(),
+                    ));
+                }
+                u
+            } else {
+                zone.join(path_or_url)
+                    .map_err(|e| AutotaskError::Decode(e.to_string()))?
+            };
+            if let Err(wait) = self.inner.pacer.acquire().await {
+                return Err(AutotaskError::BudgetSpent { retry_after: wait });
+            }
+            let sem = self.slot(&endpoint).await;
+            let outcome = {
+                let _permit = sem
+                    .acquire()
+                    .await
+                    .map_err(|_| AutotaskError::Transport("client closed".into()))?;
+                let mut req = self
+                    .inner
+                    .http
+                    .request(method.clone(), url)
+                    .header(
+                        "ApiIntegrationCode",
+                        self.inner
+                            .cfg
+                            .integration_code
+                            .as_ref()
+                            .map(|s| s.expose_secret().to_string())
+                            .unwrap_or_default(),
+                    )
+                    .header("UserName", self.username())
+                    .header(
+                        "Secret",
+                        self.inner
+                            .cfg
+                            .secret
+                            .as_ref()
+                            .map(|s| s.expose_secret().to_string())
+                            .unwrap_or_default(),
+                    )
+                    .header("Accept", "application/json");
+                if let Some(b) = body {
+                    req = req.json(b);
+                }
+                match req.send().await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let retry_after = resp
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .map(Duration::from_secs);
+                        let text = resp.text().await.map_err(transport);
+                        text.map(|t| (status, t, retry_after))
+                    }
+                    Err(e) => Err(transport(e)),
+                }
+            };
+            let wait = match outcome {
+                Ok((StatusCode::UNAUTHORIZED, _, _)) if !re_resolved => {
+                    // The zone may have moved: look it up again once.
+                    re_resolved = true;
+                    self.zone(true).await?;
+                    continue;
+                }
+                Ok((s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN), _, _)) => {
+                    return Err(AutotaskError::Unauthorized { status: s.as_u16() });
+                }
+                Ok((status, text, retry_after))
+                    if status.as_u16() == 429 || is_thread_threshold(&text) =>
+                {
+                    let after = retry_after.unwrap_or(Duration::from_secs(30));
+                    if repeat == Repeat::Never {
+                        return Err(AutotaskError::Throttled { retry_after: after });
+                    }
+                    match delays.next() {
+                        Some(d) => {
+                            tracing::warn!(
+                                status = status.as_u16(),
+                                endpoint,
+                                "Autotask throttled the request; backing off"
+                            );
+                            d.max(retry_after.unwrap_or_default())
+                        }
+                        None => return Err(AutotaskError::Throttled { retry_after: after }),
+                    }
+                }
+                Ok((status, text, _))
+                    if status.is_server_error()
+                        && repeat == Repeat::Safe
+                        && errors_of(&text).is_empty() =>
+                {
+                    match delays.next() {
+                        Some(d) => d,
+                        None => {
+                            return Err(AutotaskError::Http {
+                                status: status.as_u16(),
+                                body: truncate(&text),
+                            });
+                        }
+                    }
+                }
+                Ok((status, text, _)) => return Ok(Reply { status, body: text }),
+                Err(e) if repeat == Repeat::Safe => match delays.next() {
+                    Some(d) => {
+                        tracing::warn!(error = %e, endpoint, "Autotask request failed; retrying");
+                        d
+                    }
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Interprets a reply: success, or Autotask's `{"errors": [...]}` words, or the bare status.
+    pub(super) fn check(reply: Reply) -> Result<String, AutotaskError> {
+        if reply.status.is_success() {
+            return Ok(reply.body);
+        }
+        if reply.status == StatusCode::NOT_FOUND {
+            return Err(AutotaskError::NotFound("such record".into()));
+        }
+        let words = errors_of(&reply.body);
+        if !words.is_empty() {
+            return Err(AutotaskError::Refused(words));
+        }
+        Err(AutotaskError::Http {
+            status: reply.status.as_u16(),
+            body: truncate(&reply.body),
+        })
+    }
+
+    /// All items of a query, page by page: each `nextPageUrl` is POSTed again with the same body.
+    pub async fn query<T: DeserializeOwned>(
+        &self,
+        entity: &str,
+        filter: &Filter,
+    ) -> Result<Vec<T>, AutotaskError> {
+        let body = filter.body();
+        let mut out = Vec::new();
+        let mut next = Some(format!("V1.0/{entity}/query"));
+        let mut pages = 0;
+        while let Some(target) = next.take() {
+            let reply = self
+                .request(Method::POST, &target, Some(&body), Repeat::Safe)
+                .await?;
+            let page: Page<T> = decode(&Self::check(reply)?)?;
+            out.extend(page.items);
+            next = page
+                .page_details
+                .and_then(|d| d.next_page_url)
+                .filter(|u| !u.is_empty());
+            pages += 1;
+            if pages > 10_000 {
+                return Err(AutotaskError::Decode(
+                    "query returned more than 10,000 pages".into(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// One record by id.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        entity: &str,
+        id: i64,
+    ) -> Result<T, AutotaskError> {
+        let reply = self
+            .request(
+                Method::GET,
+                &format!("V1.0/{entity}/{id}"),
+                None,
+                Repeat::Safe,
+            )
+            .await?;
+        let one: wire::One<T> = decode(&Self::check(reply).map_err(|e| match e {
+            AutotaskError::NotFound(_) => AutotaskError::NotFound(format!("{entity} {id}")),
+            other => other,
+        })?)?;
+        one.item
+            .ok_or_else(|| AutotaskError::NotFound(format!("{entity} {id}")))
+    }
+
+    /// Reads the tenant's thresholds and sets this daemon's pace to its share of what is left.
+    pub async fn prepare_run(&self) -> Result<wire::ThresholdInformation, AutotaskError> {
+        let reply = self
+            .request(Method::GET, "V1.0/ThresholdInformation", None, Repeat::Safe)
+            .await?;
+        let t: wire::ThresholdInformation = decode(&Self::check(reply)?)?;
+        let budget = t
+            .external_request_threshold
+            .unwrap_or(i64::from(self.inner.cfg.hourly_budget));
+        let used = t.current_timeframe_request_count.unwrap_or(0);
+        let share = (budget as f64 * self.inner.cfg.budget_share).floor() as i64;
+        // Never take the tenant past its budget, even when the others used more than their half.
+        let limit = share.min(budget - used).max(1) as usize;
+        self.inner.pacer.set_limit(limit).await;
+        tracing::info!(budget, used, limit, "Autotask pacing set for this run");
+        Ok(t)
+    }
+
+    pub async fn pace_limit(&self) -> usize {
+        self.inner.pacer.limit().await
+    }
+}
+
+fn parse_base(u: &str) -> Result<url::Url, AutotaskError> {
+    let mut s = u.trim().to_string();
+    if !s.ends_with('/') {
+        s.push('/');
+    }
+    url::Url::parse(&s).map_err(|e| AutotaskError::Decode(format!("zone URL {u:?}: {e}")))
+}
+
+fn endpoint_of(path_or_url: &str) -> String {
+    let p = path_or_url.split("V1.0/").nth(1).unwrap_or(path_or_url);
+    p.split(['/', '?']).next().unwrap_or(p).to_ascii_lowercase()
+}
+
+fn is_thread_threshold(body: &str) -> bool {
+    body.to_ascii_lowercase().contains("thread threshold")
+}
+
+pub(super) fn errors_of(body: &str) -> Vec<String> {
+    serde_json::from_str::<wire::Errors>(body)
+        .map(|e| e.errors)
+        .unwrap_or_default()
+}
+
+pub(super) fn decode<T: DeserializeOwned>(body: &str) -> Result<T, AutotaskError> {
+    serde_json::from_str(body)
+        .map_err(|e| AutotaskError::Decode(format!("{e}: {}", truncate(body))))
+}
+
+fn transport(e: reqwest::Error) -> AutotaskError {
+    AutotaskError::Transport(if e.is_timeout() {
+        "timed out".into()
+    } else {
+        e.without_url().to_string()
+    })
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(500).collect()
+}

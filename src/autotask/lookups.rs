@@ -1,0 +1,313 @@
+//! Lookups: contracts, products and material codes of a company (validated before an assignment is
+//! saved, names cached for display), and customers imported from Autotask companies.
+
+use chrono::NaiveDate;
+use reqwest::Method;
+use serde::Serialize;
+
+use super::AutotaskError;
+use super::client::{AutotaskClient, Repeat, decode};
+use super::query::Filter;
+use super::wire::{BillingCode, Company, Contract, Fields, Product};
+use crate::domain::customer::BusinessDetails;
+use crate::domain::{AutotaskCoding, AutotaskCompanyId, BillingTarget, NewCustomer, NonEmpty};
+use crate::store::{Actor, Store, Upsert};
+
+/// Contract status 1 is Active (Autotask's picklist).
+const CONTRACT_ACTIVE: i64 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Named {
+    pub id: i64,
+    pub name: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CodingNames {
+    pub contract: String,
+    pub product: String,
+    pub material_code: String,
+}
+
+fn date_of(s: &Option<String>) -> Option<NaiveDate> {
+    s.as_deref()
+        .and_then(|s| s.get(..10))
+        .and_then(|d| d.parse().ok())
+}
+
+impl AutotaskClient {
+    /// The numeric `useType` of "Material Cost Code", read from the BillingCodes field definitions.
+    pub async fn material_code_use_type(&self) -> Result<i64, AutotaskError> {
+        let reply = self
+            .request(
+                Method::GET,
+                "V1.0/BillingCodes/entityInformation/fields",
+                None,
+                Repeat::Safe,
+            )
+            .await?;
+        let fields: Fields = decode(&Self::check(reply)?)?;
+        fields
+            .fields
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case("useType"))
+            .flat_map(|f| f.picklist_values.iter().flatten())
+            .find(|v| v.label.eq_ignore_ascii_case("Material Cost Code"))
+            .and_then(|v| v.value.parse().ok())
+            .ok_or_else(|| {
+                AutotaskError::Decode(
+                    "BillingCodes.useType has no \"Material Cost Code\" value".into(),
+                )
+            })
+    }
+
+    pub async fn contracts_of(
+        &self,
+        company: AutotaskCompanyId,
+    ) -> Result<Vec<Named>, AutotaskError> {
+        let found: Vec<Contract> = self
+            .query(
+                "Contracts",
+                &Filter::eq("companyID", company.get()).and(Filter::eq("status", CONTRACT_ACTIVE)),
+            )
+            .await?;
+        Ok(found
+            .into_iter()
+            .map(|c| Named {
+                id: c.id,
+                name: c.contract_name.unwrap_or_default(),
+                detail: format!(
+                    "{} to {}",
+                    date_of(&c.start_date)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
+                    date_of(&c.end_date)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default()
+                ),
+            })
+            .collect())
+    }
+
+    pub async fn active_products(&self) -> Result<Vec<Named>, AutotaskError> {
+        let found: Vec<Product> = self
+            .query("Products", &Filter::eq("isActive", true))
+            .await?;
+        Ok(found
+            .into_iter()
+            .map(|p| Named {
+                id: p.id,
+                name: p.name.unwrap_or_default(),
+                detail: String::new(),
+            })
+            .collect())
+    }
+
+    pub async fn material_codes(&self) -> Result<Vec<Named>, AutotaskError> {
+        let use_type = self.material_code_use_type().await?;
+        let found: Vec<BillingCode> = self
+            .query(
+                "BillingCodes",
+                &Filter::eq("useType", use_type).and(Filter::eq("isActive", true)),
+            )
+            .await?;
+        Ok(found
+            .into_iter()
+            .map(|b| Named {
+                id: b.id,
+                name: b.name.unwrap_or_default(),
+                detail: String::new(),
+            })
+            .collect())
+    }
+
+    /// Checks an assignment's choices: the contract belongs to the company, is active and covers
+    /// `on`; the product is active; the billing code is an active Material Cost Code.
+    pub async fn validate_coding(
+        &self,
+        company: AutotaskCompanyId,
+        coding: &AutotaskCoding,
+        on: NaiveDate,
+    ) -> Result<CodingNames, AutotaskError> {
+        let invalid = |m: String| AutotaskError::InvalidCoding(m);
+        let contract: Contract = self
+            .get("Contracts", coding.contract_id.get())
+            .await
+            .map_err(|e| match e {
+                AutotaskError::NotFound(_) => {
+                    invalid(format!("Autotask has no contract {}", coding.contract_id))
+                }
+                other => other,
+            })?;
+        let contract_name = contract
+            .contract_name
+            .clone()
+            .unwrap_or_else(|| format!("contract {}", contract.id));
+        if contract.company_id != Some(company.get()) {
+            return Err(invalid(format!(
+                "contract {} ({contract_name}) belongs to company {}, not to company {company}",
+                contract.id,
+                contract
+                    .company_id
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "?".into())
+            )));
+        }
+        if contract.status != Some(CONTRACT_ACTIVE) {
+            return Err(invalid(format!(
+                "contract {} ({contract_name}) is not active",
+                contract.id
+            )));
+        }
+        let (start, end) = (date_of(&contract.start_date), date_of(&contract.end_date));
+        if start.is_some_and(|s| on < s) || end.is_some_and(|e| on > e) {
+            return Err(invalid(format!(
+                "contract {} ({contract_name}) runs {} to {} and does not cover {on}",
+                contract.id,
+                start.map(|d| d.to_string()).unwrap_or_default(),
+                end.map(|d| d.to_string()).unwrap_or_default()
+            )));
+        }
+        let product: Product = self
+            .get("Products", coding.product_id.get())
+            .await
+            .map_err(|e| match e {
+                AutotaskError::NotFound(_) => {
+                    invalid(format!("Autotask has no product {}", coding.product_id))
+                }
+                other => other,
+            })?;
+        let product_name = product
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("product {}", product.id));
+        if product.is_active != Some(true) {
+            return Err(invalid(format!(
+                "product {} ({product_name}) is not active",
+                product.id
+            )));
+        }
+        let code: BillingCode = self
+            .get("BillingCodes", coding.material_code_id.get())
+            .await
+            .map_err(|e| match e {
+                AutotaskError::NotFound(_) => invalid(format!(
+                    "Autotask has no billing code {}",
+                    coding.material_code_id
+                )),
+                other => other,
+            })?;
+        let code_name = code
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("billing code {}", code.id));
+        if code.is_active != Some(true) {
+            return Err(invalid(format!(
+                "material code {} ({code_name}) is not active",
+                code.id
+            )));
+        }
+        let material = self.material_code_use_type().await?;
+        if code.use_type != Some(material) {
+            return Err(invalid(format!(
+                "billing code {} ({code_name}) is not a Material Cost Code",
+                code.id
+            )));
+        }
+        let store = &self.inner.store;
+        store
+            .cache_autotask_name("contract", contract.id, &contract_name)
+            .await?;
+        store
+            .cache_autotask_name("product", product.id, &product_name)
+            .await?;
+        store
+            .cache_autotask_name("material_code", code.id, &code_name)
+            .await?;
+        Ok(CodingNames {
+            contract: contract_name,
+            product: product_name,
+            material_code: code_name,
+        })
+    }
+
+    pub async fn company(&self, id: AutotaskCompanyId) -> Result<Company, AutotaskError> {
+        self.get("Companies", id.get()).await
+    }
+
+    pub async fn active_companies(&self) -> Result<Vec<Company>, AutotaskError> {
+        self.query("Companies", &Filter::eq("isActive", true)).await
+    }
+}
+
+/// Which companies `customer import --from autotask` takes.
+pub enum CompanyImport {
+    Ids(Vec<AutotaskCompanyId>),
+    AllActive,
+}
+
+/// Creates or updates customers from Autotask companies, idempotently (`external_ref` is
+/// `autotask:<company id>`). Returns each company's outcome, or why it was refused.
+pub async fn import_companies(
+    client: &AutotaskClient,
+    store: &Store,
+    actor: &Actor,
+    which: CompanyImport,
+) -> Result<Vec<(i64, Result<Upsert, String>)>, AutotaskError> {
+    let companies = match which {
+        CompanyImport::AllActive => client.active_companies().await?,
+        CompanyImport::Ids(ids) => {
+            let mut v = Vec::new();
+            for id in ids {
+                v.push(client.company(id).await?);
+            }
+            v
+        }
+    };
+    let mut out = Vec::new();
+    for c in companies {
+        let outcome = async {
+            let company_id = AutotaskCompanyId::new(c.id).map_err(|e| e.to_string())?;
+            let name = NonEmpty::parse("company name", c.company_name.as_deref().unwrap_or(""))
+                .map_err(|e| e.to_string())?;
+            let reference = format!("autotask:{}", c.id);
+            let existing = store
+                .customer_by_ref(&reference)
+                .await
+                .map_err(|e| e.to_string())?;
+            let address = [c.address1.clone(), c.address2.clone()]
+                .into_iter()
+                .flatten()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let new = NewCustomer {
+                external_ref: Some(reference),
+                name,
+                // Keep a local decision to disable the customer; Autotask does not own that.
+                enabled: existing.as_ref().map(|e| e.enabled).unwrap_or(true),
+                target: BillingTarget::Autotask { company_id },
+                email: existing.as_ref().and_then(|e| e.email.clone()),
+                details: BusinessDetails {
+                    phone: c.phone.clone().filter(|s| !s.is_empty()),
+                    address: Some(address).filter(|s| !s.is_empty()),
+                    city: c.city.clone().filter(|s| !s.is_empty()),
+                    state: c.state.clone().filter(|s| !s.is_empty()),
+                    postcode: c.postal_code.clone().filter(|s| !s.is_empty()),
+                    country: existing.as_ref().and_then(|e| e.details.country.clone()),
+                    tax_number: existing.as_ref().and_then(|e| e.details.tax_number.clone()),
+                },
+                payment_terms_days: existing.as_ref().and_then(|e| e.payment_terms_days),
+            };
+            store
+                .upsert_customer(actor, &new)
+                .await
+                .map(|(_, u)| u)
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        out.push((c.id, outcome));
+    }
+    Ok(out)
+}

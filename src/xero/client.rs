@@ -1,0 +1,728 @@
+//! Requests to the Accounting API: tenant header, a bearer token, at most `max_concurrent` in
+//! flight, and retries of 429/5xx/timeouts with exponential back-off and jitter (`backon`),
+//! honouring `Retry-After`. Only requests that are safe to repeat are retried: reads, and writes
+//! that carry an `Idempotency-Key`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use chrono::{Duration as ChronoDuration, Utc};
+use reqwest::{Method, StatusCode};
+use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::{Mutex, Semaphore};
+
+use super::wire::{self, ApiError};
+use super::{
+    ContactDraft, CreditNoteDraft, EmailOutcome, InvoiceDraft, InvoiceOutcome, RemoteCreditNote,
+    RemoteInvoice, XeroConfig, XeroError, auth,
+};
+use crate::domain::{Money, XeroContactId};
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct XeroClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    cfg: XeroConfig,
+    store: Store,
+    slots: Semaphore,
+    /// Single-flight within the process; `auth::access_token` is single-flight across processes.
+    token: Mutex<Option<auth::Token>>,
+    tenant: Mutex<Option<String>>,
+    me: String,
+}
+
+impl std::fmt::Debug for XeroClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XeroClient")
+            .field("api_url", &self.inner.cfg.api_url)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    body: String,
+}
+
+impl XeroClient {
+    pub async fn new(cfg: &XeroConfig, store: Store) -> Result<Self, XeroError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(cfg.timeout_secs))
+            .build()
+            .map_err(|e| XeroError::Transport(e.to_string()))?;
+        let me = format!("{}:{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        Ok(XeroClient {
+            inner: Arc::new(Inner {
+                http,
+                cfg: cfg.clone(),
+                store,
+                slots: Semaphore::new(cfg.max_concurrent.max(1) as usize),
+                token: Mutex::new(None),
+                tenant: Mutex::new(cfg.tenant_id.clone()),
+                me,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &XeroConfig {
+        &self.inner.cfg
+    }
+
+    async fn token(&self, force: bool) -> Result<String, XeroError> {
+        let mut cached = self.inner.token.lock().await;
+        if !force
+            && let Some(t) = cached.as_ref()
+            && t.expires_at - ChronoDuration::seconds(120) > Utc::now()
+        {
+            return Ok(t.access_token.clone());
+        }
+        if force {
+            // The server refused our token: forget it here and in the database's copy.
+            self.inner.store.save_xero_tenant_token_expired().await?;
+        }
+        let t = auth::access_token(
+            &self.inner.cfg,
+            &self.inner.http,
+            &self.inner.store,
+            &self.inner.me,
+        )
+        .await?;
+        let a = t.access_token.clone();
+        *cached = Some(t);
+        Ok(a)
+    }
+
+    /// The organisation: configured, stored, or the only one `/connections` lists.
+    pub async fn tenant(&self) -> Result<String, XeroError> {
+        let mut t = self.inner.tenant.lock().await;
+        if let Some(id) = t.as_ref() {
+            return Ok(id.clone());
+        }
+        if let Some(id) = self
+            .inner
+            .store
+            .xero_token()
+            .await?
+            .and_then(|r| r.tenant_id)
+        {
+            *t = Some(id.clone());
+            return Ok(id);
+        }
+        let token = self.token(false).await?;
+        let url = format!(
+            "{}/connections",
+            self.inner.cfg.identity_url.trim_end_matches('/')
+        );
+        let resp = self
+            .inner
+            .http
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = resp.status();
+        let body = resp.text().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(XeroError::Http {
+                status: status.as_u16(),
+                body: truncate(&body),
+            });
+        }
+        let conns: Vec<wire::Connection> =
+            serde_json::from_str(&body).map_err(|e| XeroError::Decode(e.to_string()))?;
+        let orgs: Vec<&wire::Connection> = conns
+            .iter()
+            .filter(|c| c.tenant_type.as_deref().is_none_or(|k| k == "ORGANISATION"))
+            .collect();
+        let id = match orgs.as_slice() {
+            [one] => one.tenant_id.clone(),
+            [] => {
+                return Err(XeroError::Reauthorize {
+                    reason: "the grant reaches no Xero organisation".into(),
+                });
+            }
+            many => {
+                return Err(XeroError::NotConfigured(format!(
+                    "the grant reaches {} organisations ({}); set xero.tenant_id",
+                    many.len(),
+                    many.iter()
+                        .map(|c| format!(
+                            "{} {}",
+                            c.tenant_id,
+                            c.tenant_name.as_deref().unwrap_or("")
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        };
+        self.inner.store.save_xero_tenant(&id).await?;
+        *t = Some(id.clone());
+        Ok(id)
+    }
+
+    /// Sends one request, retrying what is safe to retry. `key` is the Idempotency-Key of a write.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        key: Option<&str>,
+    ) -> Result<Reply, XeroError> {
+        let retryable = method == Method::GET || key.is_some();
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(self.inner.cfg.retry_base_ms))
+            .with_max_delay(Duration::from_secs(60))
+            .with_max_times(self.inner.cfg.max_retries)
+            .with_jitter()
+            .build();
+        let mut refreshed = false;
+        loop {
+            let attempt = self
+                .send_once(method.clone(), path, query, body, key, false)
+                .await;
+            let wait = match attempt {
+                Ok(r) if r.status == StatusCode::UNAUTHORIZED && !refreshed => {
+                    refreshed = true;
+                    self.token(true).await?;
+                    continue;
+                }
+                Ok(r) if r.status == StatusCode::UNAUTHORIZED => {
+                    return Err(XeroError::Reauthorize {
+                        reason: "Xero refused a fresh access token (401)".into(),
+                    });
+                }
+                Ok(r) if r.status == StatusCode::FORBIDDEN => {
+                    return Err(XeroError::Reauthorize {
+                        reason: format!("Xero refused access (403): {}", truncate(&r.body)),
+                    });
+                }
+                Ok(r) if r.status.as_u16() == 429 => {
+                    let retry_after = r.retry_after.unwrap_or(Duration::from_secs(60));
+                    if r.day_limit {
+                        return Err(XeroError::DayBudgetSpent {
+                            until: Utc::now()
+                                + ChronoDuration::from_std(retry_after)
+                                    .unwrap_or(ChronoDuration::hours(1)),
+                        });
+                    }
+                    if !retryable {
+                        return Err(XeroError::RateLimited { retry_after });
+                    }
+                    match delays.next() {
+                        Some(d) => d.max(retry_after),
+                        None => return Err(XeroError::RateLimited { retry_after }),
+                    }
+                }
+                Ok(r) if r.status.is_server_error() && retryable => match delays.next() {
+                    Some(d) => {
+                        tracing::warn!(
+                            status = r.status.as_u16(),
+                            path,
+                            "Xero server error; retrying"
+                        );
+                        d
+                    }
+                    None => {
+                        return Err(XeroError::Http {
+                            status: r.status.as_u16(),
+                            body: truncate(&r.body),
+                        });
+                    }
+                },
+                Ok(r) => {
+                    return Ok(Reply {
+                        status: r.status,
+                        body: r.body,
+                    });
+                }
+                Err(e @ XeroError::Transport(_)) if retryable => match delays.next() {
+                    Some(d) => {
+                        tracing::warn!(error = %e, path, "Xero request failed; retrying");
+                        d
+                    }
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        key: Option<&str>,
+        _force: bool,
+    ) -> Result<RawReply, XeroError> {
+        let token = self.token(false).await?;
+        let tenant = self.tenant().await?;
+        let _slot = self
+            .inner
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| XeroError::Transport("client closed".into()))?;
+        let url = format!(
+            "{}/{}",
+            self.inner.cfg.api_url.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        );
+        let mut req = self
+            .inner
+            .http
+            .request(method, &url)
+            .bearer_auth(token)
+            .header("xero-tenant-id", tenant)
+            .header("Accept", "application/json")
+            .query(query);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let h = resp.headers();
+        let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let retry_after = header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let day_limit = header("x-rate-limit-problem")
+            .is_some_and(|p| p.eq_ignore_ascii_case("day"))
+            || header("x-daylimit-remaining").is_some_and(|v| v.trim() == "0")
+                && status.as_u16() == 429;
+        if let Some(rem) = header("x-minlimit-remaining").and_then(|v| v.parse::<i64>().ok())
+            && rem <= 1
+        {
+            // Nearly out of this minute's calls: pause before the next one instead of earning a 429.
+            tracing::info!(remaining = rem, "Xero minute budget nearly spent; pausing");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let body = resp.text().await.map_err(transport)?;
+        Ok(RawReply {
+            status,
+            body,
+            retry_after,
+            day_limit,
+        })
+    }
+
+    fn decode<T: DeserializeOwned>(body: &str) -> Result<T, XeroError> {
+        serde_json::from_str(body)
+            .map_err(|e| XeroError::Decode(format!("{e}: {}", truncate(body))))
+    }
+
+    fn refusal(r: &Reply) -> XeroError {
+        match serde_json::from_str::<ApiError>(&r.body) {
+            Ok(e) if r.status == StatusCode::BAD_REQUEST && !e.messages().is_empty() => {
+                XeroError::Validation(e.messages())
+            }
+            _ if r.status == StatusCode::NOT_FOUND => XeroError::NotFound {
+                what: "such record".into(),
+            },
+            _ => XeroError::Http {
+                status: r.status.as_u16(),
+                body: truncate(&r.body),
+            },
+        }
+    }
+
+    fn invoice_body(&self, d: &InvoiceDraft, with_id: Option<&str>) -> wire::Invoice {
+        wire::Invoice {
+            invoice_id: with_id.map(str::to_string),
+            kind: Some("ACCREC".into()),
+            contact: Some(wire::ContactRef {
+                contact_id: Some(d.contact_id.to_string()),
+                name: None,
+            }),
+            date: Some(d.date.to_string()),
+            due_date: Some(d.due_date.to_string()),
+            line_amount_types: Some("Exclusive".into()),
+            invoice_number: d.invoice_number.clone(),
+            reference: Some(d.reference.clone()),
+            currency_code: Some(d.currency.clone()),
+            status: Some(self.inner.cfg.invoice_status.clone()),
+            line_items: d
+                .lines
+                .iter()
+                .map(|l| wire::LineItem {
+                    description: l.description.clone(),
+                    quantity: l.quantity,
+                    unit_amount: l.unit_amount,
+                    account_code: l.account_code.clone(),
+                    tax_type: l.tax_type.clone(),
+                    item_code: l.item_code.clone(),
+                    line_amount: None,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Creates invoices in one request (`summarizeErrors=false`): one outcome per draft, in order.
+    pub async fn create_invoices(
+        &self,
+        batch: &[InvoiceDraft],
+        idempotency_key: &str,
+    ) -> Result<Vec<InvoiceOutcome>, XeroError> {
+        let body = serde_json::to_value(wire::Invoices {
+            invoices: batch.iter().map(|d| self.invoice_body(d, None)).collect(),
+        })
+        .map_err(|e| XeroError::Decode(e.to_string()))?;
+        let r = self
+            .send(
+                Method::PUT,
+                "Invoices",
+                &[("summarizeErrors", "false".into()), ("unitdp", "4".into())],
+                Some(&body),
+                Some(idempotency_key),
+            )
+            .await?;
+        if !r.status.is_success() {
+            return Err(Self::refusal(&r));
+        }
+        let got: wire::Invoices = Self::decode(&r.body)?;
+        if got.invoices.len() != batch.len() {
+            return Err(XeroError::Decode(format!(
+                "sent {} invoices, Xero answered {}",
+                batch.len(),
+                got.invoices.len()
+            )));
+        }
+        Ok(batch
+            .iter()
+            .zip(got.invoices)
+            .map(|(d, inv)| {
+                if inv.has_validation_errors.unwrap_or(false) || !inv.validation_errors.is_empty() {
+                    InvoiceOutcome::Invalid {
+                        reference: d.reference.clone(),
+                        messages: inv
+                            .validation_errors
+                            .iter()
+                            .map(|v| v.message.clone())
+                            .collect(),
+                    }
+                } else {
+                    InvoiceOutcome::Created(remote(inv))
+                }
+            })
+            .collect())
+    }
+
+    /// The live (not voided or deleted) invoice whose Reference is `reference`.
+    pub async fn find_invoice_by_reference(
+        &self,
+        reference: &str,
+    ) -> Result<Option<RemoteInvoice>, XeroError> {
+        let filter = format!("Reference==\"{}\"", reference.replace('"', ""));
+        let r = self
+            .send(Method::GET, "Invoices", &[("where", filter)], None, None)
+            .await?;
+        if !r.status.is_success() {
+            return Err(Self::refusal(&r));
+        }
+        let got: wire::Invoices = Self::decode(&r.body)?;
+        Ok(got
+            .invoices
+            .into_iter()
+            .filter(|i| !matches!(i.status.as_deref(), Some("VOIDED" | "DELETED")))
+            .find(|i| i.reference.as_deref() == Some(reference))
+            .map(remote))
+    }
+
+    pub async fn get_invoice(&self, invoice_id: &str) -> Result<RemoteInvoice, XeroError> {
+        let r = self
+            .send(
+                Method::GET,
+                &format!("Invoices/{invoice_id}"),
+                &[],
+                None,
+                None,
+            )
+            .await?;
+        if r.status == StatusCode::NOT_FOUND {
+            return Err(XeroError::NotFound {
+                what: format!("invoice {invoice_id}"),
+            });
+        }
+        if !r.status.is_success() {
+            return Err(Self::refusal(&r));
+        }
+        let got: wire::Invoices = Self::decode(&r.body)?;
+        got.invoices
+            .into_iter()
+            .next()
+            .map(remote)
+            .ok_or(XeroError::NotFound {
+                what: format!("invoice {invoice_id}"),
+            })
+    }
+
+    /// Replaces an editable invoice's lines (draft, or authorised and unpaid).
+    pub async fn update_invoice(
+        &self,
+        invoice_id: &str,
+        draft: &InvoiceDraft,
+        key: &str,
+    ) -> Result<RemoteInvoice, XeroError> {
+        let body = serde_json::to_value(wire::Invoices {
+            invoices: vec![self.invoice_body(draft, Some(invoice_id))],
+        })
+        .map_err(|e| XeroError::Decode(e.to_string()))?;
+        let r = self
+            .send(
+                Method::POST,
+                &format!("Invoices/{invoice_id}"),
+                &[("unitdp", "4".into())],
+                Some(&body),
+                Some(key),
+            )
+            .await?;
+        if !r.status.is_success() {
+            return Err(Self::refusal(&r));
+        }
+        let got: wire::Invoices = Self::decode(&r.body)?;
+        got.invoices
+            .into_iter()
+            .next()
+            .map(remote)
+            .ok_or(XeroError::Decode("no invoice in the answer".into()))
+    }
+
+    pub async fn create_credit_note(
+        &self,
+        d: &CreditNoteDraft,
+        key: &str,
+    ) -> Result<RemoteCreditNote, XeroError> {
+        let note = wire::CreditNote {
+            credit_note_id: None,
+            kind: "ACCRECCREDIT".into(),
+            contact: wire::ContactRef {
+                contact_id: Some(d.contact_id.to_string()),
+                name: None,
+            },
+            date: d.date.to_string(),
+            line_amount_types: "Exclusive".into(),
+            reference: Some(d.reference.clone()),
+            currency_code: d.currency.clone(),
+            status: "AUTHORISED".into(),
+            line_items: d
+                .lines
+                .iter()
+                .map(|l| wire::LineItem {
+                    description: l.description.clone(),
+                    quantity: l.quantity,
+                    unit_amount: l.unit_amount,
+                    account_code: l.account_code.clone(),
+                    tax_type: l.tax_type.clone(),
+                    item_code: l.item_code.clone(),
+                    line_amount: None,
+                })
+                .collect(),
+            total: None,
+            validation_errors: vec![],
+        };
+        let body = serde_json::to_value(wire::CreditNotes {
+            credit_notes: vec![note],
+        })
+        .map_err(|e| XeroError::Decode(e.to_string()))?;
+        let r = self
+            .send(
+                Method::PUT,
+                "CreditNotes",
+                &[("summarizeErrors", "false".into())],
+                Some(&body),
+                Some(key),
+            )
+            .await?;
+        if !r.status.is_success() {
+            return Err(Self::refusal(&r));
+        }
+        let got: wire::CreditNotes = Self::decode(&r.body)?;
+        let n = got
+            .credit_notes
+            .into_iter()
+            .next()
+            .ok_or(XeroError::Decode("no credit note in the answer".into()))?;
+        if !n.validation_errors.is_empty() {
+            return Err(XeroError::Validation(
+                n.validation_errors.into_iter().map(|v| v.message).collect(),
+            ));
+        }
+        Ok(RemoteCreditNote {
+            credit_note_id: n.credit_note_id.unwrap_or_default(),
+            total: Money::new(n.total.unwrap_or(Decimal::ZERO)),
+        })
+    }
+
+    /// Emails an invoice to its contact through Xero.
+    pub async fn email_invoice(
+        &self,
+        invoice_id: &str,
+        key: &str,
+    ) -> Result<EmailOutcome, XeroError> {
+        let body = serde_json::json!({});
+        let r = self
+            .send(
+                Method::POST,
+                &format!("Invoices/{invoice_id}/Email"),
+                &[],
+                Some(&body),
+                Some(key),
+            )
+            .await?;
+        if r.status.is_success() {
+            return Ok(EmailOutcome::Sent);
+        }
+        match Self::refusal(&r) {
+            XeroError::Validation(m) => {
+                let text = m.join(" ").to_ascii_lowercase();
+                if text.contains("email address") || text.contains("no email") {
+                    Ok(EmailOutcome::NoEmailAddress)
+                } else if text.contains("limit")
+                    || text.contains("daily")
+                    || text.contains("not allowed to send")
+                {
+                    Ok(EmailOutcome::DailyLimitReached)
+                } else {
+                    Err(XeroError::Validation(m))
+                }
+            }
+            other => Err(other),
+        }
+    }
+
+    pub async fn contacts_where(&self, filter: String) -> Result<Vec<wire::Contact>, XeroError> {
+        let r = self
+            .send(Method::GET, "Contacts", &[("where", filter)], None, None)
+            .await?;
+        if !r.status.is_success() {
+            return Err(Self::refusal(&r));
+        }
+        let got: wire::Contacts = Self::decode(&r.body)?;
+        Ok(got
+            .contacts
+            .into_iter()
+            .filter(|c| c.contact_status.as_deref() != Some("ARCHIVED"))
+            .collect())
+    }
+
+    pub async fn contact_by_number(
+        &self,
+        number: &str,
+    ) -> Result<Option<XeroContactId>, XeroError> {
+        let found = self
+            .contacts_where(format!("ContactNumber==\"{}\"", number.replace('"', "")))
+            .await?;
+        found
+            .into_iter()
+            .find_map(|c| c.contact_id)
+            .map(|id| XeroContactId::parse(&id).map_err(|e| XeroError::Decode(e.to_string())))
+            .transpose()
+    }
+
+    /// Links to an existing contact with the same number or name, or creates one (idempotently).
+    pub async fn find_or_create_contact(
+        &self,
+        c: &ContactDraft,
+    ) -> Result<(XeroContactId, bool), XeroError> {
+        if let Some(n) = &c.contact_number
+            && let Some(id) = self.contact_by_number(n).await?
+        {
+            return Ok((id, false));
+        }
+        let by_name = self
+            .contacts_where(format!("Name==\"{}\"", c.name.replace('"', "")))
+            .await?;
+        if let Some(id) = by_name.into_iter().find_map(|x| x.contact_id) {
+            return Ok((
+                XeroContactId::parse(&id).map_err(|e| XeroError::Decode(e.to_string()))?,
+                false,
+            ));
+        }
+        let body = serde_json::to_value(wire::Contacts {
+            contacts: vec![wire::Contact {
+                contact_id: None,
+                contact_number: c.contact_number.clone(),
+                name: c.name.clone(),
+                email_address: c.email.clone(),
+                contact_status: None,
+            }],
+        })
+        .map_err(|e| XeroError::Decode(e.to_string()))?;
+        let key = format!(
+            "rebill-contact-{}",
+            c.contact_number.clone().unwrap_or_else(|| c.name.clone())
+        );
+        let key: String = key
+            .chars()
+            .filter(|ch| ch.is_ascii_alphanumeric() || *ch == '-')
+            .take(128)
+            .collect();
+        let r = self
+            .send(Method::PUT, "Contacts", &[], Some(&body), Some(&key))
+            .await?;
+        if !r.status.is_success() {
+            return Err(Self::refusal(&r));
+        }
+        let got: wire::Contacts = Self::decode(&r.body)?;
+        let id = got
+            .contacts
+            .into_iter()
+            .find_map(|x| x.contact_id)
+            .ok_or(XeroError::Decode("no contact in the answer".into()))?;
+        Ok((
+            XeroContactId::parse(&id).map_err(|e| XeroError::Decode(e.to_string()))?,
+            true,
+        ))
+    }
+}
+
+struct RawReply {
+    status: StatusCode,
+    body: String,
+    retry_after: Option<Duration>,
+    day_limit: bool,
+}
+
+fn remote(i: wire::Invoice) -> RemoteInvoice {
+    let m = |d: Option<Decimal>| Money::new(d.unwrap_or(Decimal::ZERO));
+    RemoteInvoice {
+        invoice_id: i.invoice_id.unwrap_or_default(),
+        reference: i.reference.unwrap_or_default(),
+        invoice_number: i.invoice_number,
+        status: i.status.unwrap_or_default(),
+        total: m(i.total),
+        sub_total: m(i.sub_total),
+        amount_paid: m(i.amount_paid),
+        amount_due: m(i.amount_due),
+    }
+}
+
+fn transport(e: reqwest::Error) -> XeroError {
+    // reqwest's message can include the URL but never our headers, so no token reaches it.
+    XeroError::Transport(if e.is_timeout() {
+        "timed out".into()
+    } else {
+        e.without_url().to_string()
+    })
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(500).collect()
+}
