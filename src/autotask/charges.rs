@@ -26,6 +26,11 @@ fn remote(c: ContractCharge) -> RemoteCharge {
     }
 }
 
+/// A decimal as a JSON number (Autotask's fields are numbers, not strings).
+fn number(d: Decimal) -> serde_json::Value {
+    serde_json::from_str(&d.normalize().to_string()).unwrap_or(serde_json::Value::Null)
+}
+
 fn body(d: &ChargeDraft) -> serde_json::Value {
     json!({
         "contractID": d.contract_id.get(),
@@ -33,9 +38,9 @@ fn body(d: &ChargeDraft) -> serde_json::Value {
         "billingCodeID": d.material_code_id.get(),
         "name": d.name,
         "description": d.description,
-        "unitQuantity": d.unit_quantity,
-        "unitPrice": d.unit_price.amount(),
-        "unitCost": d.unit_cost.amount(),
+        "unitQuantity": number(d.unit_quantity),
+        "unitPrice": number(d.unit_price.amount()),
+        "unitCost": number(d.unit_cost.amount()),
         "datePurchased": format!("{}T00:00:00Z", d.date_purchased),
         "isBillableToCompany": d.billable,
         "purchaseOrderNumber": d.marker,
@@ -149,9 +154,9 @@ impl AutotaskClient {
             }
             let patch = json!({
                 "id": existing.id,
-                "unitQuantity": wanted.unit_quantity,
-                "unitPrice": wanted.unit_price.amount(),
-                "unitCost": wanted.unit_cost.amount(),
+                "unitQuantity": number(wanted.unit_quantity),
+                "unitPrice": number(wanted.unit_price.amount()),
+                "unitCost": number(wanted.unit_cost.amount()),
                 "name": wanted.name,
                 "description": wanted.description,
             });

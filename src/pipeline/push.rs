@@ -180,7 +180,7 @@ async fn xero_invoices(
                     let mut l = ledger("xero", "ok", requested_at);
                     l.remote_id = Some(found.invoice_id.clone());
                     l.remote_status = Some(found.status.clone());
-                    l.amount = Some(found.total);
+                    l.amount = Some(found.sub_total);
                     let effect = RemoteEffect::XeroInvoice {
                         invoice_id: found.invoice_id.clone(),
                         status: found.status.clone(),
@@ -224,14 +224,14 @@ async fn xero_invoices(
                         let mut l = ledger("xero", "ok", requested_at);
                         l.remote_id = Some(remote.invoice_id.clone());
                         l.remote_status = Some(remote.status.clone());
-                        l.amount = Some(remote.total);
-                        if remote.total != inv.total() {
+                        l.amount = Some(remote.sub_total);
+                        if remote.sub_total != inv.total() {
                             l.error = Some(format!(
-                                "Xero total {} differs from the local total {}",
-                                remote.total,
+                                "Xero subtotal (ex tax) {} differs from the local total {}",
+                                remote.sub_total,
                                 inv.total()
                             ));
-                            tracing::error!(invoice = %inv.number, xero = %remote.total, local = %inv.total(), "Xero computed a different total");
+                            tracing::error!(invoice = %inv.number, xero = %remote.sub_total, local = %inv.total(), "Xero computed a different total");
                         }
                         let effect = RemoteEffect::XeroInvoice {
                             invoice_id: remote.invoice_id.clone(),

@@ -61,14 +61,14 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
             };
             match xero.get_invoice(id).await {
                 Ok(remote) => {
-                    if remote.total != inv.total() {
+                    if remote.sub_total != inv.total() {
                         diff(
                             "xero",
                             "amount",
                             &inv.number,
                             format!(
-                                "Xero total {} but the ledger says {}",
-                                remote.total,
+                                "Xero subtotal (ex tax) {} but the ledger says {}",
+                                remote.sub_total,
                                 inv.total()
                             ),
                         );

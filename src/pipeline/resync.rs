@@ -391,7 +391,7 @@ pub async fn push_xero_update(
             .update_invoice(&remote_id, &draft, &e.idempotency_key)
             .await?;
         l.remote_status = Some(format!("updated ({})", updated.status));
-        l.amount = Some(updated.total);
+        l.amount = Some(updated.sub_total);
         return Ok((
             l,
             RemoteEffect::XeroInvoice {
@@ -400,10 +400,10 @@ pub async fn push_xero_update(
             },
         ));
     }
-    let difference = inv.total() - remote.total;
+    let difference = inv.total() - remote.sub_total;
     if difference.is_zero() {
         l.remote_status = Some("no change needed".into());
-        l.amount = Some(remote.total);
+        l.amount = Some(remote.sub_total);
         return Ok((l, RemoteEffect::None));
     }
     let adjustment =

@@ -19,3 +19,90 @@ pub async fn serve(
     });
     Ok((bound, handle))
 }
+
+pub mod autotask;
+pub mod faults;
+pub mod xero;
+
+pub use faults::Fault;
+
+use secrecy::SecretString;
+
+use crate::autotask::AutotaskConfig;
+use crate::xero::XeroConfig;
+
+/// A Xero configuration that talks to a stand-in served at `base` (a custom connection).
+pub fn xero_config(base: &str) -> XeroConfig {
+    let base = base.trim_end_matches('/');
+    XeroConfig {
+        client_id: Some("sandbox-client".into()),
+        client_secret: Some(SecretString::from("sandbox-client-secret")),
+        api_url: format!("{base}/api.xro/2.0"),
+        identity_url: base.to_string(),
+        token_url: format!("{base}/connect/token"),
+        authorize_url: format!("{base}/identity/connect/authorize"),
+        retry_base_ms: 10,
+        timeout_secs: 5,
+        ..XeroConfig::default()
+    }
+}
+
+/// An Autotask configuration that talks to a stand-in served at `base`.
+pub fn autotask_config(base: &str) -> AutotaskConfig {
+    let base = base.trim_end_matches('/');
+    AutotaskConfig {
+        username: Some(autotask::USERNAME.into()),
+        secret: Some(SecretString::from(autotask::SECRET)),
+        integration_code: Some(SecretString::from(autotask::INTEGRATION_CODE)),
+        zone_lookup_url: format!("{base}/atservicesrest/v1.0/zoneInformation"),
+        retry_base_ms: 10,
+        timeout_secs: 5,
+        ..AutotaskConfig::default()
+    }
+}
+
+/// Both stand-ins, served on loopback.
+pub struct Sandboxes {
+    pub xero: xero::XeroSandbox,
+    pub autotask: autotask::AutotaskSandbox,
+    pub xero_url: String,
+    pub autotask_url: String,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Sandboxes {
+    /// Starts both on `127.0.0.1` (port 0: any free port).
+    pub async fn start(xero_port: u16, autotask_port: u16) -> std::io::Result<Sandboxes> {
+        let xero = xero::XeroSandbox::new();
+        let autotask = autotask::AutotaskSandbox::new();
+        let (xa, xh) = serve(xero.router(), SocketAddr::from(([127, 0, 0, 1], xero_port))).await?;
+        let (aa, ah) = serve(
+            autotask.router(),
+            SocketAddr::from(([127, 0, 0, 1], autotask_port)),
+        )
+        .await?;
+        let autotask_url = format!("http://{aa}");
+        autotask.set_base(&autotask_url);
+        Ok(Sandboxes {
+            xero,
+            autotask,
+            xero_url: format!("http://{xa}"),
+            autotask_url,
+            handles: vec![xh, ah],
+        })
+    }
+
+    /// Points a configuration at the stand-ins.
+    pub fn configure(&self, config: &mut crate::config::Config) {
+        config.xero = xero_config(&self.xero_url);
+        config.autotask = autotask_config(&self.autotask_url);
+    }
+}
+
+impl Drop for Sandboxes {
+    fn drop(&mut self) {
+        for h in &self.handles {
+            h.abort();
+        }
+    }
+}
