@@ -209,6 +209,7 @@ async fn fault(sb: &XeroSandbox, method: &str, path: &str) -> Option<Result<(), 
     }
 }
 
+#[allow(clippy::result_large_err)] // an axum Response is the early answer of a handler
 fn authorised(h: &HeaderMap) -> Result<(), Response> {
     let bearer = h
         .get("authorization")
