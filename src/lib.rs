@@ -10,5 +10,6 @@ pub mod domain;
 pub mod pipeline;
 pub mod sandbox;
 pub mod store;
+pub mod table;
 pub mod telemetry;
 pub mod xero;

@@ -2,16 +2,48 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
 
-/// `[cdr]`: where call records come from.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// `[cdr]`: where call records come from and how they are read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CdrConfig {
-    /// A directory the daemon watches for CDR files; processed files move to `done/`.
+    /// A directory the daemon watches for CDR files; processed files move to `done/`, their bad rows
+    /// to `done/<file>.rejects.csv`.
     pub spool_dir: Option<std::path::PathBuf>,
+    /// The column mapping (see config/cdr-mapping.example.toml); without it, a header row named
+    /// call_id,user,start,duration,destination,call_type,cost,direction,disposition.
+    pub mapping_file: Option<std::path::PathBuf>,
+    /// Rows per transaction.
+    pub batch_rows: usize,
+}
+
+impl Default for CdrConfig {
+    fn default() -> Self {
+        CdrConfig { spool_dir: None, mapping_file: None, batch_rows: 20_000 }
+    }
 }
 
 impl CdrConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(100..=1_000_000).contains(&self.batch_rows) {
+            return Err(ConfigError::new("cdr.batch_rows", "must be 100–1,000,000"));
+        }
+        if let Some(p) = &self.mapping_file {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| ConfigError::new("cdr.mapping_file", format!("cannot read {}: {e}", p.display())))?;
+            super::Mapping::from_toml(&text)
+                .map_err(|e| ConfigError::new("cdr.mapping_file", format!("{}: {e}", p.display())))?;
+        }
         Ok(())
+    }
+
+    /// The configured mapping, or the standard one.
+    pub fn mapping(&self) -> Result<super::Mapping, String> {
+        match &self.mapping_file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                super::Mapping::from_toml(&text).map_err(|e| format!("{}: {e}", p.display()))
+            }
+            None => Ok(super::Mapping::standard()),
+        }
     }
 }

@@ -1,6 +1,95 @@
-//! Call detail records: the CSV column mapping, the streaming import and the spool directory.
-//! (Issue: calls.) Depends on `domain` and `store`.
+//! Call detail records: the CSV column mapping (`mapping.rs`), the streaming import (`import.rs`),
+//! the spool directory the daemon watches, re-rating after a plan change, and the VoIP service
+//! summary. Depends on `domain` and `store`.
 
 mod config;
+mod import;
+mod mapping;
+pub mod summary;
+
+use std::path::Path;
 
 pub use config::CdrConfig;
+pub use import::{ImportError, ImportOptions, ImportReport, import_file};
+pub use mapping::{Column, Mapping, parse_start, resolve_local};
+
+use crate::domain::Period;
+use crate::domain::rating::{CallForRating, Direction, rate_call};
+use crate::store::{Store, StoreError};
+
+/// Imports every file in the spool directory (oldest name first), moving each to `done/` with its
+/// rejects beside it. A file refused whole moves to `failed/`, so that it is not retried forever.
+pub async fn import_spool_once(store: &Store, cfg: &CdrConfig, opts: &ImportOptions) -> Result<Vec<ImportReport>, ImportError> {
+    let Some(dir) = &cfg.spool_dir else { return Ok(Vec::new()) };
+    let io = |e: std::io::Error| ImportError::Io { file: dir.display().to_string(), source: e };
+    let mapping = cfg.mapping().map_err(|reason| ImportError::Refused { file: "cdr.mapping_file".into(), reason })?;
+    let done = dir.join("done");
+    let failed = dir.join("failed");
+    std::fs::create_dir_all(&done).map_err(io)?;
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    files.sort();
+    let mut reports = Vec::new();
+    for path in files {
+        match import_file(store, &mapping, &path, Some(&done), opts).await {
+            Ok(r) => {
+                move_into(&path, &done).map_err(io)?;
+                tracing::info!(file = %path.display(), imported = r.imported, duplicates = r.duplicates, rejected = r.rejected, "CDR file imported");
+                reports.push(r);
+            }
+            Err(ImportError::Refused { file, reason }) => {
+                std::fs::create_dir_all(&failed).map_err(io)?;
+                move_into(&path, &failed).map_err(io)?;
+                tracing::error!(%file, %reason, "CDR file refused; moved to failed/");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(reports)
+}
+
+fn move_into(path: &Path, dir: &Path) -> std::io::Result<()> {
+    let name = path.file_name().unwrap_or_default();
+    std::fs::rename(path, dir.join(name))
+}
+
+/// Re-prices a month's calls with each service's current plan (after a plan change).
+pub async fn rerate(store: &Store, period: Period, tz: chrono_tz::Tz) -> Result<(u64, u64), StoreError> {
+    let plans = store.rate_plans().await?;
+    let (start, end) = period.bounds(tz);
+    let (mut rated, mut unrated, mut after) = (0u64, 0u64, 0i64);
+    loop {
+        let page = store.calls_page(start.timestamp(), end.timestamp(), after, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        let mut updates = Vec::with_capacity(page.len());
+        for (id, service, c) in &page {
+            let price = service.and_then(|s| plans.get(&s)).and_then(|(v, plan)| {
+                let call = CallForRating {
+                    duration_secs: c.duration_secs.max(0) as u32,
+                    call_type: &c.call_type,
+                    direction: if c.inbound { Direction::Inbound } else { Direction::Outbound },
+                    user_ref: &c.user_ref,
+                    cost: c.cost_micros.map(crate::domain::Money::from_micros),
+                };
+                rate_call(plan, &call).ok().and_then(|p| p.round_stored().to_micros().ok()).map(|p| (p, *v))
+            });
+            match price {
+                Some((p, v)) => {
+                    rated += 1;
+                    updates.push((*id, Some(p), Some(v)));
+                }
+                None => {
+                    unrated += 1;
+                    updates.push((*id, None, None));
+                }
+            }
+        }
+        store.update_call_prices(&updates).await?;
+    }
+    Ok((rated, unrated))
+}

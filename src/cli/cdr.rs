@@ -1,37 +1,136 @@
-//! `rebilld cdr …`, `rebilld summary`, `rebilld bench …` (filled in by the calls issue).
+//! `rebilld cdr import|rerate|plan`, `rebilld summary`, `rebilld bench cdr`.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::{Args, Subcommand};
+use serde_json::json;
 
 use super::Ctx;
+use super::output::say;
+use crate::cdr::{ImportOptions, Mapping, import_file};
+use crate::domain::rating::RatePlan;
+use crate::domain::{Period, ServiceId};
 
 #[derive(Debug, Subcommand)]
 pub enum CdrCmd {
-    /// Import CDR files
-    Import { files: Vec<std::path::PathBuf> },
+    /// Import CDR files (idempotent: importing the same calls again adds nothing)
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The column mapping [default: cdr.mapping_file, else the standard header names]
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+    },
+    /// Re-price a month's calls with the current rate plans
+    Rerate {
+        #[arg(long)]
+        period: Period,
+    },
+    /// Set a service's rate plan from a TOML or JSON file (a new version)
+    Plan {
+        #[arg(long)]
+        service: ServiceId,
+        file: PathBuf,
+    },
+    /// Import the spool directory once (the daemon does this continuously)
+    Spool,
 }
 
 #[derive(Debug, Args)]
 pub struct SummaryArgs {
     #[arg(long)]
-    pub service: i64,
+    pub service: ServiceId,
     #[arg(long)]
-    pub period: String,
+    pub period: Period,
+    #[arg(long, value_parser = ["table", "json", "csv"], default_value = "table")]
+    pub format: String,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
-    /// CDR import, rating and summary throughput
-    Cdr,
+    /// CDR import, rating and summary throughput on synthetic data
+    Cdr(super::bench::BenchArgs),
 }
 
-pub async fn run(_ctx: &Ctx, _cmd: CdrCmd) -> anyhow::Result<()> {
-    anyhow::bail!("CDR import is not built yet")
+fn options(ctx: &Ctx) -> ImportOptions {
+    ImportOptions { tz: ctx.config.business.tz(), batch_rows: ctx.config.cdr.batch_rows, progress: !ctx.json }
 }
 
-pub async fn summary(_ctx: &Ctx, _a: SummaryArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the service summary is not built yet")
+pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
+    match cmd {
+        CdrCmd::Import { files, mapping } => {
+            let mapping = match mapping {
+                Some(p) => Mapping::from_toml(&std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+                None => ctx.config.cdr.mapping().map_err(|e| anyhow::anyhow!(e))?,
+            };
+            let mut failed = 0;
+            for f in files {
+                match import_file(&ctx.store, &mapping, &f, None, &options(ctx)).await {
+                    Ok(r) => {
+                        if ctx.json {
+                            println!("{}", json!(r));
+                        } else {
+                            println!(
+                                "{}: {} rows read, {} imported, {} duplicates, {} skipped by rule, {} rejected, {} unmatched, {} unrated",
+                                r.file, r.rows_read, r.imported, r.duplicates, r.skipped_by_rule, r.rejected, r.unmatched, r.unrated
+                            );
+                            if let Some(p) = &r.rejects_file {
+                                println!("  rejected rows (line and reason): {p}");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("rebilld: {e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} file(s) refused");
+            }
+            Ok(())
+        }
+        CdrCmd::Rerate { period } => {
+            let (rated, unrated) = crate::cdr::rerate(&ctx.store, period, ctx.config.business.tz()).await?;
+            say(ctx, &format!("{period}: {rated} calls re-rated, {unrated} without a plan or rate"), json!({"rated": rated, "unrated": unrated}));
+            Ok(())
+        }
+        CdrCmd::Plan { service, file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let plan: RatePlan = if text.trim_start().starts_with('{') {
+                serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+            } else {
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+            };
+            let v = ctx.store.set_rate_plan(&ctx.actor, service, &plan).await?;
+            say(
+                ctx,
+                &format!("service {service} now rates calls with plan version {v}; run `rebilld cdr rerate --period …` for calls already imported"),
+                json!({"service": service, "version": v}),
+            );
+            Ok(())
+        }
+        CdrCmd::Spool => {
+            let reports = crate::cdr::import_spool_once(&ctx.store, &ctx.config.cdr, &options(ctx)).await?;
+            say(ctx, &format!("{} file(s) imported from the spool", reports.len()), json!(reports));
+            Ok(())
+        }
+    }
 }
 
-pub async fn bench(_ctx: &Ctx, _c: BenchCmd) -> anyhow::Result<()> {
-    anyhow::bail!("benchmarks are not built yet")
+pub async fn summary(ctx: &Ctx, a: SummaryArgs) -> anyhow::Result<()> {
+    let format = if ctx.json { "json".to_string() } else { a.format };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    crate::cdr::summary::write(&ctx.store, a.service, a.period, ctx.config.business.tz(), &format, &mut out).await?;
+    std::io::Write::flush(&mut out)?;
+    Ok(())
+}
+
+pub async fn bench(ctx: &Ctx, c: BenchCmd) -> anyhow::Result<()> {
+    match c {
+        BenchCmd::Cdr(a) => super::bench::run(&ctx.config, a).await,
+    }
 }

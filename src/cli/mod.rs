@@ -3,6 +3,7 @@
 //! JSON for scripts. `main.rs` only parses, loads the config and dispatches here.
 
 pub mod autotask;
+pub mod bench;
 pub mod billing;
 pub mod cdr;
 pub mod customer;

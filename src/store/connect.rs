@@ -27,7 +27,10 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_millis(cfg.busy_timeout_ms));
+                .busy_timeout(Duration::from_millis(cfg.busy_timeout_ms))
+                // A page cache that holds the call indexes during imports; temporary b-trees in memory.
+                .pragma("cache_size", "-65536")
+                .pragma("temp_store", "MEMORY");
             let pool = SqlitePoolOptions::new()
                 .max_connections(cfg.max_connections)
                 .connect_with(opts)

@@ -1,0 +1,200 @@
+//! How a CDR file's columns map to a call: by header name, or by 1-based position for files
+//! without a header row. Loaded from TOML (`config/cdr-mapping.example.toml` documents every key).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+/// A column: its header name, or its 1-based position.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Column {
+    Position(usize),
+    Name(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Columns {
+    /// The source's own call id; without it a key is derived from user, start, duration, destination.
+    pub call_id: Option<Column>,
+    pub user: Column,
+    pub start: Column,
+    pub duration: Column,
+    pub destination: Column,
+    pub call_type: Option<Column>,
+    pub cost: Option<Column>,
+    pub direction: Option<Column>,
+    pub disposition: Option<Column>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// A name for the source: call ids are unique per source.
+    #[serde(default = "default_source")]
+    pub source: String,
+    #[serde(default = "yes")]
+    pub has_header: bool,
+    #[serde(default = "comma")]
+    pub delimiter: char,
+    pub columns: Columns,
+    #[serde(default)]
+    pub time: TimeFormat,
+    /// Values of the disposition column that drop a row on purpose (counted as skipped).
+    #[serde(default)]
+    pub skip_dispositions: Vec<String>,
+    /// Values of the direction column that mean an inbound call.
+    #[serde(default = "inbound_words")]
+    pub inbound_values: Vec<String>,
+    /// Destination prefix → call type, longest prefix wins; used when there is no call-type column.
+    #[serde(default)]
+    pub call_type_prefixes: BTreeMap<String, String>,
+    #[serde(default = "national")]
+    pub default_call_type: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeFormat {
+    /// `rfc3339` (with offset), `epoch` (seconds), or a chrono format like `%Y-%m-%d %H:%M:%S` for
+    /// local times in `timezone`.
+    #[serde(default = "rfc3339")]
+    pub format: String,
+    /// The zone of local times (default: business.timezone).
+    pub timezone: Option<String>,
+}
+
+impl Default for TimeFormat {
+    fn default() -> Self {
+        TimeFormat { format: rfc3339(), timezone: None }
+    }
+}
+
+fn default_source() -> String {
+    "default".into()
+}
+fn yes() -> bool {
+    true
+}
+fn comma() -> char {
+    ','
+}
+fn rfc3339() -> String {
+    "rfc3339".into()
+}
+fn national() -> String {
+    "national".into()
+}
+fn inbound_words() -> Vec<String> {
+    ["in", "inbound", "incoming", "terminating"].iter().map(|s| s.to_string()).collect()
+}
+
+impl Mapping {
+    pub fn from_toml(text: &str) -> Result<Mapping, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The mapping of a typical PBX export with a header row (used when none is configured).
+    pub fn standard() -> Mapping {
+        Mapping::from_toml(
+            "[columns]\ncall_id = \"call_id\"\nuser = \"user\"\nstart = \"start\"\nduration = \"duration\"\n\
+             destination = \"destination\"\ncall_type = \"call_type\"\ncost = \"cost\"\ndirection = \"direction\"\n\
+             disposition = \"disposition\"\n",
+        )
+        .map(|mut m| {
+            m.skip_dispositions = vec!["NO ANSWER".into(), "BUSY".into(), "FAILED".into()];
+            m
+        })
+        .expect("the standard mapping parses")
+    }
+
+    /// The call type of a destination by the longest matching prefix.
+    pub fn call_type_of(&self, destination: &str) -> String {
+        self.call_type_prefixes
+            .iter()
+            .filter(|(p, _)| destination.starts_with(p.as_str()))
+            .max_by_key(|(p, _)| p.len())
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| self.default_call_type.clone())
+    }
+}
+
+/// Reads a start time. Local times are resolved in `tz`: a time in a daylight-saving gap (which the
+/// clock skipped) is moved forward by the gap, as the PBX's clock would have read had it not
+/// jumped; a time in an overlap (which happened twice) is taken as the first, earlier instant.
+pub fn parse_start(s: &str, format: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
+    let s = s.trim();
+    match format {
+        "rfc3339" => DateTime::parse_from_rfc3339(s)
+            .map(|d| d.with_timezone(&Utc))
+            .map_err(|e| format!("start time {s:?} is not RFC 3339 with an offset: {e}")),
+        "epoch" => s
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| DateTime::from_timestamp(n, 0))
+            .ok_or_else(|| format!("start time {s:?} is not epoch seconds")),
+        f => {
+            let naive = NaiveDateTime::parse_from_str(s, f).map_err(|e| format!("start time {s:?} does not match {f:?}: {e}"))?;
+            Ok(resolve_local(naive, tz))
+        }
+    }
+}
+
+pub fn resolve_local(naive: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(d) => d.with_timezone(&Utc),
+        LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
+        LocalResult::None => {
+            // In a gap: the offset before the gap applied to the wall-clock reading.
+            let before = tz.offset_from_utc_datetime(&(naive - Duration::hours(3)));
+            let offset = chrono::Offset::fix(&before);
+            (naive - Duration::seconds(i64::from(offset.local_minus_utc()))).and_utc()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syd() -> Tz {
+        "Australia/Sydney".parse().unwrap()
+    }
+
+    #[test]
+    fn local_times_in_the_business_zone() {
+        let t = parse_start("2026-11-03 09:30:00", "%Y-%m-%d %H:%M:%S", syd()).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-02T22:30:00+00:00");
+        let t = parse_start("2026-11-03T09:30:00+11:00", "rfc3339", syd()).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-02T22:30:00+00:00");
+        assert!(parse_start("03/11/2026", "rfc3339", syd()).is_err());
+    }
+
+    #[test]
+    fn a_time_in_the_spring_forward_gap_moves_forward_by_the_gap() {
+        // Sydney, 2026-10-04: 02:00 AEST → 03:00 AEDT. 02:30 does not exist; it reads as 03:30 AEDT.
+        let t = parse_start("2026-10-04 02:30:00", "%Y-%m-%d %H:%M:%S", syd()).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-10-03T16:30:00+00:00");
+    }
+
+    #[test]
+    fn a_time_in_the_autumn_overlap_is_the_first_occurrence() {
+        // Sydney, 2026-04-05: 03:00 AEDT → 02:00 AEST. 02:30 happens twice; the first is AEDT (+11).
+        let t = parse_start("2026-04-05 02:30:00", "%Y-%m-%d %H:%M:%S", syd()).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-04-04T15:30:00+00:00");
+    }
+
+    #[test]
+    fn call_type_by_longest_prefix() {
+        let mut m = Mapping::standard();
+        m.call_type_prefixes.insert("04".into(), "mobile".into());
+        m.call_type_prefixes.insert("0011".into(), "international".into());
+        m.call_type_prefixes.insert("00".into(), "other".into());
+        assert_eq!(m.call_type_of("0412345678"), "mobile");
+        assert_eq!(m.call_type_of("001144123"), "international");
+        assert_eq!(m.call_type_of("0299990000"), "national");
+    }
+}

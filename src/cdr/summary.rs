@@ -1,0 +1,178 @@
+//! The VoIP service summary of one month (DESIGN §1): totals, a breakdown by call type, calls per
+//! user, the reseller's cost against the rebilled price, then each user's calls ("No Records Found"
+//! for a user without calls). Totals come from aggregate queries; the per-call detail is streamed a
+//! page at a time, never the whole month in memory.
+
+use std::io::Write;
+
+use chrono::DateTime;
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::domain::{Money, Period, ServiceId};
+use crate::store::calls::{CallDetail, CallGroup};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Totals {
+    pub calls: i64,
+    pub seconds: i64,
+    /// What the calls are billed at (the customer's price).
+    pub total: Money,
+    /// The wholesale cost and the margin: for the reseller's eyes only.
+    pub wholesale_cost: Money,
+    pub margin: Money,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub service_id: i64,
+    pub service_name: String,
+    pub period: String,
+    pub totals: Totals,
+    pub by_call_type: Vec<CallGroup>,
+    pub by_user: Vec<CallGroup>,
+    pub users: Vec<String>,
+}
+
+/// The summary's aggregates (the per-call detail is written by `write_details`).
+pub async fn summary(store: &Store, service: ServiceId, period: Period, tz: Tz) -> Result<Summary, StoreError> {
+    let s = store.service(service).await?;
+    let (start, end) = period.bounds(tz);
+    let (a, b) = (start.timestamp(), end.timestamp());
+    let by_call_type = store.call_groups(service, a, b, false).await?;
+    let by_user = store.call_groups(service, a, b, true).await?;
+    let sum = |f: fn(&CallGroup) -> i64| by_call_type.iter().map(f).sum::<i64>();
+    let total = Money::from_micros(sum(|g| g.price_micros));
+    let cost = Money::from_micros(sum(|g| g.cost_micros));
+    let mut users: Vec<String> = s.users.iter().map(|u| u.user_ref.clone()).collect();
+    for g in &by_user {
+        if !users.contains(&g.key) {
+            users.push(g.key.clone());
+        }
+    }
+    Ok(Summary {
+        service_id: s.id.get(),
+        service_name: s.name.to_string(),
+        period: period.to_string(),
+        totals: Totals {
+            calls: sum(|g| g.calls),
+            seconds: sum(|g| g.seconds),
+            total: total.round_cents(),
+            wholesale_cost: cost.round_cents(),
+            margin: (total - cost).round_cents(),
+        },
+        by_call_type,
+        by_user,
+        users,
+    })
+}
+
+fn mmss(secs: i64) -> String {
+    format!("{}:{:02}", secs / 60, secs % 60)
+}
+
+fn local(ts: i64, tz: Tz) -> String {
+    DateTime::from_timestamp(ts, 0).map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
+}
+
+/// Streams each user's calls: `on_call(user, Some(call))` per call, `on_call(user, None)` for a
+/// user without calls.
+pub async fn for_each_call(
+    store: &Store,
+    summary: &Summary,
+    period: Period,
+    tz: Tz,
+    mut on_call: impl FnMut(&str, Option<&CallDetail>) -> std::io::Result<()>,
+) -> Result<(), StoreError> {
+    let (start, end) = period.bounds(tz);
+    let service = ServiceId::new(summary.service_id)?;
+    for user in &summary.users {
+        let mut after = (i64::MIN, 0i64);
+        let mut any = false;
+        loop {
+            let page = store.user_calls(service, user, start.timestamp(), end.timestamp(), after, 5_000).await?;
+            for c in &page {
+                any = true;
+                on_call(user, Some(c)).map_err(|e| StoreError::Corrupt(format!("write: {e}")))?;
+            }
+            match page.last() {
+                Some(c) => after = (c.started_at, c.id),
+                None => break,
+            }
+        }
+        if !any {
+            on_call(user, None).map_err(|e| StoreError::Corrupt(format!("write: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the summary as a readable report, JSON or CSV.
+pub async fn write(store: &Store, service: ServiceId, period: Period, tz: Tz, format: &str, out: &mut dyn Write) -> Result<Summary, StoreError> {
+    let s = summary(store, service, period, tz).await?;
+    let w = |e: std::io::Error| StoreError::Corrupt(format!("write: {e}"));
+    let price = |c: &CallDetail| c.price_micros.map(|p| Money::from_micros(p).to_string()).unwrap_or_else(|| "unrated".into());
+    match format {
+        "json" => {
+            let mut calls = Vec::new();
+            for_each_call(store, &s, period, tz, |u, c| {
+                if let Some(c) = c {
+                    calls.push(serde_json::json!({"user": u, "destination": c.destination, "started_at": local(c.started_at, tz),
+                        "duration_secs": c.duration_secs, "call_type": c.call_type, "cost": price(c)}));
+                }
+                Ok(())
+            })
+            .await?;
+            let users_without_calls: Vec<&String> = s.users.iter().filter(|u| !s.by_user.iter().any(|g| &g.key == *u)).collect();
+            let v = serde_json::json!({"summary": s, "calls": calls, "users_without_calls": users_without_calls});
+            writeln!(out, "{v}").map_err(w)?;
+        }
+        "csv" => {
+            writeln!(out, "user,destination,date_time,duration_secs,call_type,cost").map_err(w)?;
+            for_each_call(store, &s, period, tz, |u, c| match c {
+                Some(c) => writeln!(out, "{u},{},{},{},{},{}", c.destination, local(c.started_at, tz), c.duration_secs, c.call_type, price(c)),
+                None => writeln!(out, "{u},No Records Found,,,,"),
+            })
+            .await?;
+        }
+        _ => {
+            writeln!(out, "VoIP service summary — service {} ({}) — {}", s.service_id, s.service_name, s.period).map_err(w)?;
+            writeln!(out, "  total cost:  {}   total calls: {}   duration: {}", s.totals.total, s.totals.calls, mmss(s.totals.seconds)).map_err(w)?;
+            writeln!(out, "  wholesale:   {}   margin: {}   (reseller only)", s.totals.wholesale_cost, s.totals.margin).map_err(w)?;
+            writeln!(out, "\nby call type:").map_err(w)?;
+            let rows: Vec<Vec<String>> = s
+                .by_call_type
+                .iter()
+                .map(|g| vec![g.key.clone(), g.calls.to_string(), mmss(g.seconds), Money::from_micros(g.price_micros).round_cents().to_string()])
+                .collect();
+            write!(out, "{}", crate::table::render_table(&["type", "calls", "duration", "cost"], &rows)).map_err(w)?;
+            writeln!(out, "\ncalls per user:").map_err(w)?;
+            let rows: Vec<Vec<String>> = s
+                .users
+                .iter()
+                .map(|u| {
+                    let n = s.by_user.iter().find(|g| &g.key == u).map(|g| g.calls).unwrap_or(0);
+                    vec![u.clone(), n.to_string()]
+                })
+                .collect();
+            write!(out, "{}", crate::table::render_table(&["user", "calls"], &rows)).map_err(w)?;
+            let mut current: Option<String> = None;
+            for_each_call(store, &s, period, tz, |u, c| {
+                if current.as_deref() != Some(u) {
+                    writeln!(out, "\nuser {u}:")?;
+                    if c.is_some() {
+                        writeln!(out, "  {:<16} {:<19} {:>8} {:>10}", "destination", "date/time", "duration", "cost")?;
+                    }
+                    current = Some(u.to_string());
+                }
+                match c {
+                    Some(c) => writeln!(out, "  {:<16} {:<19} {:>8} {:>10}", c.destination, local(c.started_at, tz), mmss(i64::from(c.duration_secs)), price(c)),
+                    None => writeln!(out, "  No Records Found"),
+                }
+            })
+            .await?;
+        }
+    }
+    Ok(s)
+}
