@@ -40,4 +40,3 @@ pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     }
     out
 }
-

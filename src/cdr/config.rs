@@ -18,7 +18,11 @@ pub struct CdrConfig {
 
 impl Default for CdrConfig {
     fn default() -> Self {
-        CdrConfig { spool_dir: None, mapping_file: None, batch_rows: 20_000 }
+        CdrConfig {
+            spool_dir: None,
+            mapping_file: None,
+            batch_rows: 20_000,
+        }
     }
 }
 
@@ -28,10 +32,15 @@ impl CdrConfig {
             return Err(ConfigError::new("cdr.batch_rows", "must be 100–1,000,000"));
         }
         if let Some(p) = &self.mapping_file {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| ConfigError::new("cdr.mapping_file", format!("cannot read {}: {e}", p.display())))?;
-            super::Mapping::from_toml(&text)
-                .map_err(|e| ConfigError::new("cdr.mapping_file", format!("{}: {e}", p.display())))?;
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                ConfigError::new(
+                    "cdr.mapping_file",
+                    format!("cannot read {}: {e}", p.display()),
+                )
+            })?;
+            super::Mapping::from_toml(&text).map_err(|e| {
+                ConfigError::new("cdr.mapping_file", format!("{}: {e}", p.display()))
+            })?;
         }
         Ok(())
     }
@@ -40,7 +49,8 @@ impl CdrConfig {
     pub fn mapping(&self) -> Result<super::Mapping, String> {
         match &self.mapping_file {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
                 super::Mapping::from_toml(&text).map_err(|e| format!("{}: {e}", p.display()))
             }
             None => Ok(super::Mapping::standard()),

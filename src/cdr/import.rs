@@ -38,7 +38,10 @@ pub enum ImportError {
     #[error("{file}: {reason}; nothing was imported from it")]
     Refused { file: String, reason: String },
     #[error("{file}: {source}")]
-    Io { file: String, source: std::io::Error },
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -71,15 +74,25 @@ fn index_of(c: &Column, headers: Option<&[String]>, what: &str) -> Result<usize,
             .iter()
             .position(|x| x.trim().eq_ignore_ascii_case(n))
             .ok_or_else(|| format!("the required column {n:?} ({what}) is not in the header row")),
-        (Column::Name(n), None) => Err(format!("the {what} column is named {n:?} but the file has no header row (use a position)")),
+        (Column::Name(n), None) => Err(format!(
+            "the {what} column is named {n:?} but the file has no header row (use a position)"
+        )),
     }
 }
 
-fn opt_index(c: &Option<Column>, headers: Option<&[String]>, what: &str) -> Result<Option<usize>, String> {
+fn opt_index(
+    c: &Option<Column>,
+    headers: Option<&[String]>,
+    what: &str,
+) -> Result<Option<usize>, String> {
     match c {
         None => Ok(None),
         // An optional named column missing from the header is simply absent.
-        Some(Column::Name(n)) if headers.is_some_and(|h| !h.iter().any(|x| x.trim().eq_ignore_ascii_case(n))) => Ok(None),
+        Some(Column::Name(n))
+            if headers.is_some_and(|h| !h.iter().any(|x| x.trim().eq_ignore_ascii_case(n))) =>
+        {
+            Ok(None)
+        }
         Some(c) => index_of(c, headers, what).map(Some),
     }
 }
@@ -106,24 +119,51 @@ pub async fn import_file(
     opts: &ImportOptions,
 ) -> Result<ImportReport, ImportError> {
     let file_name = path.display().to_string();
-    let refuse = |reason: String| ImportError::Refused { file: file_name.clone(), reason };
-    let mut f = File::open(path).map_err(|e| ImportError::Io { file: file_name.clone(), source: e })?;
+    let refuse = |reason: String| ImportError::Refused {
+        file: file_name.clone(),
+        reason,
+    };
+    let mut f = File::open(path).map_err(|e| ImportError::Io {
+        file: file_name.clone(),
+        source: e,
+    })?;
     let total_bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
     let mut head = [0u8; 4096];
-    let n = f.read(&mut head).map_err(|e| ImportError::Io { file: file_name.clone(), source: e })?;
+    let n = f.read(&mut head).map_err(|e| ImportError::Io {
+        file: file_name.clone(),
+        source: e,
+    })?;
     if head[..n].contains(&0) {
-        return Err(refuse("it is not a CSV text file (it contains NUL bytes)".into()));
+        return Err(refuse(
+            "it is not a CSV text file (it contains NUL bytes)".into(),
+        ));
     }
     drop(f);
-    let f = File::open(path).map_err(|e| ImportError::Io { file: file_name.clone(), source: e })?;
+    let f = File::open(path).map_err(|e| ImportError::Io {
+        file: file_name.clone(),
+        source: e,
+    })?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(mapping.has_header)
-        .delimiter(u8::try_from(mapping.delimiter).map_err(|_| refuse("the delimiter must be one ASCII character".into()))?)
+        .delimiter(
+            u8::try_from(mapping.delimiter)
+                .map_err(|_| refuse("the delimiter must be one ASCII character".into()))?,
+        )
         .flexible(true)
         .from_reader(BufReader::with_capacity(1 << 20, f));
     let headers: Option<Vec<String>> = if mapping.has_header {
-        let h = reader.byte_headers().map_err(|e| refuse(format!("cannot read the header row: {e}")))?;
-        Some(h.iter().map(|b| String::from_utf8_lossy(b).trim_start_matches('\u{feff}').to_string()).collect())
+        let h = reader
+            .byte_headers()
+            .map_err(|e| refuse(format!("cannot read the header row: {e}")))?;
+        Some(
+            h.iter()
+                .map(|b| {
+                    String::from_utf8_lossy(b)
+                        .trim_start_matches('\u{feff}')
+                        .to_string()
+                })
+                .collect(),
+        )
     } else {
         None
     };
@@ -142,13 +182,23 @@ pub async fn import_file(
         width: headers.as_ref().map(|h| h.len()),
     };
     let tz: Tz = match &mapping.time.timezone {
-        Some(z) => z.parse().map_err(|_| refuse(format!("time.timezone {z:?} is not an IANA zone")))?,
+        Some(z) => z
+            .parse()
+            .map_err(|_| refuse(format!("time.timezone {z:?} is not an IANA zone")))?,
         None => opts.tz,
     };
     let users = store.user_map().await?;
     let plans = store.rate_plans().await?;
-    let skip: Vec<String> = mapping.skip_dispositions.iter().map(|s| s.trim().to_ascii_uppercase()).collect();
-    let inbound: Vec<String> = mapping.inbound_values.iter().map(|s| s.trim().to_ascii_lowercase()).collect();
+    let skip: Vec<String> = mapping
+        .skip_dispositions
+        .iter()
+        .map(|s| s.trim().to_ascii_uppercase())
+        .collect();
+    let inbound: Vec<String> = mapping
+        .inbound_values
+        .iter()
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
 
     let bar = (opts.progress && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(total_bytes);
@@ -159,11 +209,21 @@ pub async fn import_file(
         b
     });
 
-    let mut report = ImportReport { file: file_name.clone(), ..Default::default() };
+    let mut report = ImportReport {
+        file: file_name.clone(),
+        ..Default::default()
+    };
     let mut rejects: Option<csv::Writer<File>> = None;
     let rejects_path: PathBuf = {
-        let name = format!("{}.rejects.csv", path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
-        rejects_dir.map(|d| d.join(&name)).unwrap_or_else(|| path.with_file_name(&name))
+        let name = format!(
+            "{}.rejects.csv",
+            path.file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default()
+        );
+        rejects_dir
+            .map(|d| d.join(&name))
+            .unwrap_or_else(|| path.with_file_name(&name))
     };
     let mut batch: Vec<NewCall> = Vec::with_capacity(opts.batch_rows);
     let mut record = csv::ByteRecord::new();
@@ -173,7 +233,14 @@ pub async fn import_file(
             Ok(m) => m,
             Err(e) => {
                 report.rows_read += 1;
-                reject(&mut rejects, &rejects_path, &mut report, line, &format!("malformed CSV: {e}"), &[])?;
+                reject(
+                    &mut rejects,
+                    &rejects_path,
+                    &mut report,
+                    line,
+                    &format!("malformed CSV: {e}"),
+                    &[],
+                )?;
                 continue;
             }
         };
@@ -190,8 +257,18 @@ pub async fn import_file(
             }
             Ok(Row::Skipped) => report.skipped_by_rule += 1,
             Err(reason) => {
-                let raw: Vec<String> = record.iter().map(|b| String::from_utf8_lossy(b).to_string()).collect();
-                reject(&mut rejects, &rejects_path, &mut report, line, &reason, &raw)?;
+                let raw: Vec<String> = record
+                    .iter()
+                    .map(|b| String::from_utf8_lossy(b).to_string())
+                    .collect();
+                reject(
+                    &mut rejects,
+                    &rejects_path,
+                    &mut report,
+                    line,
+                    &reason,
+                    &raw,
+                )?;
             }
         }
         if batch.len() >= opts.batch_rows {
@@ -207,13 +284,20 @@ pub async fn import_file(
         b.finish_and_clear();
     }
     if let Some(mut w) = rejects {
-        w.flush().map_err(|e| ImportError::Io { file: rejects_path.display().to_string(), source: e })?;
+        w.flush().map_err(|e| ImportError::Io {
+            file: rejects_path.display().to_string(),
+            source: e,
+        })?;
         report.rejects_file = Some(rejects_path.display().to_string());
     }
     Ok(report)
 }
 
-async fn flush(store: &Store, batch: &mut Vec<NewCall>, report: &mut ImportReport) -> Result<(), ImportError> {
+async fn flush(
+    store: &Store,
+    batch: &mut Vec<NewCall>,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -233,14 +317,22 @@ fn reject(
     raw: &[String],
 ) -> Result<(), ImportError> {
     report.rejected += 1;
-    let io = |e: csv::Error| ImportError::Io { file: path.display().to_string(), source: std::io::Error::other(e) };
+    let io = |e: csv::Error| ImportError::Io {
+        file: path.display().to_string(),
+        source: std::io::Error::other(e),
+    };
     if w.is_none() {
-        let mut writer = csv::WriterBuilder::new().flexible(true).from_path(path).map_err(io)?;
+        let mut writer = csv::WriterBuilder::new()
+            .flexible(true)
+            .from_path(path)
+            .map_err(io)?;
         writer.write_record(["line", "reason", "row"]).map_err(io)?;
         *w = Some(writer);
     }
     if let Some(writer) = w {
-        writer.write_record([line.to_string(), reason.to_string(), raw.join(",")]).map_err(io)?;
+        writer
+            .write_record([line.to_string(), reason.to_string(), raw.join(",")])
+            .map_err(io)?;
     }
     Ok(())
 }
@@ -267,8 +359,12 @@ fn to_call(
         return Err(format!("expected {w} fields, found {}", r.len()));
     }
     let field = |i: usize, what: &str| -> Result<&str, String> {
-        let b = r.get(i).ok_or_else(|| format!("the {what} field (column {}) is missing", i + 1))?;
-        std::str::from_utf8(b).map(str::trim).map_err(|_| format!("the {what} field is not UTF-8 text"))
+        let b = r
+            .get(i)
+            .ok_or_else(|| format!("the {what} field (column {}) is missing", i + 1))?;
+        std::str::from_utf8(b)
+            .map(str::trim)
+            .map_err(|_| format!("the {what} field is not UTF-8 text"))
     };
     let optional = |i: Option<usize>, what: &str| -> Result<Option<&str>, String> {
         match i {
@@ -287,9 +383,13 @@ fn to_call(
     }
     let started = parse_start(field(idx.start, "start time")?, &m.time.format, tz)?;
     let dur_text = field(idx.duration, "duration")?;
-    let duration: i64 = dur_text.parse().map_err(|_| format!("duration {dur_text:?} is not a whole number of seconds"))?;
+    let duration: i64 = dur_text
+        .parse()
+        .map_err(|_| format!("duration {dur_text:?} is not a whole number of seconds"))?;
     if !(0..=86_400 * 2).contains(&duration) {
-        return Err(format!("duration {duration} is negative or longer than two days"));
+        return Err(format!(
+            "duration {duration} is negative or longer than two days"
+        ));
     }
     let destination = normalise_user_ref(field(idx.destination, "destination")?);
     let call_type = match optional(idx.call_type, "call type")? {
@@ -300,10 +400,18 @@ fn to_call(
         Some(c) => Some(Money::parse(c).map_err(|e| format!("cost: {e}"))?),
         None => None,
     };
-    let is_inbound = optional(idx.direction, "direction")?.is_some_and(|d| inbound.contains(&d.to_ascii_lowercase()));
+    let is_inbound = optional(idx.direction, "direction")?
+        .is_some_and(|d| inbound.contains(&d.to_ascii_lowercase()));
     let key = match optional(idx.call_id, "call id")? {
         Some(id) => key_of(&["id", &m.source, id]),
-        None => key_of(&["row", &m.source, &user, &started.timestamp().to_string(), &duration.to_string(), &destination]),
+        None => key_of(&[
+            "row",
+            &m.source,
+            &user,
+            &started.timestamp().to_string(),
+            &duration.to_string(),
+            &destination,
+        ]),
     };
     let service = users.get(&user).copied();
     let (price, version) = match service.and_then(|s| plans.get(&s)) {
@@ -311,12 +419,19 @@ fn to_call(
             let call = CallForRating {
                 duration_secs: duration as u32,
                 call_type: &call_type,
-                direction: if is_inbound { Direction::Inbound } else { Direction::Outbound },
+                direction: if is_inbound {
+                    Direction::Inbound
+                } else {
+                    Direction::Outbound
+                },
                 user_ref: &user,
                 cost,
             };
             match rate_call(plan, &call) {
-                Ok(p) => (Some(p.round_stored().to_micros().map_err(|e| e.to_string())?), Some(*v)),
+                Ok(p) => (
+                    Some(p.round_stored().to_micros().map_err(|e| e.to_string())?),
+                    Some(*v),
+                ),
                 Err(_) => (None, None),
             }
         }
@@ -333,7 +448,10 @@ fn to_call(
             destination,
             call_type,
             inbound: is_inbound,
-            cost_micros: cost.map(|c| c.round_stored().to_micros()).transpose().map_err(|e| e.to_string())?,
+            cost_micros: cost
+                .map(|c| c.round_stored().to_micros())
+                .transpose()
+                .map_err(|e| e.to_string())?,
             price_micros: price,
             plan_version: version,
         },

@@ -69,7 +69,10 @@ pub struct TimeFormat {
 
 impl Default for TimeFormat {
     fn default() -> Self {
-        TimeFormat { format: rfc3339(), timezone: None }
+        TimeFormat {
+            format: rfc3339(),
+            timezone: None,
+        }
     }
 }
 
@@ -89,7 +92,10 @@ fn national() -> String {
     "national".into()
 }
 fn inbound_words() -> Vec<String> {
-    ["in", "inbound", "incoming", "terminating"].iter().map(|s| s.to_string()).collect()
+    ["in", "inbound", "incoming", "terminating"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 impl Mapping {
@@ -137,7 +143,8 @@ pub fn parse_start(s: &str, format: &str, tz: Tz) -> Result<DateTime<Utc>, Strin
             .and_then(|n| DateTime::from_timestamp(n, 0))
             .ok_or_else(|| format!("start time {s:?} is not epoch seconds")),
         f => {
-            let naive = NaiveDateTime::parse_from_str(s, f).map_err(|e| format!("start time {s:?} does not match {f:?}: {e}"))?;
+            let naive = NaiveDateTime::parse_from_str(s, f)
+                .map_err(|e| format!("start time {s:?} does not match {f:?}: {e}"))?;
             Ok(resolve_local(naive, tz))
         }
     }
@@ -148,10 +155,13 @@ pub fn resolve_local(naive: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
         LocalResult::Single(d) => d.with_timezone(&Utc),
         LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
         LocalResult::None => {
-            // In a gap: the offset before the gap applied to the wall-clock reading.
-            let before = tz.offset_from_utc_datetime(&(naive - Duration::hours(3)));
-            let offset = chrono::Offset::fix(&before);
-            (naive - Duration::seconds(i64::from(offset.local_minus_utc()))).and_utc()
+            // In a gap: the offset in force before the gap, applied to the wall-clock reading.
+            let before = tz
+                .from_local_datetime(&(naive - Duration::hours(3)))
+                .earliest()
+                .map(|d| chrono::Offset::fix(d.offset()).local_minus_utc())
+                .unwrap_or(0);
+            (naive - Duration::seconds(i64::from(before))).and_utc()
         }
     }
 }
@@ -191,7 +201,8 @@ mod tests {
     fn call_type_by_longest_prefix() {
         let mut m = Mapping::standard();
         m.call_type_prefixes.insert("04".into(), "mobile".into());
-        m.call_type_prefixes.insert("0011".into(), "international".into());
+        m.call_type_prefixes
+            .insert("0011".into(), "international".into());
         m.call_type_prefixes.insert("00".into(), "other".into());
         assert_eq!(m.call_type_of("0412345678"), "mobile");
         assert_eq!(m.call_type_of("001144123"), "international");

@@ -19,10 +19,22 @@ use crate::store::{Store, StoreError};
 
 /// Imports every file in the spool directory (oldest name first), moving each to `done/` with its
 /// rejects beside it. A file refused whole moves to `failed/`, so that it is not retried forever.
-pub async fn import_spool_once(store: &Store, cfg: &CdrConfig, opts: &ImportOptions) -> Result<Vec<ImportReport>, ImportError> {
-    let Some(dir) = &cfg.spool_dir else { return Ok(Vec::new()) };
-    let io = |e: std::io::Error| ImportError::Io { file: dir.display().to_string(), source: e };
-    let mapping = cfg.mapping().map_err(|reason| ImportError::Refused { file: "cdr.mapping_file".into(), reason })?;
+pub async fn import_spool_once(
+    store: &Store,
+    cfg: &CdrConfig,
+    opts: &ImportOptions,
+) -> Result<Vec<ImportReport>, ImportError> {
+    let Some(dir) = &cfg.spool_dir else {
+        return Ok(Vec::new());
+    };
+    let io = |e: std::io::Error| ImportError::Io {
+        file: dir.display().to_string(),
+        source: e,
+    };
+    let mapping = cfg.mapping().map_err(|reason| ImportError::Refused {
+        file: "cdr.mapping_file".into(),
+        reason,
+    })?;
     let done = dir.join("done");
     let failed = dir.join("failed");
     std::fs::create_dir_all(&done).map_err(io)?;
@@ -30,7 +42,12 @@ pub async fn import_spool_once(store: &Store, cfg: &CdrConfig, opts: &ImportOpti
         .map_err(io)?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .filter(|p| {
+            p.is_file()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     files.sort();
     let mut reports = Vec::new();
@@ -58,12 +75,18 @@ fn move_into(path: &Path, dir: &Path) -> std::io::Result<()> {
 }
 
 /// Re-prices a month's calls with each service's current plan (after a plan change).
-pub async fn rerate(store: &Store, period: Period, tz: chrono_tz::Tz) -> Result<(u64, u64), StoreError> {
+pub async fn rerate(
+    store: &Store,
+    period: Period,
+    tz: chrono_tz::Tz,
+) -> Result<(u64, u64), StoreError> {
     let plans = store.rate_plans().await?;
     let (start, end) = period.bounds(tz);
     let (mut rated, mut unrated, mut after) = (0u64, 0u64, 0i64);
     loop {
-        let page = store.calls_page(start.timestamp(), end.timestamp(), after, 10_000).await?;
+        let page = store
+            .calls_page(start.timestamp(), end.timestamp(), after, 10_000)
+            .await?;
         let Some(last) = page.last() else { break };
         after = last.0;
         let mut updates = Vec::with_capacity(page.len());
@@ -72,11 +95,18 @@ pub async fn rerate(store: &Store, period: Period, tz: chrono_tz::Tz) -> Result<
                 let call = CallForRating {
                     duration_secs: c.duration_secs.max(0) as u32,
                     call_type: &c.call_type,
-                    direction: if c.inbound { Direction::Inbound } else { Direction::Outbound },
+                    direction: if c.inbound {
+                        Direction::Inbound
+                    } else {
+                        Direction::Outbound
+                    },
                     user_ref: &c.user_ref,
                     cost: c.cost_micros.map(crate::domain::Money::from_micros),
                 };
-                rate_call(plan, &call).ok().and_then(|p| p.round_stored().to_micros().ok()).map(|p| (p, *v))
+                rate_call(plan, &call)
+                    .ok()
+                    .and_then(|p| p.round_stored().to_micros().ok())
+                    .map(|p| (p, *v))
             });
             match price {
                 Some((p, v)) => {

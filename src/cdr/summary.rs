@@ -36,7 +36,12 @@ pub struct Summary {
 }
 
 /// The summary's aggregates (the per-call detail is written by `write_details`).
-pub async fn summary(store: &Store, service: ServiceId, period: Period, tz: Tz) -> Result<Summary, StoreError> {
+pub async fn summary(
+    store: &Store,
+    service: ServiceId,
+    period: Period,
+    tz: Tz,
+) -> Result<Summary, StoreError> {
     let s = store.service(service).await?;
     let (start, end) = period.bounds(tz);
     let (a, b) = (start.timestamp(), end.timestamp());
@@ -73,7 +78,9 @@ fn mmss(secs: i64) -> String {
 }
 
 fn local(ts: i64, tz: Tz) -> String {
-    DateTime::from_timestamp(ts, 0).map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
+    DateTime::from_timestamp(ts, 0)
+        .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
 }
 
 /// Streams each user's calls: `on_call(user, Some(call))` per call, `on_call(user, None)` for a
@@ -91,7 +98,16 @@ pub async fn for_each_call(
         let mut after = (i64::MIN, 0i64);
         let mut any = false;
         loop {
-            let page = store.user_calls(service, user, start.timestamp(), end.timestamp(), after, 5_000).await?;
+            let page = store
+                .user_calls(
+                    service,
+                    user,
+                    start.timestamp(),
+                    end.timestamp(),
+                    after,
+                    5_000,
+                )
+                .await?;
             for c in &page {
                 any = true;
                 on_call(user, Some(c)).map_err(|e| StoreError::Corrupt(format!("write: {e}")))?;
@@ -109,10 +125,21 @@ pub async fn for_each_call(
 }
 
 /// Writes the summary as a readable report, JSON or CSV.
-pub async fn write(store: &Store, service: ServiceId, period: Period, tz: Tz, format: &str, out: &mut dyn Write) -> Result<Summary, StoreError> {
+pub async fn write(
+    store: &Store,
+    service: ServiceId,
+    period: Period,
+    tz: Tz,
+    format: &str,
+    out: &mut dyn Write,
+) -> Result<Summary, StoreError> {
     let s = summary(store, service, period, tz).await?;
     let w = |e: std::io::Error| StoreError::Corrupt(format!("write: {e}"));
-    let price = |c: &CallDetail| c.price_micros.map(|p| Money::from_micros(p).to_string()).unwrap_or_else(|| "unrated".into());
+    let price = |c: &CallDetail| {
+        c.price_micros
+            .map(|p| Money::from_micros(p).to_string())
+            .unwrap_or_else(|| "unrated".into())
+    };
     match format {
         "json" => {
             let mut calls = Vec::new();
@@ -124,50 +151,116 @@ pub async fn write(store: &Store, service: ServiceId, period: Period, tz: Tz, fo
                 Ok(())
             })
             .await?;
-            let users_without_calls: Vec<&String> = s.users.iter().filter(|u| !s.by_user.iter().any(|g| &g.key == *u)).collect();
+            let users_without_calls: Vec<&String> = s
+                .users
+                .iter()
+                .filter(|u| !s.by_user.iter().any(|g| &g.key == *u))
+                .collect();
             let v = serde_json::json!({"summary": s, "calls": calls, "users_without_calls": users_without_calls});
             writeln!(out, "{v}").map_err(w)?;
         }
         "csv" => {
-            writeln!(out, "user,destination,date_time,duration_secs,call_type,cost").map_err(w)?;
+            writeln!(
+                out,
+                "user,destination,date_time,duration_secs,call_type,cost"
+            )
+            .map_err(w)?;
             for_each_call(store, &s, period, tz, |u, c| match c {
-                Some(c) => writeln!(out, "{u},{},{},{},{},{}", c.destination, local(c.started_at, tz), c.duration_secs, c.call_type, price(c)),
+                Some(c) => writeln!(
+                    out,
+                    "{u},{},{},{},{},{}",
+                    c.destination,
+                    local(c.started_at, tz),
+                    c.duration_secs,
+                    c.call_type,
+                    price(c)
+                ),
                 None => writeln!(out, "{u},No Records Found,,,,"),
             })
             .await?;
         }
         _ => {
-            writeln!(out, "VoIP service summary — service {} ({}) — {}", s.service_id, s.service_name, s.period).map_err(w)?;
-            writeln!(out, "  total cost:  {}   total calls: {}   duration: {}", s.totals.total, s.totals.calls, mmss(s.totals.seconds)).map_err(w)?;
-            writeln!(out, "  wholesale:   {}   margin: {}   (reseller only)", s.totals.wholesale_cost, s.totals.margin).map_err(w)?;
+            writeln!(
+                out,
+                "VoIP service summary — service {} ({}) — {}",
+                s.service_id, s.service_name, s.period
+            )
+            .map_err(w)?;
+            writeln!(
+                out,
+                "  total cost:  {}   total calls: {}   duration: {}",
+                s.totals.total,
+                s.totals.calls,
+                mmss(s.totals.seconds)
+            )
+            .map_err(w)?;
+            writeln!(
+                out,
+                "  wholesale:   {}   margin: {}   (reseller only)",
+                s.totals.wholesale_cost, s.totals.margin
+            )
+            .map_err(w)?;
             writeln!(out, "\nby call type:").map_err(w)?;
             let rows: Vec<Vec<String>> = s
                 .by_call_type
                 .iter()
-                .map(|g| vec![g.key.clone(), g.calls.to_string(), mmss(g.seconds), Money::from_micros(g.price_micros).round_cents().to_string()])
+                .map(|g| {
+                    vec![
+                        g.key.clone(),
+                        g.calls.to_string(),
+                        mmss(g.seconds),
+                        Money::from_micros(g.price_micros).round_cents().to_string(),
+                    ]
+                })
                 .collect();
-            write!(out, "{}", crate::table::render_table(&["type", "calls", "duration", "cost"], &rows)).map_err(w)?;
+            write!(
+                out,
+                "{}",
+                crate::table::render_table(&["type", "calls", "duration", "cost"], &rows)
+            )
+            .map_err(w)?;
             writeln!(out, "\ncalls per user:").map_err(w)?;
             let rows: Vec<Vec<String>> = s
                 .users
                 .iter()
                 .map(|u| {
-                    let n = s.by_user.iter().find(|g| &g.key == u).map(|g| g.calls).unwrap_or(0);
+                    let n = s
+                        .by_user
+                        .iter()
+                        .find(|g| &g.key == u)
+                        .map(|g| g.calls)
+                        .unwrap_or(0);
                     vec![u.clone(), n.to_string()]
                 })
                 .collect();
-            write!(out, "{}", crate::table::render_table(&["user", "calls"], &rows)).map_err(w)?;
+            write!(
+                out,
+                "{}",
+                crate::table::render_table(&["user", "calls"], &rows)
+            )
+            .map_err(w)?;
             let mut current: Option<String> = None;
             for_each_call(store, &s, period, tz, |u, c| {
                 if current.as_deref() != Some(u) {
                     writeln!(out, "\nuser {u}:")?;
                     if c.is_some() {
-                        writeln!(out, "  {:<16} {:<19} {:>8} {:>10}", "destination", "date/time", "duration", "cost")?;
+                        writeln!(
+                            out,
+                            "  {:<16} {:<19} {:>8} {:>10}",
+                            "destination", "date/time", "duration", "cost"
+                        )?;
                     }
                     current = Some(u.to_string());
                 }
                 match c {
-                    Some(c) => writeln!(out, "  {:<16} {:<19} {:>8} {:>10}", c.destination, local(c.started_at, tz), mmss(i64::from(c.duration_secs)), price(c)),
+                    Some(c) => writeln!(
+                        out,
+                        "  {:<16} {:<19} {:>8} {:>10}",
+                        c.destination,
+                        local(c.started_at, tz),
+                        mmss(i64::from(c.duration_secs)),
+                        price(c)
+                    ),
                     None => writeln!(out, "  No Records Found"),
                 }
             })

@@ -54,15 +54,22 @@ pub enum BenchCmd {
 }
 
 fn options(ctx: &Ctx) -> ImportOptions {
-    ImportOptions { tz: ctx.config.business.tz(), batch_rows: ctx.config.cdr.batch_rows, progress: !ctx.json }
+    ImportOptions {
+        tz: ctx.config.business.tz(),
+        batch_rows: ctx.config.cdr.batch_rows,
+        progress: !ctx.json,
+    }
 }
 
 pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
     match cmd {
         CdrCmd::Import { files, mapping } => {
             let mapping = match mapping {
-                Some(p) => Mapping::from_toml(&std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+                Some(p) => Mapping::from_toml(
+                    &std::fs::read_to_string(&p)
+                        .with_context(|| format!("cannot read {}", p.display()))?,
+                )
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
                 None => ctx.config.cdr.mapping().map_err(|e| anyhow::anyhow!(e))?,
             };
             let mut failed = 0;
@@ -74,7 +81,14 @@ pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
                         } else {
                             println!(
                                 "{}: {} rows read, {} imported, {} duplicates, {} skipped by rule, {} rejected, {} unmatched, {} unrated",
-                                r.file, r.rows_read, r.imported, r.duplicates, r.skipped_by_rule, r.rejected, r.unmatched, r.unrated
+                                r.file,
+                                r.rows_read,
+                                r.imported,
+                                r.duplicates,
+                                r.skipped_by_rule,
+                                r.rejected,
+                                r.unmatched,
+                                r.unrated
                             );
                             if let Some(p) = &r.rejects_file {
                                 println!("  rejected rows (line and reason): {p}");
@@ -93,38 +107,64 @@ pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
             Ok(())
         }
         CdrCmd::Rerate { period } => {
-            let (rated, unrated) = crate::cdr::rerate(&ctx.store, period, ctx.config.business.tz()).await?;
-            say(ctx, &format!("{period}: {rated} calls re-rated, {unrated} without a plan or rate"), json!({"rated": rated, "unrated": unrated}));
+            let (rated, unrated) =
+                crate::cdr::rerate(&ctx.store, period, ctx.config.business.tz()).await?;
+            say(
+                ctx,
+                &format!("{period}: {rated} calls re-rated, {unrated} without a plan or rate"),
+                json!({"rated": rated, "unrated": unrated}),
+            );
             Ok(())
         }
         CdrCmd::Plan { service, file } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
             let plan: RatePlan = if text.trim_start().starts_with('{') {
-                serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+                serde_json::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
             } else {
                 toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
             };
             let v = ctx.store.set_rate_plan(&ctx.actor, service, &plan).await?;
             say(
                 ctx,
-                &format!("service {service} now rates calls with plan version {v}; run `rebilld cdr rerate --period …` for calls already imported"),
+                &format!(
+                    "service {service} now rates calls with plan version {v}; run `rebilld cdr rerate --period …` for calls already imported"
+                ),
                 json!({"service": service, "version": v}),
             );
             Ok(())
         }
         CdrCmd::Spool => {
-            let reports = crate::cdr::import_spool_once(&ctx.store, &ctx.config.cdr, &options(ctx)).await?;
-            say(ctx, &format!("{} file(s) imported from the spool", reports.len()), json!(reports));
+            let reports =
+                crate::cdr::import_spool_once(&ctx.store, &ctx.config.cdr, &options(ctx)).await?;
+            say(
+                ctx,
+                &format!("{} file(s) imported from the spool", reports.len()),
+                json!(reports),
+            );
             Ok(())
         }
     }
 }
 
 pub async fn summary(ctx: &Ctx, a: SummaryArgs) -> anyhow::Result<()> {
-    let format = if ctx.json { "json".to_string() } else { a.format };
+    let format = if ctx.json {
+        "json".to_string()
+    } else {
+        a.format
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    crate::cdr::summary::write(&ctx.store, a.service, a.period, ctx.config.business.tz(), &format, &mut out).await?;
+    crate::cdr::summary::write(
+        &ctx.store,
+        a.service,
+        a.period,
+        ctx.config.business.tz(),
+        &format,
+        &mut out,
+    )
+    .await?;
     std::io::Write::flush(&mut out)?;
     Ok(())
 }

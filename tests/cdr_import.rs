@@ -1,0 +1,243 @@
+//! CDR import, rating at import and the VoIP service summary, on both backends.
+mod common;
+
+use common::TestApp;
+use rebill::cdr::{ImportOptions, Mapping, import_file};
+use rebill::domain::rating::RatePlan;
+use rebill::domain::{Money, NonEmpty, Period, ServiceId};
+use rebill::store::{ServiceImport, ServiceUserImport};
+
+fn opts() -> ImportOptions {
+    ImportOptions {
+        tz: "Australia/Sydney".parse().unwrap(),
+        batch_rows: 2,
+        progress: false,
+    }
+}
+
+async fn sip(app: &TestApp) -> ServiceId {
+    let (id, _) = app
+        .store
+        .import_service(
+            &app.actor(),
+            &ServiceImport {
+                external_ref: "sip".into(),
+                parent_ref: None,
+                name: NonEmpty::parse("n", "SIP 1").unwrap(),
+                kind: "voip".into(),
+                rebill_enabled: true,
+                monthly_price: Money::ZERO,
+                monthly_cost: Money::ZERO,
+                xero_account_code: None,
+                xero_tax_type: None,
+                xero_item_code: None,
+                users: ["0299990001", "0299990002", "0299990003"]
+                    .iter()
+                    .map(|u| ServiceUserImport {
+                        user_ref: u.to_string(),
+                        label: None,
+                    })
+                    .collect(),
+            },
+        )
+        .await
+        .unwrap();
+    let plan: RatePlan = toml::from_str("kind = \"cost_plus\"\nmultiplier = \"1.5\"\n").unwrap();
+    app.store
+        .set_rate_plan(&app.actor(), id, &plan)
+        .await
+        .unwrap();
+    id
+}
+
+fn copy(app: &TestApp, name: &str) -> std::path::PathBuf {
+    let to = app.dir.path().join(name);
+    std::fs::copy(format!("tests/data/cdr/{name}"), &to).unwrap();
+    to
+}
+
+async fn bad_rows_are_reported_by_line_and_good_rows_kept(app: TestApp) {
+    sip(&app).await;
+    let file = copy(&app, "mixed.csv");
+    let r = import_file(&app.store, &Mapping::standard(), &file, None, &opts())
+        .await
+        .unwrap();
+    assert_eq!(r.rows_read, 9);
+    assert_eq!(r.imported, 3, "{r:?}"); // c1, c8 (unmatched user), c9
+    assert_eq!(r.skipped_by_rule, 1, "the NO ANSWER row");
+    assert_eq!(r.rejected, 5, "{r:?}");
+    assert_eq!(r.unmatched, 1);
+    let rejects = std::fs::read_to_string(r.rejects_file.unwrap()).unwrap();
+    for (line, words) in [
+        (3, "not RFC 3339"),
+        (4, "negative"),
+        (5, "duration \"\""),
+        (6, "expected 9 fields, found 5"),
+        (8, "not UTF-8"),
+    ] {
+        assert!(
+            rejects
+                .lines()
+                .any(|l| l.starts_with(&format!("{line},")) && l.contains(words)),
+            "line {line} ({words}) in:\n{rejects}"
+        );
+    }
+}
+
+async fn importing_the_same_file_again_adds_no_call(app: TestApp) {
+    sip(&app).await;
+    let file = copy(&app, "mixed.csv");
+    import_file(&app.store, &Mapping::standard(), &file, None, &opts())
+        .await
+        .unwrap();
+    let again = import_file(&app.store, &Mapping::standard(), &file, None, &opts())
+        .await
+        .unwrap();
+    assert_eq!(again.imported, 0);
+    assert_eq!(again.duplicates, 3);
+}
+
+async fn positions_and_local_times_follow_the_mapping(app: TestApp) {
+    let service = sip(&app).await;
+    let mapping = Mapping::from_toml(
+        "has_header = false\ndelimiter = \";\"\n[columns]\nuser = 1\nstart = 2\nduration = 3\ndestination = 4\n\
+         [time]\nformat = \"%d/%m/%Y %H:%M:%S\"\ntimezone = \"Australia/Sydney\"\n[call_type_prefixes]\n\"04\" = \"mobile\"\n",
+    )
+    .unwrap();
+    let file = copy(&app, "headerless.csv");
+    let r = import_file(&app.store, &mapping, &file, None, &opts())
+        .await
+        .unwrap();
+    assert_eq!(r.imported, 3, "{r:?}");
+    let s = rebill::cdr::summary::summary(
+        &app.store,
+        service,
+        Period::parse("2026-10").unwrap(),
+        "Australia/Sydney".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let types: Vec<&str> = s.by_call_type.iter().map(|g| g.key.as_str()).collect();
+    assert_eq!(
+        types,
+        ["mobile", "national"],
+        "the mobile type came from the 04 prefix"
+    );
+    // 09:00 AEST on 3 October is 23:00 UTC on 2 October; 02:30 on 4 October is in the DST gap.
+    let calls = app
+        .store
+        .user_calls(service, "0299990001", 0, i64::MAX, (i64::MIN, 0), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        calls[0].started_at,
+        "2026-10-02T23:00:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+            .timestamp()
+    );
+    assert_eq!(
+        calls[1].started_at,
+        "2026-10-03T16:30:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+            .timestamp()
+    );
+}
+
+async fn a_file_without_a_required_column_is_refused_whole(app: TestApp) {
+    sip(&app).await;
+    let file = app.dir.path().join("wrong.csv");
+    std::fs::write(
+        &file,
+        "caller,when,secs\n0299990001,2026-10-03T09:00:00+10:00,5\n",
+    )
+    .unwrap();
+    let e = import_file(&app.store, &Mapping::standard(), &file, None, &opts())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("\"user\""), "{e}");
+    let binary = app.dir.path().join("x.csv");
+    std::fs::write(&binary, [0u8, 159, 146, 150, 0, 1]).unwrap();
+    let e = import_file(&app.store, &Mapping::standard(), &binary, None, &opts())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not a CSV"), "{e}");
+}
+
+async fn summary_totals_equal_the_sum_of_its_detail_and_idle_users_show_no_records_found(
+    app: TestApp,
+) {
+    let service = sip(&app).await;
+    let file = copy(&app, "mixed.csv");
+    import_file(&app.store, &Mapping::standard(), &file, None, &opts())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let tz = "Australia/Sydney".parse().unwrap();
+    let s = rebill::cdr::summary::write(
+        &app.store,
+        service,
+        Period::parse("2026-10").unwrap(),
+        tz,
+        "csv",
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let detail: Vec<&str> = text.lines().skip(1).collect();
+    let sum: Money = detail
+        .iter()
+        .filter_map(|l| l.split(',').nth(5))
+        .filter_map(|c| Money::parse(c).ok())
+        .sum();
+    assert_eq!(sum.round_cents(), s.totals.total);
+    assert_eq!(
+        s.totals.calls, 2,
+        "c1 and c9 (23:59:59 AEDT on 31 October is still October)"
+    );
+    // Cost 0.10 and 0.05 at × 1.5.
+    assert_eq!(s.totals.total, Money::parse("0.23").unwrap());
+    assert_eq!(s.totals.wholesale_cost, Money::parse("0.15").unwrap());
+    assert!(
+        detail.contains(&"0299990002,No Records Found,,,,"),
+        "{text}"
+    );
+    assert!(
+        detail.contains(&"0299990003,No Records Found,,,,"),
+        "{text}"
+    );
+}
+
+async fn rerating_after_a_plan_change_prices_the_month_again(app: TestApp) {
+    let service = sip(&app).await;
+    let file = copy(&app, "mixed.csv");
+    import_file(&app.store, &Mapping::standard(), &file, None, &opts())
+        .await
+        .unwrap();
+    let plan: RatePlan = toml::from_str("kind = \"cost_plus\"\nmultiplier = \"2\"\n").unwrap();
+    app.store
+        .set_rate_plan(&app.actor(), service, &plan)
+        .await
+        .unwrap();
+    let tz = "Australia/Sydney".parse().unwrap();
+    let (rated, _) = rebill::cdr::rerate(&app.store, Period::parse("2026-10").unwrap(), tz)
+        .await
+        .unwrap();
+    assert_eq!(rated, 2);
+    let s =
+        rebill::cdr::summary::summary(&app.store, service, Period::parse("2026-10").unwrap(), tz)
+            .await
+            .unwrap();
+    assert_eq!(s.totals.total, Money::parse("0.30").unwrap());
+}
+
+backend_tests!(
+    bad_rows_are_reported_by_line_and_good_rows_kept,
+    importing_the_same_file_again_adds_no_call,
+    positions_and_local_times_follow_the_mapping,
+    a_file_without_a_required_column_is_refused_whole,
+    summary_totals_equal_the_sum_of_its_detail_and_idle_users_show_no_records_found,
+    rerating_after_a_plan_change_prices_the_month_again,
+);
