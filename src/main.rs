@@ -42,6 +42,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Cli, config: Config) -> anyhow::Result<()> {
+    // The demo makes its own fresh database; it must not create or touch the configured one.
+    if let Some(cli::Command::Demo(a)) = args.command {
+        return cli::demo::demo(&config, a).await;
+    }
     let store = Store::open(&config.database).await?;
     let ctx = Ctx {
         actor: Ctx::actor_from(args.actor.as_deref()),

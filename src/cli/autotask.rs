@@ -1,39 +1,130 @@
-//! `rebilld autotask …` (filled in by the Autotask issue).
+//! `rebilld autotask contracts|products|material-codes`, and the Autotask side of
+//! `service assign`, `item add-*` and `customer import --from autotask`.
 
 use clap::Subcommand;
+use serde_json::json;
 
 use super::Ctx;
+use super::output::{say, table};
+use crate::autotask::{AutotaskClient, CompanyImport, Named, import_companies};
+use crate::domain::{
+    AutotaskCoding, AutotaskCompanyId, BillingTarget, Customer, CustomerId, Period,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum AutotaskCmd {
-    /// Check the configuration and connection
+    /// The active contracts of a customer's Autotask company
+    Contracts {
+        #[arg(long)]
+        customer: CustomerId,
+    },
+    /// Active products
+    Products {
+        #[arg(long)]
+        customer: Option<CustomerId>,
+    },
+    /// Active material codes (billing codes of use type "Material Cost Code")
+    MaterialCodes {
+        #[arg(long)]
+        customer: Option<CustomerId>,
+    },
+    /// Check the connection and read the tenant's request thresholds
     Check,
 }
 
-pub async fn run(_ctx: &Ctx, cmd: AutotaskCmd) -> anyhow::Result<()> {
-    match cmd {
-        AutotaskCmd::Check => anyhow::bail!("the Autotask integration is not built yet"),
+async fn client(ctx: &Ctx) -> anyhow::Result<AutotaskClient> {
+    Ok(AutotaskClient::new(&ctx.config.autotask, ctx.store.clone()).await?)
+}
+
+fn show(ctx: &Ctx, what: &str, list: &[Named]) {
+    if ctx.json {
+        println!("{}", json!(list));
+        return;
+    }
+    println!("{what}:");
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|n| vec![n.id.to_string(), n.name.clone(), n.detail.clone()])
+        .collect();
+    table(&["id", "name", ""], &rows);
+}
+
+fn company_of(c: &Customer) -> anyhow::Result<AutotaskCompanyId> {
+    match c.target {
+        BillingTarget::Autotask { company_id } => Ok(company_id),
+        _ => anyhow::bail!("customer {} ({}) is not an Autotask account", c.id, c.name),
     }
 }
 
-/// `customer import --from autotask` (the Autotask issue wires this up).
-pub async fn import_customers(
-    _ctx: &Ctx,
-    _companies: &[crate::domain::AutotaskCompanyId],
-    _all_active: bool,
-) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "importing customers from Autotask needs the Autotask client, which is not built yet"
-    )
+pub async fn run(ctx: &Ctx, cmd: AutotaskCmd) -> anyhow::Result<()> {
+    let at = client(ctx).await?;
+    match cmd {
+        AutotaskCmd::Contracts { customer } => {
+            let c = ctx.store.customer(customer).await?;
+            show(
+                ctx,
+                &format!("contracts of {} (company {})", c.name, company_of(&c)?),
+                &at.contracts_of(company_of(&c)?).await?,
+            );
+        }
+        AutotaskCmd::Products { .. } => show(ctx, "active products", &at.active_products().await?),
+        AutotaskCmd::MaterialCodes { .. } => {
+            show(ctx, "material codes", &at.material_codes().await?)
+        }
+        AutotaskCmd::Check => {
+            let t = at.prepare_run().await?;
+            say(
+                ctx,
+                &format!(
+                    "Autotask reachable: {} of {} requests used this hour; this daemon may use {} per window",
+                    t.current_timeframe_request_count.unwrap_or(0),
+                    t.external_request_threshold.unwrap_or(0),
+                    at.pace_limit().await
+                ),
+                json!({"used": t.current_timeframe_request_count, "threshold": t.external_request_threshold}),
+            );
+        }
+    }
+    Ok(())
 }
 
-/// Checks contract, product and material code against Autotask before an assignment is saved
-/// (the Autotask issue wires this up).
-pub async fn validate_coding(
-    _ctx: &Ctx,
-    _customer: &crate::domain::Customer,
-    _coding: &crate::domain::AutotaskCoding,
-    _period: crate::domain::Period,
+/// `customer import --from autotask`.
+pub async fn import_customers(
+    ctx: &Ctx,
+    companies: &[AutotaskCompanyId],
+    all_active: bool,
 ) -> anyhow::Result<()> {
-    anyhow::bail!("validating Autotask contracts needs the Autotask client, which is not built yet")
+    let which = if all_active {
+        CompanyImport::AllActive
+    } else if companies.is_empty() {
+        anyhow::bail!("give --company ID (repeatable) or --all-active");
+    } else {
+        CompanyImport::Ids(companies.to_vec())
+    };
+    let at = client(ctx).await?;
+    let outcomes = import_companies(&at, &ctx.store, &ctx.actor, which).await?;
+    let mut report = super::customer::ImportReport::default();
+    for (id, o) in outcomes {
+        report.record(std::path::Path::new("autotask company"), id as u64, o);
+    }
+    report.finish(ctx, "customers from Autotask")
+}
+
+/// Checks contract, product and material code against Autotask before anything is saved.
+pub async fn validate_coding(
+    ctx: &Ctx,
+    customer: &Customer,
+    coding: &AutotaskCoding,
+    period: Period,
+) -> anyhow::Result<()> {
+    let company = company_of(customer)?;
+    let at = client(ctx).await?;
+    let names = at
+        .validate_coding(company, coding, period.first_day())
+        .await?;
+    eprintln!(
+        "Autotask: contract {:?}, product {:?}, material code {:?}",
+        names.contract, names.product, names.material_code
+    );
+    Ok(())
 }

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod billing;
 pub mod cdr;
 pub mod customer;
+pub mod demo;
 pub mod import;
 pub mod item;
 pub mod output;
@@ -85,6 +86,10 @@ pub enum Command {
     Reconcile(billing::ReconcileArgs),
     /// Last runs, pending and failed remote actions, the next scheduled run
     Status,
+    /// The main job on the embedded default: sample data, local stand-ins, a billing run, reports
+    Demo(demo::DemoArgs),
+    /// Serve the local Autotask and Xero stand-ins (for a staging daemon)
+    Sandbox(demo::SandboxArgs),
 }
 
 /// What every command gets: the configuration, the store, who is acting, and the output mode.
@@ -130,5 +135,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
         Command::Invoice(c) => billing::invoice(ctx, c).await,
         Command::Reconcile(a) => billing::reconcile(ctx, a).await,
         Command::Status => billing::status(ctx).await,
+        Command::Demo(a) => demo::demo(&ctx.config, a).await,
+        Command::Sandbox(a) => demo::sandbox(ctx, a).await,
     }
 }
