@@ -4,6 +4,8 @@
 //! runs each on both backends.
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use rebill::config::Config;
 use rebill::store::{Actor, Store};
 use tempfile::TempDir;
