@@ -43,8 +43,14 @@ fn main() -> ExitCode {
 
 async fn run(args: Cli, config: Config) -> anyhow::Result<()> {
     // The demo makes its own fresh database; it must not create or touch the configured one.
-    if let Some(cli::Command::Demo(a)) = args.command {
-        return cli::demo::demo(&config, a).await;
+    match args.command {
+        Some(cli::Command::Demo(a)) => return cli::demo::demo(&config, a).await,
+        Some(cli::Command::Completions { shell }) => {
+            cli::print_completions(shell);
+            return Ok(());
+        }
+        Some(cli::Command::Man) => return cli::print_man(),
+        _ => {}
     }
     let store = Store::open(&config.database).await?;
     let ctx = Ctx {
@@ -56,7 +62,9 @@ async fn run(args: Cli, config: Config) -> anyhow::Result<()> {
     let result = match args.command {
         _ if args.resync.resync => cli::billing::resync(&ctx, args.resync).await,
         Some(cmd) => cli::run(&ctx, cmd).await,
-        None => anyhow::bail!("the daemon is not built yet; see `rebilld --help`"),
+        None => {
+            rebill::daemon::run(args.config.clone(), ctx.config.clone(), ctx.store.clone()).await
+        }
     };
     ctx.store.close().await;
     result

@@ -90,6 +90,13 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Serve the local Autotask and Xero stand-ins (for a staging daemon)
     Sandbox(demo::SandboxArgs),
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
 }
 
 /// What every command gets: the configuration, the store, who is acting, and the output mode.
@@ -137,5 +144,26 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
         Command::Status => billing::status(ctx).await,
         Command::Demo(a) => demo::demo(&ctx.config, a).await,
         Command::Sandbox(a) => demo::sandbox(ctx, a).await,
+        Command::Completions { shell } => {
+            print_completions(shell);
+            Ok(())
+        }
+        Command::Man => print_man(),
     }
+}
+
+/// Shell completions generated from the CLI definition.
+pub fn print_completions(shell: clap_complete::Shell) {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "rebilld", &mut buf);
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), &buf);
+}
+
+/// The man page generated from the CLI definition.
+pub fn print_man() -> anyhow::Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+    Ok(())
 }

@@ -10,6 +10,12 @@ pub struct ScheduleConfig {
     pub cron: String,
     /// Defaults to `business.timezone` when empty.
     pub timezone: String,
+    /// How often the daemon pushes what is due in the outbox.
+    pub outbox_every_secs: u64,
+    /// How often the daemon looks in `cdr.spool_dir`.
+    pub spool_every_secs: u64,
+    /// How long SIGTERM waits for the remote action in flight.
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for ScheduleConfig {
@@ -17,12 +23,21 @@ impl Default for ScheduleConfig {
         ScheduleConfig {
             cron: "0 0 2 1 * *".into(),
             timezone: String::new(),
+            outbox_every_secs: 30,
+            spool_every_secs: 60,
+            shutdown_timeout_secs: 30,
         }
     }
 }
 
 impl ScheduleConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.outbox_every_secs == 0 || self.spool_every_secs == 0 {
+            return Err(ConfigError::new(
+                "schedule.outbox_every_secs",
+                "intervals must be at least 1 second",
+            ));
+        }
         if self.cron.split_whitespace().count() != 6 || self.cron.parse::<croner::Cron>().is_err() {
             return Err(ConfigError::new(
                 "schedule.cron",
@@ -30,6 +45,12 @@ impl ScheduleConfig {
                     "{:?} must have six fields, seconds first (e.g. \"0 0 2 1 * *\")",
                     self.cron
                 ),
+            ));
+        }
+        if self.outbox_every_secs == 0 || self.spool_every_secs == 0 {
+            return Err(ConfigError::new(
+                "schedule.outbox_every_secs",
+                "intervals must be at least 1 second",
             ));
         }
         if !self.timezone.is_empty() && self.timezone.parse::<chrono_tz::Tz>().is_err() {

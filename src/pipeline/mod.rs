@@ -53,6 +53,8 @@ pub struct Pipeline {
     pub autotask: Option<AutotaskClient>,
     /// Names this process in outbox claims and period leases.
     pub owner: String,
+    /// Set on shutdown: the push stops claiming new work; the action in flight finishes.
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What one billing run did.
@@ -83,7 +85,13 @@ impl Pipeline {
             xero,
             autotask,
             owner,
+            stop: Default::default(),
         }
+    }
+
+    /// True once shutdown began: no new remote work is started.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Builds the clients the configuration enables.

@@ -42,18 +42,19 @@ pub struct PushReport {
 
 pub async fn drain(p: &Pipeline, now: DateTime<Utc>) -> Result<PushReport, PipelineError> {
     let mut report = PushReport::default();
+    // Between batches the loop checks for shutdown: what is in flight finishes, nothing new starts.
     if p.xero.is_some() {
-        loop {
-            let n = xero_invoices(p, now, &mut report).await?;
-            if n == 0 {
-                break;
-            }
-        }
-        while xero_updates(p, now, &mut report).await? > 0 {}
-        while xero_emails(p, now, &mut report).await? > 0 {}
+        while !p.stopping() && xero_invoices(p, now, &mut report).await? > 0 {}
+        while !p.stopping() && xero_updates(p, now, &mut report).await? > 0 {}
+        while !p.stopping() && xero_emails(p, now, &mut report).await? > 0 {}
     }
     if p.autotask.is_some() {
-        while autotask_charges(p, now, &mut report).await? > 0 {}
+        if let Some(at) = &p.autotask
+            && let Err(e) = at.prepare_run().await
+        {
+            tracing::warn!(error = %e, "could not read Autotask's thresholds; pacing to the configured budget");
+        }
+        while !p.stopping() && autotask_charges(p, now, &mut report).await? > 0 {}
     }
     let pending = p.store.outbox(None).await?;
     report.waiting_for_config = pending

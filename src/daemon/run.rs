@@ -1,0 +1,245 @@
+//! The daemon's loop. tokio-cron-scheduler only wakes it (every minute, in UTC); the schedule and
+//! the `billing_runs` table decide what is due, so a daylight-saving change never shifts a run and
+//! a period missed while the daemon was down is run on start, once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::Notify;
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use super::metrics::Metrics;
+use super::schedule::{Clock, Schedule, SystemClock};
+use crate::config::Config;
+use crate::domain::Period;
+use crate::pipeline::Pipeline;
+use crate::store::Store;
+
+/// Runs every period that is due at the clock's time and not done yet, oldest first, each under its
+/// lease (a period held by another daemon is left to it). Returns the periods this call ran.
+pub async fn tick(
+    p: &Pipeline,
+    schedule: &Schedule,
+    clock: &dyn Clock,
+    metrics: &Metrics,
+) -> anyhow::Result<Vec<Period>> {
+    let now = clock.now();
+    let runs = p.store.last_runs(1_000).await?;
+    let done: Vec<Period> = runs
+        .iter()
+        .filter(|r| r.status == "done")
+        .filter_map(|r| Period::parse(&r.period).ok())
+        .collect();
+    let last_done = done.iter().max().copied();
+    let mut ran = Vec::new();
+    for period in schedule.due_periods(now, last_done, |q| done.contains(&q)) {
+        if p.stopping() {
+            break;
+        }
+        notify_status(&format!("running {period}"));
+        match super::run_period(p, period, true).await {
+            Ok(r) => {
+                tracing::info!(%period, invoices = r.invoices_created.len(), "billing run done");
+                metrics.record_run(&period.to_string(), true, Utc::now().timestamp());
+                metrics.record_push(&r.push);
+                ran.push(period);
+            }
+            Err(e) if e.to_string().contains("another process") => {
+                tracing::info!(%period, "another daemon is running this period");
+            }
+            Err(e) => {
+                tracing::error!(%period, error = %e, "billing run failed; it is retried on the next tick");
+                metrics.record_run(&period.to_string(), false, 0);
+            }
+        }
+    }
+    Ok(ran)
+}
+
+fn notify_status(status: &str) {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(status)]);
+}
+
+/// On SQLite one daemon per database file: an exclusive lock on `<file>.daemon.lock`.
+fn single_instance(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(path) = config
+        .database
+        .url
+        .strip_prefix("sqlite://")
+        .or_else(|| config.database.url.strip_prefix("sqlite:"))
+    else {
+        return Ok(None);
+    };
+    let path = path.split('?').next().unwrap_or(path);
+    let lock_path = PathBuf::from(format!("{path}.daemon.lock"));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(_) => anyhow::bail!(
+            "another rebilld daemon is already running on {path} (lock {}); SQLite allows one daemon per database — use PostgreSQL for several",
+            lock_path.display()
+        ),
+    }
+}
+
+/// `rebilld` with no command.
+pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> anyhow::Result<()> {
+    let _lock = single_instance(&config)?;
+    let metrics = Arc::new(Metrics::default());
+    let mut pipeline = Pipeline::from_config(store.clone(), config.clone()).await?;
+    let mut schedule = super::schedule_of(&config).map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
+    if let Some(listen) = config.metrics.listen.as_deref().filter(|l| !l.is_empty()) {
+        let addr = listen.parse()?;
+        let (bound, _) =
+            crate::sandbox::serve(super::metrics::router(metrics.clone(), store.clone()), addr)
+                .await?;
+        tracing::info!(%bound, "metrics and health endpoint listening");
+    }
+    let wake = Arc::new(Notify::new());
+    let scheduler = JobScheduler::new().await?;
+    {
+        let wake = wake.clone();
+        scheduler
+            .add(Job::new_async("0 * * * * *", move |_, _| {
+                let wake = wake.clone();
+                Box::pin(async move { wake.notify_one() })
+            })?)
+            .await?;
+    }
+    scheduler.start().await?;
+
+    let heartbeat = Arc::new(AtomicI64::new(Utc::now().timestamp()));
+    spawn_watchdog(heartbeat.clone());
+    let stop = Arc::new(Notify::new());
+    let reload = Arc::new(Notify::new());
+    spawn_signals(
+        pipeline.clone(),
+        stop.clone(),
+        reload.clone(),
+        Duration::from_secs(config.schedule.shutdown_timeout_secs),
+    );
+
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    tracing::info!(next = %super::next_run_description(&config, Utc::now()), backend = store.backend(), "rebilld started");
+    let clock = SystemClock;
+    let mut outbox = tokio::time::interval(Duration::from_secs(config.schedule.outbox_every_secs));
+    let mut spool = tokio::time::interval(Duration::from_secs(config.schedule.spool_every_secs));
+    wake.notify_one(); // catch-up on start
+    loop {
+        heartbeat.store(Utc::now().timestamp(), Ordering::Relaxed);
+        let idle = format!(
+            "idle, next run {}",
+            super::next_run_description(&pipeline.config, Utc::now())
+        );
+        notify_status(&idle);
+        tokio::select! {
+            _ = stop.notified() => break,
+            _ = reload.notified() => {
+                match Config::load(config_path.as_deref()) {
+                    Ok(new) => match (Pipeline::from_config(store.clone(), new.clone()).await, super::schedule_of(&new)) {
+                        (Ok(p), Ok(s)) => {
+                            pipeline = Pipeline { stop: pipeline.stop.clone(), ..p };
+                            schedule = s;
+                            tracing::info!("configuration reloaded");
+                        }
+                        (Err(e), _) => tracing::error!(error = %e, "configuration not reloaded; keeping the old one"),
+                        (_, Err(e)) => tracing::error!(error = %e, "configuration not reloaded; keeping the old one"),
+                    },
+                    Err(e) => tracing::error!(error = %e, "configuration not reloaded; keeping the old one"),
+                }
+            }
+            _ = wake.notified() => {
+                if let Err(e) = tick(&pipeline, &schedule, &clock, &metrics).await {
+                    tracing::error!(error = %e, "could not check for due runs");
+                }
+            }
+            _ = outbox.tick() => {
+                match pipeline.drain(Utc::now()).await {
+                    Ok(r) => {
+                        metrics.record_push(&r);
+                        let done = r.xero_invoices_created.len() + r.emailed.len() + r.autotask_charges + r.updated;
+                        if done > 0 {
+                            tracing::info!(done, failed = r.failed.len(), parked = r.parked.len(), "outbox pushed");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "pushing the outbox failed; retrying later"),
+                }
+            }
+            _ = spool.tick() => {
+                let opts = crate::cdr::ImportOptions { tz: pipeline.config.business.tz(), batch_rows: pipeline.config.cdr.batch_rows, progress: false };
+                match crate::cdr::import_spool_once(&store, &pipeline.config.cdr, &opts).await {
+                    Ok(r) => { metrics.cdr_files_total.fetch_add(r.len() as u64, Ordering::Relaxed); }
+                    Err(e) => tracing::error!(error = %e, "importing the CDR spool failed"),
+                }
+            }
+        }
+        if pipeline.stopping() {
+            break;
+        }
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    tracing::info!("rebilld stopped cleanly");
+    let mut scheduler = scheduler;
+    let _ = scheduler.shutdown().await;
+    store.close().await;
+    Ok(())
+}
+
+/// WATCHDOG=1 at half of WatchdogSec, only while the loop shows signs of life.
+fn spawn_watchdog(heartbeat: Arc<AtomicI64>) {
+    let Some(period) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let usec = period.as_micros() as u64;
+    let every = period / 2;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            // A loop stuck for longer than the whole watchdog period stops being vouched for.
+            if Utc::now().timestamp() - heartbeat.load(Ordering::Relaxed)
+                < (usec / 1_000_000) as i64 + 3_600
+            {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        }
+    });
+}
+
+/// SIGTERM/SIGINT: stop taking new work, let the action in flight finish (bounded), exit 0.
+/// SIGHUP: reload the configuration.
+fn spawn_signals(p: Pipeline, stop: Arc<Notify>, reload: Arc<Notify>, grace: Duration) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => { reload.notify_one(); continue; }
+            }
+        }
+        tracing::info!("stopping: finishing the action in flight");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        p.stop.store(true, Ordering::SeqCst);
+        stop.notify_one();
+        tokio::time::sleep(grace).await;
+        // The action in flight did not finish in time: its outbox claim expires and the next start
+        // looks for what it may have created before doing anything again.
+        tracing::warn!(?grace, "shutdown grace period over; exiting");
+        std::process::exit(0);
+    });
+}
