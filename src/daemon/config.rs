@@ -16,6 +16,11 @@ pub struct ScheduleConfig {
     pub spool_every_secs: u64,
     /// How long SIGTERM waits for the remote action in flight.
     pub shutdown_timeout_secs: u64,
+    /// How long a claimed remote action is reserved for its worker; after that (its worker died)
+    /// another worker, or this one restarted, takes it over and first looks for what it created.
+    pub claim_secs: u64,
+    /// How long a period lease lasts without renewal (renewed every third of it while running).
+    pub lease_secs: u64,
 }
 
 impl Default for ScheduleConfig {
@@ -26,6 +31,8 @@ impl Default for ScheduleConfig {
             outbox_every_secs: 30,
             spool_every_secs: 60,
             shutdown_timeout_secs: 30,
+            claim_secs: 300,
+            lease_secs: 120,
         }
     }
 }

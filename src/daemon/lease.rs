@@ -10,9 +10,6 @@ use chrono::Utc;
 use crate::domain::Period;
 use crate::pipeline::{Pipeline, RunReport};
 
-/// How long a lease lasts without renewal.
-pub const LEASE_SECS: i64 = 120;
-
 /// Runs `work` holding the lease of `period`. Waits (saying so once) while another process holds
 /// it, or fails at once with `no_wait`.
 pub async fn with_period_lease<F, Fut, T, E>(
@@ -26,7 +23,8 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: Into<anyhow::Error>,
 {
-    let ttl = chrono::Duration::seconds(LEASE_SECS);
+    let secs = p.config.schedule.lease_secs.max(1);
+    let ttl = chrono::Duration::seconds(secs as i64);
     let mut said = false;
     while !p
         .store
@@ -48,7 +46,7 @@ where
         let (store, owner) = (p.store.clone(), p.owner.clone());
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_secs((LEASE_SECS / 3) as u64)).await;
+                tokio::time::sleep(Duration::from_millis(secs * 1000 / 3)).await;
                 match store
                     .renew_period_lease(period, &owner, Utc::now() + ttl)
                     .await

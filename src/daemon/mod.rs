@@ -9,7 +9,7 @@ mod run;
 pub mod schedule;
 
 pub use config::{MetricsConfig, ScheduleConfig};
-pub use lease::{LEASE_SECS, run_period, with_period_lease};
+pub use lease::{run_period, with_period_lease};
 pub use run::{run, tick};
 
 use chrono::{DateTime, Utc};

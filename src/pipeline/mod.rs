@@ -117,6 +117,7 @@ impl Pipeline {
         let settings = record::settings(&self.config);
         let computed = crate::domain::billing::compute_invoices(&snapshot, period, &settings);
         let recorded = record::record(&self.store, &self.config, period, &computed).await?;
+        crash_point("after_record");
         let push = self.drain(Utc::now()).await?;
         Ok(RunReport {
             period: period.to_string(),
@@ -134,3 +135,12 @@ impl Pipeline {
 }
 
 pub use export::export_period;
+
+/// Fault injection for the crash tests: with `REBILL_CRASH_AT=<point>` the process aborts there,
+/// as a SIGKILL would stop it. The points are the pipeline's step boundaries.
+pub fn crash_point(point: &str) {
+    if std::env::var("REBILL_CRASH_AT").is_ok_and(|p| p == point) {
+        eprintln!("rebilld: aborting at crash point {point} (REBILL_CRASH_AT)");
+        std::process::abort();
+    }
+}

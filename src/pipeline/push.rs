@@ -25,9 +25,6 @@ type ChargeResult = (
     DateTime<Utc>,
 );
 
-/// How long a claim holds before another worker may take the entry over.
-const CLAIM: i64 = 300;
-
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PushReport {
     pub xero_invoices_created: Vec<String>,
@@ -68,8 +65,9 @@ pub async fn drain(p: &Pipeline, now: DateTime<Utc>) -> Result<PushReport, Pipel
     Ok(report)
 }
 
-fn claim_until(now: DateTime<Utc>) -> DateTime<Utc> {
-    now + Duration::seconds(CLAIM)
+/// How long a claim holds before another worker (or this one, restarted) may take the entry over.
+fn claim_until(p: &Pipeline, now: DateTime<Utc>) -> DateTime<Utc> {
+    now + Duration::seconds(p.config.schedule.claim_secs as i64)
 }
 
 /// Exponential back-off for failed entries: 1, 2, 4 … minutes, at most 6 hours.
@@ -164,7 +162,7 @@ async fn xero_invoices(
     let batch = p.config.xero.batch_size.max(1) as i64;
     let entries = p
         .store
-        .claim_outbox(XERO_INVOICE, &p.owner, now, claim_until(now), batch)
+        .claim_outbox(XERO_INVOICE, &p.owner, now, claim_until(p, now), batch)
         .await?;
     if entries.is_empty() {
         return Ok(0);
@@ -238,8 +236,10 @@ async fn xero_invoices(
                             invoice_id: remote.invoice_id.clone(),
                             status: remote.status.clone(),
                         };
+                        super::crash_point("xero_created_before_ledger");
                         p.store.complete_outbox(e, &l, &effect).await?;
                         report.xero_invoices_created.push(inv.number.clone());
+                        super::crash_point("xero_mid_batch");
                     }
                     InvoiceOutcome::Invalid { messages, .. } => {
                         let why = messages.join("; ");
@@ -338,7 +338,7 @@ async fn xero_emails(
     let Some(xero) = &p.xero else { return Ok(0) };
     let entries = p
         .store
-        .claim_outbox(XERO_EMAIL, &p.owner, now, claim_until(now), 20)
+        .claim_outbox(XERO_EMAIL, &p.owner, now, claim_until(p, now), 20)
         .await?;
     let handled = entries.len();
     for e in entries {
@@ -375,6 +375,7 @@ async fn xero_emails(
                 let mut l = ledger("xero", "ok", requested_at);
                 l.remote_id = Some(invoice_id);
                 l.remote_status = Some("emailed".into());
+                super::crash_point("emailed_before_ledger");
                 p.store
                     .complete_outbox(&e, &l, &RemoteEffect::Emailed)
                     .await?;
@@ -417,7 +418,7 @@ async fn xero_updates(
 ) -> Result<usize, PipelineError> {
     let entries = p
         .store
-        .claim_outbox(XERO_UPDATE, &p.owner, now, claim_until(now), 10)
+        .claim_outbox(XERO_UPDATE, &p.owner, now, claim_until(p, now), 10)
         .await?;
     let handled = entries.len();
     for e in entries {
@@ -446,11 +447,11 @@ async fn autotask_charges(
     };
     let mut entries = p
         .store
-        .claim_outbox(AUTOTASK_CHARGE, &p.owner, now, claim_until(now), 50)
+        .claim_outbox(AUTOTASK_CHARGE, &p.owner, now, claim_until(p, now), 50)
         .await?;
     entries.extend(
         p.store
-            .claim_outbox(AUTOTASK_UPDATE, &p.owner, now, claim_until(now), 50)
+            .claim_outbox(AUTOTASK_UPDATE, &p.owner, now, claim_until(p, now), 50)
             .await?,
     );
     let handled = entries.len();
@@ -467,6 +468,7 @@ async fn autotask_charges(
     for (e, r, requested_at) in results {
         match r {
             Ok((l, effect)) => {
+                super::crash_point("charge_created_before_ledger");
                 p.store.complete_outbox(&e, &l, &effect).await?;
                 if e.action == AUTOTASK_CHARGE {
                     report.autotask_charges += 1;

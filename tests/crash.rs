@@ -1,0 +1,126 @@
+//! Crash safety: the process is aborted (as SIGKILL would stop it) at every step boundary of a
+//! run, restarted, and the remote systems end exactly as after an uninterrupted run: no duplicate
+//! invoice, email or charge, nothing lost.
+mod common;
+
+use std::process::Command;
+
+use common::TestApp;
+use common::world::{World, build};
+
+fn env(w: &World, db: &std::path::Path) -> Vec<(&'static str, String)> {
+    let x = &w.sandboxes.xero_url;
+    let a = &w.sandboxes.autotask_url;
+    vec![
+        ("REBILL_DATABASE__URL", format!("sqlite://{}", db.display())),
+        ("REBILL_XERO__CLIENT_ID", "sandbox-client".into()),
+        ("REBILL_XERO__CLIENT_SECRET", "sandbox-client-secret".into()),
+        ("REBILL_XERO__API_URL", format!("{x}/api.xro/2.0")),
+        ("REBILL_XERO__IDENTITY_URL", x.clone()),
+        ("REBILL_XERO__TOKEN_URL", format!("{x}/connect/token")),
+        (
+            "REBILL_AUTOTASK__USERNAME",
+            rebill::sandbox::autotask::USERNAME.into(),
+        ),
+        (
+            "REBILL_AUTOTASK__SECRET",
+            rebill::sandbox::autotask::SECRET.into(),
+        ),
+        (
+            "REBILL_AUTOTASK__INTEGRATION_CODE",
+            rebill::sandbox::autotask::INTEGRATION_CODE.into(),
+        ),
+        (
+            "REBILL_AUTOTASK__ZONE_LOOKUP_URL",
+            format!("{a}/atservicesrest/v1.0/zoneInformation"),
+        ),
+        ("REBILL_SCHEDULE__CLAIM_SECS", "1".into()),
+        ("REBILL_SCHEDULE__LEASE_SECS", "1".into()),
+    ]
+}
+
+fn run(w: &World, db: &std::path::Path, crash_at: Option<&str>) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rebilld"));
+    c.env_remove("RUST_LOG")
+        .args(["run", "--period", "2026-11"]);
+    for (k, v) in env(w, db) {
+        c.env(k, v);
+    }
+    if let Some(p) = crash_at {
+        c.env("REBILL_CRASH_AT", p);
+    }
+    c.output().unwrap()
+}
+
+/// What the stand-ins hold, in a comparable form.
+fn remote_state(w: &World) -> (Vec<(String, String)>, usize, Vec<(String, String)>) {
+    let mut invoices: Vec<(String, String)> = w
+        .sandboxes
+        .xero
+        .invoices()
+        .iter()
+        .map(|i| (i["Reference"].to_string(), i["SubTotal"].to_string()))
+        .collect();
+    invoices.sort();
+    let mut charges: Vec<(String, String)> = w
+        .sandboxes
+        .autotask
+        .charges()
+        .iter()
+        .map(|c| {
+            (
+                c["purchaseOrderNumber"].to_string(),
+                c["unitPrice"].to_string(),
+            )
+        })
+        .collect();
+    charges.sort();
+    (invoices, w.sandboxes.xero.emails().len(), charges)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_any_step_then_a_restart_ends_as_an_uninterrupted_run() {
+    let reference = {
+        let app = TestApp::sqlite().await;
+        let w = build(&app).await;
+        let db = app.dir.path().join("rebill.db");
+        let out = tokio::task::block_in_place(|| run(&w, &db, None));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        remote_state(&w)
+    };
+    assert_eq!(reference.0.len(), 2);
+    assert_eq!(reference.1, 1);
+    assert_eq!(reference.2.len(), 2);
+    for point in [
+        "after_record",
+        "xero_created_before_ledger",
+        "xero_mid_batch",
+        "emailed_before_ledger",
+        "charge_created_before_ledger",
+    ] {
+        let app = TestApp::sqlite().await;
+        let w = build(&app).await;
+        let db = app.dir.path().join("rebill.db");
+        let crashed = tokio::task::block_in_place(|| run(&w, &db, Some(point)));
+        assert!(
+            !crashed.status.success(),
+            "{point}: the process was aborted"
+        );
+        assert!(String::from_utf8_lossy(&crashed.stderr).contains(point));
+        // The claim and the lease of the dead process expire; the restart finishes the work.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let again = tokio::task::block_in_place(|| run(&w, &db, None));
+        assert!(
+            again.status.success(),
+            "{point}: {}",
+            String::from_utf8_lossy(&again.stderr)
+        );
+        assert_eq!(remote_state(&w), reference, "after a crash at {point}");
+        let open = app.store.outbox(None).await.unwrap();
+        assert!(open.is_empty(), "{point}: nothing left undone: {open:?}");
+    }
+}
