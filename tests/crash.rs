@@ -52,8 +52,11 @@ fn run(w: &World, db: &std::path::Path, crash_at: Option<&str>) -> std::process:
     c.output().unwrap()
 }
 
-/// What the stand-ins hold, in a comparable form.
-fn remote_state(w: &World) -> (Vec<(String, String)>, usize, Vec<(String, String)>) {
+/// What the stand-ins hold, comparably: (reference, subtotal) of invoices, emails sent,
+/// (marker, unit price) of charges.
+type RemoteState = (Vec<(String, String)>, usize, Vec<(String, String)>);
+
+fn remote_state(w: &World) -> RemoteState {
     let mut invoices: Vec<(String, String)> = w
         .sandboxes
         .xero
