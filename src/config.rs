@@ -490,26 +490,56 @@ mod example_tests {
     /// Every key of the configuration appears in config/rebill.example.toml, which parses.
     #[test]
     fn the_example_config_documents_every_key() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/rebill.example.toml")).unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/rebill.example.toml"
+        ))
+        .unwrap();
         let c = Config::from_sources(&text, "example", &[]).unwrap();
         assert_eq!(c.metrics.listen.as_deref(), Some("127.0.0.1:9187"));
         let defaults = toml::Table::try_from(Config::default()).unwrap();
         for (section, v) in &defaults {
-            assert!(text.contains(&format!("[{section}]")), "[{section}] is documented");
+            assert!(
+                text.contains(&format!("[{section}]")),
+                "[{section}] is documented"
+            );
             for key in v.as_table().unwrap().keys() {
-                assert!(text.contains(&format!("\n{key} =")) || text.contains(&format!("# {key} =")), "{section}.{key} is documented");
+                assert!(
+                    text.contains(&format!("\n{key} =")) || text.contains(&format!("# {key} =")),
+                    "{section}.{key} is documented"
+                );
             }
         }
-        for secret in ["client_id", "client_secret_file", "tenant_id", "username", "secret_file", "integration_code_file", "spool_dir", "mapping_file"] {
-            assert!(text.contains(&format!("# {secret} =")), "{secret} is documented");
+        for secret in [
+            "client_id",
+            "client_secret_file",
+            "tenant_id",
+            "username",
+            "secret_file",
+            "integration_code_file",
+            "spool_dir",
+            "mapping_file",
+        ] {
+            assert!(
+                text.contains(&format!("# {secret} =")),
+                "{secret} is documented"
+            );
         }
     }
 
     #[test]
     fn the_example_mapping_and_rate_plan_parse() {
-        let m = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/cdr-mapping.example.toml")).unwrap();
+        let m = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/cdr-mapping.example.toml"
+        ))
+        .unwrap();
         crate::cdr::Mapping::from_toml(&m).unwrap();
-        let p = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/rate-plan.example.toml")).unwrap();
+        let p = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/rate-plan.example.toml"
+        ))
+        .unwrap();
         toml::from_str::<crate::domain::rating::RatePlan>(&p).unwrap();
     }
 }

@@ -77,25 +77,13 @@ impl Store {
                         "INSERT INTO calls (call_key, service_id, user_ref, started_at, duration_secs, destination, \
                          call_type, inbound, cost_micros, price_micros, plan_version) VALUES ",
                     );
+                    // Positional `?` parameters: SQLite binds thousands of them far faster than
+                    // thousands of named `$N` ones.
                     for i in 0..chunk.len() {
-                        let b = i * 11;
                         if i > 0 {
                             sql.push(',');
                         }
-                        sql.push_str(&format!(
-                            "(${},${},${},${},${},${},${},${},${},${},${})",
-                            b + 1,
-                            b + 2,
-                            b + 3,
-                            b + 4,
-                            b + 5,
-                            b + 6,
-                            b + 7,
-                            b + 8,
-                            b + 9,
-                            b + 10,
-                            b + 11
-                        ));
+                        sql.push_str("(?,?,?,?,?,?,?,?,?,?,?)");
                     }
                     sql.push_str(" ON CONFLICT (call_key) DO NOTHING");
                     // Only placeholders are formatted into the statement, never data.

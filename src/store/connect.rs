@@ -29,7 +29,7 @@ impl Store {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_millis(cfg.busy_timeout_ms))
                 // A page cache that holds the call indexes during imports; temporary b-trees in memory.
-                .pragma("cache_size", "-65536")
+                .pragma("cache_size", "-32768")
                 .pragma("temp_store", "MEMORY");
             let pool = SqlitePoolOptions::new()
                 .max_connections(cfg.max_connections)
