@@ -132,32 +132,35 @@ async fn a_resync_after_a_late_cdr_changes_exactly_the_affected_lines(app: TestA
     let before = w.sandboxes.xero.invoices();
     // October calls arrive late for the SIP service (Xero) and the Autotask service.
     app.store
-        .insert_calls(&[
-            call(
-                1,
-                "0299990001",
-                w.sip.get(),
-                "2026-10-15T01:00:00Z",
-                125,
-                "0.333333",
-            ),
-            call(
-                2,
-                "0299990002",
-                w.sip.get(),
-                "2026-10-20T01:00:00Z",
-                60,
-                "0.333334",
-            ),
-            call(
-                3,
-                "0299990005",
-                w.at_service.get(),
-                "2026-10-21T01:00:00Z",
-                60,
-                "1.25",
-            ),
-        ])
+        .insert_calls(
+            &[
+                call(
+                    1,
+                    "0299990001",
+                    w.sip.get(),
+                    "2026-10-15T01:00:00Z",
+                    125,
+                    "0.333333",
+                ),
+                call(
+                    2,
+                    "0299990002",
+                    w.sip.get(),
+                    "2026-10-20T01:00:00Z",
+                    60,
+                    "0.333334",
+                ),
+                call(
+                    3,
+                    "0299990005",
+                    w.at_service.get(),
+                    "2026-10-21T01:00:00Z",
+                    60,
+                    "1.25",
+                ),
+            ],
+            chrono_tz::UTC,
+        )
         .await
         .unwrap();
     let req = ResyncRequest {
@@ -305,14 +308,17 @@ async fn a_dry_run_changes_nothing_anywhere(app: TestApp) {
     let w = build(&app).await;
     w.pipeline.run_period(nov()).await.unwrap();
     app.store
-        .insert_calls(&[call(
-            9,
-            "0299990001",
-            w.sip.get(),
-            "2026-10-15T01:00:00Z",
-            125,
-            "5",
-        )])
+        .insert_calls(
+            &[call(
+                9,
+                "0299990001",
+                w.sip.get(),
+                "2026-10-15T01:00:00Z",
+                125,
+                "5",
+            )],
+            chrono_tz::UTC,
+        )
         .await
         .unwrap();
     let invoices_before =

@@ -277,14 +277,14 @@ pub async fn import_file(
             }
         }
         if batch.len() >= opts.batch_rows {
-            flush(store, &mut batch, &mut report).await?;
+            flush(store, &mut batch, &mut report, opts.tz).await?;
             if let Some(b) = &bar {
                 b.set_position(reader.position().byte());
                 b.set_message(format!("{} rows", report.rows_read));
             }
         }
     }
-    flush(store, &mut batch, &mut report).await?;
+    flush(store, &mut batch, &mut report, opts.tz).await?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -302,12 +302,13 @@ async fn flush(
     store: &Store,
     batch: &mut Vec<NewCall>,
     report: &mut ImportReport,
+    business_tz: Tz,
 ) -> Result<(), ImportError> {
     if batch.is_empty() {
         return Ok(());
     }
     let started = std::time::Instant::now();
-    let inserted = store.insert_calls(batch).await?;
+    let inserted = store.insert_calls(batch, business_tz).await?;
     tracing::debug!(
         rows = batch.len(),
         ms = started.elapsed().as_millis() as u64,

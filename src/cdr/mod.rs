@@ -121,5 +121,14 @@ pub async fn rerate(
         }
         store.update_call_prices(&updates).await?;
     }
+    store
+        .rebuild_rollups(
+            start.timestamp(),
+            end.timestamp(),
+            &period.first_day().to_string(),
+            &period.last_day().to_string(),
+            tz,
+        )
+        .await?;
     Ok((rated, unrated))
 }

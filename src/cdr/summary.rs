@@ -40,13 +40,14 @@ pub async fn summary(
     store: &Store,
     service: ServiceId,
     period: Period,
-    tz: Tz,
 ) -> Result<Summary, StoreError> {
     let s = store.service(service).await?;
-    let (start, end) = period.bounds(tz);
-    let (a, b) = (start.timestamp(), end.timestamp());
-    let by_call_type = store.call_groups(service, a, b, false).await?;
-    let by_user = store.call_groups(service, a, b, true).await?;
+    let (first, last) = (
+        period.first_day().to_string(),
+        period.last_day().to_string(),
+    );
+    let by_call_type = store.call_groups(service, &first, &last, false).await?;
+    let by_user = store.call_groups(service, &first, &last, true).await?;
     let sum = |f: fn(&CallGroup) -> i64| by_call_type.iter().map(f).sum::<i64>();
     let total = Money::from_micros(sum(|g| g.price_micros));
     let cost = Money::from_micros(sum(|g| g.cost_micros));
@@ -133,7 +134,7 @@ pub async fn write(
     format: &str,
     out: &mut dyn Write,
 ) -> Result<Summary, StoreError> {
-    let s = summary(store, service, period, tz).await?;
+    let s = summary(store, service, period).await?;
     let w = |e: std::io::Error| StoreError::Corrupt(format!("write: {e}"));
     let price = |c: &CallDetail| {
         c.price_micros

@@ -215,8 +215,7 @@ pub async fn run(config: &Config, a: BenchArgs) -> anyhow::Result<()> {
     );
 
     let t = Instant::now();
-    let s = crate::cdr::summary::summary(&store, busy, Period::parse("2026-10")?, chrono_tz::UTC)
-        .await?;
+    let s = crate::cdr::summary::summary(&store, busy, Period::parse("2026-10")?).await?;
     println!(
         "{:<28} {:>10.1} ms      ({} calls on the service)",
         "summary aggregates",

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::audit::write_audit;
@@ -62,12 +63,128 @@ pub struct CallDetail {
 
 const SQLITE_ROWS_PER_STATEMENT: usize = 400;
 
+const RETURNED: &str =
+    "service_id, started_at, user_ref, call_type, duration_secs, cost_micros, price_micros";
+
+/// What an insert returns of each new call: what the rollups need.
+#[derive(sqlx::FromRow)]
+struct Returned {
+    service_id: Option<i64>,
+    started_at: i64,
+    user_ref: String,
+    call_type: String,
+    duration_secs: i32,
+    cost_micros: Option<i64>,
+    price_micros: Option<i64>,
+}
+
+/// A stored call as the rollup rebuild reads it.
+#[derive(sqlx::FromRow)]
+struct Sourced {
+    id: i64,
+    #[sqlx(flatten)]
+    call: Returned,
+}
+
+/// Sums per (service, local day, user, call type), added to `call_rollups` in the same transaction
+/// as the calls.
+#[derive(Default)]
+struct Rollups(HashMap<(i64, String, String, String), [i64; 4]>);
+
+impl Rollups {
+    fn add(&mut self, rows: &[Returned], tz: Tz) {
+        for r in rows {
+            let Some(service) = r.service_id else {
+                continue;
+            };
+            let day = DateTime::from_timestamp(r.started_at, 0)
+                .map(|t| t.with_timezone(&tz).date_naive().to_string())
+                .unwrap_or_default();
+            let e = self
+                .0
+                .entry((service, day, r.user_ref.clone(), r.call_type.clone()))
+                .or_insert([0; 4]);
+            e[0] += 1;
+            e[1] += i64::from(r.duration_secs);
+            e[2] += r.cost_micros.unwrap_or(0);
+            e[3] += r.price_micros.unwrap_or(0);
+        }
+    }
+
+    async fn write_sqlite(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<_> = self.0.iter().collect();
+        for chunk in rows.chunks(500) {
+            let mut sql = String::from(
+                "INSERT INTO call_rollups (service_id, day, user_ref, call_type, calls, seconds, cost_micros, price_micros) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?,?,?,?,?,?,?,?)");
+            }
+            sql.push_str(
+                " ON CONFLICT (service_id, day, user_ref, call_type) DO UPDATE SET calls = call_rollups.calls + excluded.calls, \
+                 seconds = call_rollups.seconds + excluded.seconds, cost_micros = call_rollups.cost_micros + excluded.cost_micros, \
+                 price_micros = call_rollups.price_micros + excluded.price_micros",
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for ((s, d, u, t), v) in chunk {
+                q = q
+                    .bind(*s)
+                    .bind(d)
+                    .bind(u)
+                    .bind(t)
+                    .bind(v[0])
+                    .bind(v[1])
+                    .bind(v[2])
+                    .bind(v[3]);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_postgres(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    ) -> Result<(), StoreError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<_> = self.0.iter().collect();
+        sqlx::query(
+            "INSERT INTO call_rollups (service_id, day, user_ref, call_type, calls, seconds, cost_micros, price_micros) \
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) \
+             ON CONFLICT (service_id, day, user_ref, call_type) DO UPDATE SET calls = call_rollups.calls + excluded.calls, \
+             seconds = call_rollups.seconds + excluded.seconds, cost_micros = call_rollups.cost_micros + excluded.cost_micros, \
+             price_micros = call_rollups.price_micros + excluded.price_micros",
+        )
+        .bind(rows.iter().map(|((s, ..), _)| *s).collect::<Vec<_>>())
+        .bind(rows.iter().map(|((_, d, ..), _)| d.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|((_, _, u, _), _)| u.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|((.., t), _)| t.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, v)| v[0]).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, v)| v[1]).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, v)| v[2]).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, v)| v[3]).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
 impl Store {
-    /// Inserts a batch in one transaction; returns how many were new (the rest were duplicates).
-    pub async fn insert_calls(&self, batch: &[NewCall]) -> Result<u64, StoreError> {
+    /// Inserts a batch in one transaction, with the summary rollups of the calls that were new;
+    /// returns how many were new (the rest were duplicates). `tz` gives the rollups' local days.
+    pub async fn insert_calls(&self, batch: &[NewCall], tz: Tz) -> Result<u64, StoreError> {
         if batch.is_empty() {
             return Ok(0);
         }
+        let mut rollups = Rollups::default();
         match self.db() {
             Db::Sqlite(p) => {
                 let mut tx = p.begin().await?;
@@ -85,9 +202,10 @@ impl Store {
                         }
                         sql.push_str("(?,?,?,?,?,?,?,?,?,?,?)");
                     }
-                    sql.push_str(" ON CONFLICT (call_key) DO NOTHING");
+                    sql.push_str(" ON CONFLICT (call_key) DO NOTHING RETURNING ");
+                    sql.push_str(RETURNED);
                     // Only placeholders are formatted into the statement, never data.
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    let mut q = sqlx::query_as::<_, Returned>(sqlx::AssertSqlSafe(sql));
                     for c in chunk {
                         q = q
                             .bind(&c.key[..])
@@ -102,18 +220,23 @@ impl Store {
                             .bind(c.price_micros)
                             .bind(c.plan_version);
                     }
-                    inserted += q.execute(&mut *tx).await?.rows_affected();
+                    let rows = q.fetch_all(&mut *tx).await?;
+                    inserted += rows.len() as u64;
+                    rollups.add(&rows, tz);
                 }
+                rollups.write_sqlite(&mut tx).await?;
                 tx.commit().await?;
                 Ok(inserted)
             }
             Db::Postgres(p) => {
+                let mut tx = p.begin().await?;
                 let keys: Vec<Vec<u8>> = batch.iter().map(|c| c.key.to_vec()).collect();
-                let r = sqlx::query(
+                let rows: Vec<Returned> = sqlx::query_as(
                     "INSERT INTO calls (call_key, service_id, user_ref, started_at, duration_secs, destination, call_type, \
                      inbound, cost_micros, price_micros, plan_version) \
                      SELECT * FROM UNNEST($1::bytea[], $2::bigint[], $3::text[], $4::bigint[], $5::int[], $6::text[], \
-                     $7::text[], $8::bool[], $9::bigint[], $10::bigint[], $11::int[]) ON CONFLICT (call_key) DO NOTHING",
+                     $7::text[], $8::bool[], $9::bigint[], $10::bigint[], $11::int[]) ON CONFLICT (call_key) DO NOTHING \
+                     RETURNING service_id, started_at, user_ref, call_type, duration_secs, cost_micros, price_micros",
                 )
                 .bind(keys)
                 .bind(batch.iter().map(|c| c.service_id).collect::<Vec<_>>())
@@ -126,11 +249,64 @@ impl Store {
                 .bind(batch.iter().map(|c| c.cost_micros).collect::<Vec<_>>())
                 .bind(batch.iter().map(|c| c.price_micros).collect::<Vec<_>>())
                 .bind(batch.iter().map(|c| c.plan_version).collect::<Vec<_>>())
-                .execute(p)
+                .fetch_all(&mut *tx)
                 .await?;
-                Ok(r.rows_affected())
+                rollups.add(&rows, tz);
+                rollups.write_postgres(&mut tx).await?;
+                tx.commit().await?;
+                Ok(rows.len() as u64)
             }
         }
+    }
+
+    /// Rebuilds the rollups of `[first_day, last_day]` from the calls (after re-rating).
+    pub async fn rebuild_rollups(
+        &self,
+        start: i64,
+        end: i64,
+        first_day: &str,
+        last_day: &str,
+        tz: Tz,
+    ) -> Result<(), StoreError> {
+        let mut rollups = Rollups::default();
+        let mut after = 0i64;
+        loop {
+            let page: Vec<Sourced> = on_db!(self, p => sqlx::query_as(
+                "SELECT id, service_id, started_at, user_ref, call_type, duration_secs, cost_micros, price_micros FROM calls \
+                 WHERE started_at >= $1 AND started_at < $2 AND id > $3 AND service_id IS NOT NULL ORDER BY id LIMIT 50000")
+                .bind(start)
+                .bind(end)
+                .bind(after)
+                .fetch_all(p)
+                .await?);
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            let rows: Vec<Returned> = page.into_iter().map(|s| s.call).collect();
+            rollups.add(&rows, tz);
+        }
+        match self.db() {
+            Db::Sqlite(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query("DELETE FROM call_rollups WHERE day >= $1 AND day <= $2")
+                    .bind(first_day)
+                    .bind(last_day)
+                    .execute(&mut *tx)
+                    .await?;
+                rollups.write_sqlite(&mut tx).await?;
+                tx.commit().await?;
+            }
+            Db::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query("DELETE FROM call_rollups WHERE day >= $1 AND day <= $2")
+                    .bind(first_day)
+                    .bind(last_day)
+                    .execute(&mut *tx)
+                    .await?;
+                rollups.write_postgres(&mut tx).await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
     }
 
     /// Sums of the matched, rated calls that started in `[start, end)`, per service.
@@ -281,25 +457,25 @@ impl Store {
         Ok(())
     }
 
-    /// Per call type or per user (`by` is "call_type" or "user_ref") aggregates of a service's range.
+    /// Per call type (or per user) sums of a service's days `[first_day, last_day]`, from the rollups.
     pub async fn call_groups(
         &self,
         service: ServiceId,
-        start: i64,
-        end: i64,
+        first_day: &str,
+        last_day: &str,
         by_user: bool,
     ) -> Result<Vec<CallGroup>, StoreError> {
         let sql = if by_user {
-            "SELECT user_ref AS key, COUNT(*) AS calls, CAST(COALESCE(SUM(duration_secs), 0) AS BIGINT) AS seconds, \
-             CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS cost_micros, CAST(COALESCE(SUM(price_micros), 0) AS BIGINT) AS price_micros \
-             FROM calls WHERE service_id = $1 AND started_at >= $2 AND started_at < $3 GROUP BY user_ref ORDER BY user_ref"
+            "SELECT user_ref AS key, CAST(SUM(calls) AS BIGINT) AS calls, CAST(SUM(seconds) AS BIGINT) AS seconds, \
+             CAST(SUM(cost_micros) AS BIGINT) AS cost_micros, CAST(SUM(price_micros) AS BIGINT) AS price_micros \
+             FROM call_rollups WHERE service_id = $1 AND day >= $2 AND day <= $3 GROUP BY user_ref ORDER BY user_ref"
         } else {
-            "SELECT call_type AS key, COUNT(*) AS calls, CAST(COALESCE(SUM(duration_secs), 0) AS BIGINT) AS seconds, \
-             CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS cost_micros, CAST(COALESCE(SUM(price_micros), 0) AS BIGINT) AS price_micros \
-             FROM calls WHERE service_id = $1 AND started_at >= $2 AND started_at < $3 GROUP BY call_type ORDER BY call_type"
+            "SELECT call_type AS key, CAST(SUM(calls) AS BIGINT) AS calls, CAST(SUM(seconds) AS BIGINT) AS seconds, \
+             CAST(SUM(cost_micros) AS BIGINT) AS cost_micros, CAST(SUM(price_micros) AS BIGINT) AS price_micros \
+             FROM call_rollups WHERE service_id = $1 AND day >= $2 AND day <= $3 GROUP BY call_type ORDER BY call_type"
         };
         Ok(
-            on_db!(self, p => sqlx::query_as(sql).bind(service.get()).bind(start).bind(end).fetch_all(p).await?),
+            on_db!(self, p => sqlx::query_as(sql).bind(service.get()).bind(first_day).bind(last_day).fetch_all(p).await?),
         )
     }
 
