@@ -444,3 +444,53 @@ backend_tests!(
     an_invalid_contract_is_refused_at_assignment_with_the_reason,
     no_secret_reaches_a_log_line_or_an_error,
 );
+
+mod from_the_stand_in {
+    use super::common::TestApp;
+    use rebill::autotask::{AutotaskClient, CompanyImport, import_companies};
+    use rebill::domain::BillingTarget;
+    use rebill::sandbox::Sandboxes;
+    use rebill::store::Upsert;
+
+    async fn customers_are_imported_from_autotask_companies_idempotently(app: TestApp) {
+        let sb = Sandboxes::start(0, 0).await.unwrap();
+        sb.autotask.seed_company(174, "Autotask Corporation");
+        sb.autotask.seed_company(175, "Upstate Document Providers");
+        let client = AutotaskClient::new(
+            &rebill::sandbox::autotask_config(&sb.autotask_url),
+            app.store.clone(),
+        )
+        .await
+        .unwrap();
+        let first = import_companies(&client, &app.store, &app.actor(), CompanyImport::AllActive)
+            .await
+            .unwrap();
+        assert_eq!(
+            first
+                .iter()
+                .filter(|(_, o)| *o == Ok(Upsert::Created))
+                .count(),
+            2
+        );
+        let again = import_companies(&client, &app.store, &app.actor(), CompanyImport::AllActive)
+            .await
+            .unwrap();
+        assert!(
+            again.iter().all(|(_, o)| *o == Ok(Upsert::Unchanged)),
+            "{again:?}"
+        );
+        let c = app
+            .store
+            .customer_by_ref("autotask:174")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.name.as_str(), "Autotask Corporation");
+        assert!(
+            matches!(c.target, BillingTarget::Autotask { company_id } if company_id.get() == 174)
+        );
+        assert_eq!(c.details.city.as_deref(), Some("Sydney"));
+    }
+
+    crate::backend_tests!(customers_are_imported_from_autotask_companies_idempotently);
+}

@@ -8,11 +8,11 @@ use std::process::Command;
 use common::TestApp;
 use common::world::{World, build};
 
-fn env(w: &World, db: &std::path::Path) -> Vec<(&'static str, String)> {
+fn env(w: &World, database_url: &str) -> Vec<(&'static str, String)> {
     let x = &w.sandboxes.xero_url;
     let a = &w.sandboxes.autotask_url;
     vec![
-        ("REBILL_DATABASE__URL", format!("sqlite://{}", db.display())),
+        ("REBILL_DATABASE__URL", database_url.to_string()),
         ("REBILL_XERO__CLIENT_ID", "sandbox-client".into()),
         ("REBILL_XERO__CLIENT_SECRET", "sandbox-client-secret".into()),
         ("REBILL_XERO__API_URL", format!("{x}/api.xro/2.0")),
@@ -39,7 +39,7 @@ fn env(w: &World, db: &std::path::Path) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn run(w: &World, db: &std::path::Path, crash_at: Option<&str>) -> std::process::Output {
+fn run(w: &World, db: &str, crash_at: Option<&str>) -> std::process::Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rebilld"));
     c.env_remove("RUST_LOG")
         .args(["run", "--period", "2026-11"]);
@@ -86,7 +86,7 @@ async fn a_crash_at_any_step_then_a_restart_ends_as_an_uninterrupted_run() {
     let reference = {
         let app = TestApp::sqlite().await;
         let w = build(&app).await;
-        let db = app.dir.path().join("rebill.db");
+        let db = app.database_url.clone();
         let out = tokio::task::block_in_place(|| run(&w, &db, None));
         assert!(
             out.status.success(),
@@ -107,7 +107,7 @@ async fn a_crash_at_any_step_then_a_restart_ends_as_an_uninterrupted_run() {
     ] {
         let app = TestApp::sqlite().await;
         let w = build(&app).await;
-        let db = app.dir.path().join("rebill.db");
+        let db = app.database_url.clone();
         let crashed = tokio::task::block_in_place(|| run(&w, &db, Some(point)));
         assert!(
             !crashed.status.success(),
@@ -126,4 +126,45 @@ async fn a_crash_at_any_step_then_a_restart_ends_as_an_uninterrupted_run() {
         let open = app.store.outbox(None).await.unwrap();
         assert!(open.is_empty(), "{point}: nothing left undone: {open:?}");
     }
+}
+
+/// Two processes on one PostgreSQL database: the first is killed mid-run (after some Xero invoices
+/// were created and before others), the second takes over the period and finishes it; every
+/// invoice, email and charge exists exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(rebill_pg),
+    ignore = "skipped: set REBILL_TEST_POSTGRES_URL to run on PostgreSQL"
+)]
+async fn on_postgres_a_second_process_finishes_the_run_of_one_killed_mid_run() {
+    let app = TestApp::postgres().await;
+    let w = build(&app).await;
+    let first = tokio::task::block_in_place(|| run(&w, &app.database_url, Some("xero_mid_batch")));
+    assert!(
+        !first.status.success(),
+        "the first process was killed mid-run"
+    );
+    assert_eq!(
+        w.sandboxes.xero.invoices().len(),
+        2,
+        "its batch reached Xero"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let second = tokio::task::block_in_place(|| run(&w, &app.database_url, None));
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let (invoices, emails, charges) = remote_state(&w);
+    assert_eq!(invoices.len(), 2);
+    assert_eq!(emails, 1);
+    assert_eq!(charges.len(), 2);
+    assert!(app.store.outbox(None).await.unwrap().is_empty());
+    assert!(
+        app.store
+            .period_done(rebill::domain::Period::parse("2026-11").unwrap())
+            .await
+            .unwrap()
+    );
 }
