@@ -88,10 +88,11 @@ pub async fn rerate(
             .calls_page(start.timestamp(), end.timestamp(), after, 10_000)
             .await?;
         let Some(last) = page.last() else { break };
-        after = last.0;
+        after = last.call.id;
         let mut updates = Vec::with_capacity(page.len());
-        for (id, service, c) in &page {
-            let price = service.and_then(|s| plans.get(&s)).and_then(|(v, plan)| {
+        for row in &page {
+            let (id, c) = (&row.call.id, &row.call);
+            let price = plans.get(&row.service_id).and_then(|(v, plan)| {
                 let call = CallForRating {
                     duration_secs: c.duration_secs.max(0) as u32,
                     call_type: &c.call_type,

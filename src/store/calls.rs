@@ -61,6 +61,14 @@ pub struct CallDetail {
     pub price_micros: Option<i64>,
 }
 
+/// A matched call with its service (re-rating).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RatedCallRow {
+    pub service_id: i64,
+    #[sqlx(flatten)]
+    pub call: CallDetail,
+}
+
 const SQLITE_ROWS_PER_STATEMENT: usize = 400;
 
 const RETURNED: &str =
@@ -405,36 +413,23 @@ impl Store {
             .collect()
     }
 
-    /// Calls of a range (all services), in id order, `limit` at a time after `after_id` (re-rating).
+    /// Matched calls of a range, in id order, `limit` at a time after `after_id` (re-rating).
     pub async fn calls_page(
         &self,
         start: i64,
         end: i64,
         after_id: i64,
         limit: i64,
-    ) -> Result<Vec<(i64, Option<i64>, CallDetail)>, StoreError> {
-        let rows: Vec<CallDetail> = on_db!(self, p => sqlx::query_as(
-            "SELECT id, user_ref, started_at, duration_secs, destination, call_type, inbound, cost_micros, price_micros \
+    ) -> Result<Vec<RatedCallRow>, StoreError> {
+        Ok(on_db!(self, p => sqlx::query_as(
+            "SELECT id, service_id, user_ref, started_at, duration_secs, destination, call_type, inbound, cost_micros, price_micros \
              FROM calls WHERE started_at >= $1 AND started_at < $2 AND id > $3 AND service_id IS NOT NULL ORDER BY id LIMIT $4")
             .bind(start)
             .bind(end)
             .bind(after_id)
             .bind(limit)
             .fetch_all(p)
-            .await?);
-        let services: Vec<(i64, Option<i64>)> = on_db!(self, p => sqlx::query_as(
-            "SELECT id, service_id FROM calls WHERE started_at >= $1 AND started_at < $2 AND id > $3 AND service_id IS NOT NULL ORDER BY id LIMIT $4")
-            .bind(start)
-            .bind(end)
-            .bind(after_id)
-            .bind(limit)
-            .fetch_all(p)
-            .await?);
-        Ok(rows
-            .into_iter()
-            .zip(services)
-            .map(|(d, (id, s))| (id, s, d))
-            .collect())
+            .await?))
     }
 
     /// Writes re-rated prices in one transaction.
