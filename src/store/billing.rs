@@ -293,32 +293,7 @@ impl Store {
             };
             let mut line_ids = Vec::with_capacity(inv.lines.len());
             for (pos, l) in inv.lines.iter().enumerate() {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO invoice_lines (invoice_id, customer_id, period, charge_key, position, kind, description, \
-                     quantity, unit_price_micros, amount_micros, unit_cost_micros, autotask_contract_id, \
-                     autotask_product_id, autotask_material_code_id, account_code, tax_type, item_code, source_item_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
-                )
-                .bind(invoice_id)
-                .bind(inv.customer_id.get())
-                .bind(&period)
-                .bind(&l.charge_key)
-                .bind(pos as i32)
-                .bind(&l.kind)
-                .bind(&l.description)
-                .bind(l.quantity.to_string())
-                .bind(micros(l.unit_price)?)
-                .bind(micros(l.amount)?)
-                .bind(micros(l.unit_cost)?)
-                .bind(l.autotask.map(|a| a.0))
-                .bind(l.autotask.map(|a| a.1))
-                .bind(l.autotask.map(|a| a.2))
-                .bind(l.account_code.as_deref())
-                .bind(l.tax_type.as_deref())
-                .bind(l.item_code.as_deref())
-                .bind(l.source_item)
-                .fetch_one(&mut *tx)
-                .await?;
+                let id: i64 = insert_line!(&mut *tx, invoice_id, inv.customer_id.get(), &period, pos as i32, l)?;
                 line_ids.push(id);
             }
             let mut action_ids: Vec<i64> = Vec::with_capacity(inv.actions.len());
@@ -624,6 +599,40 @@ impl Store {
     }
 }
 
+/// Inserts one invoice line with the executor `$ex`; evaluates to the new line's id.
+macro_rules! insert_line {
+    ($ex:expr, $invoice:expr, $customer:expr, $period:expr, $position:expr, $l:expr) => {{
+        let l: &NewLine = $l;
+        sqlx::query_scalar::<_, i64>(
+            "INSERT INTO invoice_lines (invoice_id, customer_id, period, charge_key, position, kind, description, \
+             quantity, unit_price_micros, amount_micros, unit_cost_micros, autotask_contract_id, \
+             autotask_product_id, autotask_material_code_id, account_code, tax_type, item_code, source_item_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
+        )
+        .bind($invoice)
+        .bind($customer)
+        .bind($period)
+        .bind(&l.charge_key)
+        .bind($position)
+        .bind(&l.kind)
+        .bind(&l.description)
+        .bind(l.quantity.to_string())
+        .bind(micros(l.unit_price)?)
+        .bind(micros(l.amount)?)
+        .bind(micros(l.unit_cost)?)
+        .bind(l.autotask.map(|a| a.0))
+        .bind(l.autotask.map(|a| a.1))
+        .bind(l.autotask.map(|a| a.2))
+        .bind(l.account_code.as_deref())
+        .bind(l.tax_type.as_deref())
+        .bind(l.item_code.as_deref())
+        .bind(l.source_item)
+        .fetch_one($ex)
+        .await
+    }};
+}
+use insert_line;
+
 macro_rules! insert_ledger {
     ($ex:expr, $entry:expr, $l:expr, $now:expr) => {
         sqlx::query(
@@ -697,32 +706,7 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
             for (i, l) in c.added.iter().enumerate() {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO invoice_lines (invoice_id, customer_id, period, charge_key, position, kind, description, \
-                     quantity, unit_price_micros, amount_micros, unit_cost_micros, autotask_contract_id, \
-                     autotask_product_id, autotask_material_code_id, account_code, tax_type, item_code, source_item_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
-                )
-                .bind(invoice_id)
-                .bind(customer_id)
-                .bind(&period)
-                .bind(&l.charge_key)
-                .bind(next_pos + i as i32)
-                .bind(&l.kind)
-                .bind(&l.description)
-                .bind(l.quantity.to_string())
-                .bind(micros(l.unit_price)?)
-                .bind(micros(l.amount)?)
-                .bind(micros(l.unit_cost)?)
-                .bind(l.autotask.map(|a| a.0))
-                .bind(l.autotask.map(|a| a.1))
-                .bind(l.autotask.map(|a| a.2))
-                .bind(l.account_code.as_deref())
-                .bind(l.tax_type.as_deref())
-                .bind(l.item_code.as_deref())
-                .bind(l.source_item)
-                .fetch_one(&mut *tx)
-                .await?;
+                let id: i64 = insert_line!(&mut *tx, invoice_id, customer_id, &period, next_pos + i as i32, l)?;
                 line_ids.push(id);
             }
             for id in &c.removed {

@@ -357,19 +357,7 @@ impl XeroClient {
             reference: Some(d.reference.clone()),
             currency_code: Some(d.currency.clone()),
             status: Some(self.inner.cfg.invoice_status.clone()),
-            line_items: d
-                .lines
-                .iter()
-                .map(|l| wire::LineItem {
-                    description: l.description.clone(),
-                    quantity: l.quantity,
-                    unit_amount: l.unit_amount,
-                    account_code: l.account_code.clone(),
-                    tax_type: l.tax_type.clone(),
-                    item_code: l.item_code.clone(),
-                    line_amount: None,
-                })
-                .collect(),
+            line_items: line_items(&d.lines),
             ..Default::default()
         }
     }
@@ -521,19 +509,7 @@ impl XeroClient {
             reference: Some(d.reference.clone()),
             currency_code: d.currency.clone(),
             status: "AUTHORISED".into(),
-            line_items: d
-                .lines
-                .iter()
-                .map(|l| wire::LineItem {
-                    description: l.description.clone(),
-                    quantity: l.quantity,
-                    unit_amount: l.unit_amount,
-                    account_code: l.account_code.clone(),
-                    tax_type: l.tax_type.clone(),
-                    item_code: l.item_code.clone(),
-                    line_amount: None,
-                })
-                .collect(),
+            line_items: line_items(&d.lines),
             total: None,
             validation_errors: vec![],
         };
@@ -698,6 +674,22 @@ struct RawReply {
     body: String,
     retry_after: Option<Duration>,
     day_limit: bool,
+}
+
+/// Lines as Xero's LineItems (the same for invoices and credit notes).
+fn line_items(lines: &[super::LineDraft]) -> Vec<wire::LineItem> {
+    lines
+        .iter()
+        .map(|l| wire::LineItem {
+            description: l.description.clone(),
+            quantity: l.quantity,
+            unit_amount: l.unit_amount,
+            account_code: l.account_code.clone(),
+            tax_type: l.tax_type.clone(),
+            item_code: l.item_code.clone(),
+            line_amount: None,
+        })
+        .collect()
 }
 
 fn remote(i: wire::Invoice) -> RemoteInvoice {
