@@ -69,7 +69,7 @@ pub struct RatedCallRow {
     pub call: CallDetail,
 }
 
-const SQLITE_ROWS_PER_STATEMENT: usize = 400;
+const SQLITE_ROWS_PER_STATEMENT: usize = 2_000;
 
 const RETURNED: &str =
     "service_id, started_at, user_ref, call_type, duration_secs, cost_micros, price_micros";
