@@ -453,3 +453,67 @@ backend_tests!(
     a_dropped_xero_response_is_retried_with_the_same_key_and_creates_once,
     a_dropped_autotask_response_is_found_by_its_marker,
 );
+
+mod limits_and_grace {
+    use super::*;
+
+    async fn xeros_daily_email_cap_parks_the_email_until_tomorrow(app: TestApp) {
+        let w = build(&app).await;
+        w.sandboxes.xero.faults.push(
+            "POST",
+            "/Email",
+            rebill::sandbox::Fault::Status {
+                status: 400,
+                body: serde_json::json!({"Type": "ValidationException", "Elements": [{"ValidationErrors": [
+                    {"Message": "The daily limit of invoice emails for this organisation has been reached."}]}]}),
+                retry_after: None,
+            },
+        );
+        let report = w.pipeline.run_period(nov()).await.unwrap();
+        assert_eq!(report.push.parked.len(), 1, "{report:?}");
+        assert!(w.sandboxes.xero.emails().is_empty());
+        let open = app.store.outbox(None).await.unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].action, "xero_email");
+        assert!(
+            open[0].next_attempt_at > Utc::now() + chrono::Duration::hours(1),
+            "parked until the next day"
+        );
+        assert_eq!(
+            open[0].attempts, 0,
+            "a parked email is not counted as a failed attempt"
+        );
+        // The next day it goes out, once.
+        w.pipeline
+            .drain(Utc::now() + chrono::Duration::days(1))
+            .await
+            .unwrap();
+        assert_eq!(w.sandboxes.xero.emails().len(), 1);
+        assert!(app.store.outbox(None).await.unwrap().is_empty());
+    }
+
+    async fn a_grace_period_keeps_invoices_local_until_it_ends(app: TestApp) {
+        let mut w = build(&app).await;
+        w.pipeline.config.invoices.grace_days = 27;
+        let report = w.pipeline.run_period(nov()).await.unwrap();
+        assert_eq!(report.invoices_created.len(), 3);
+        assert!(
+            w.sandboxes.xero.invoices().is_empty(),
+            "nothing pushed during the grace period"
+        );
+        assert!(w.sandboxes.autotask.charges().is_empty());
+        let after = Period::parse("2026-11")
+            .unwrap()
+            .bounds(chrono_tz::Australia::Sydney)
+            .0
+            + chrono::Duration::days(28);
+        w.pipeline.drain(after.max(Utc::now())).await.unwrap();
+        assert_eq!(w.sandboxes.xero.invoices().len(), 2);
+        assert_eq!(w.sandboxes.autotask.charges().len(), 2);
+    }
+
+    crate::backend_tests!(
+        xeros_daily_email_cap_parks_the_email_until_tomorrow,
+        a_grace_period_keeps_invoices_local_until_it_ends,
+    );
+}

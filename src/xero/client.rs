@@ -216,7 +216,8 @@ impl XeroClient {
                                     .unwrap_or(ChronoDuration::hours(1)),
                         });
                     }
-                    if !retryable {
+                    if !retryable || retry_after > Duration::from_secs(60) {
+                        // A long wait is the outbox's job (the entry is parked), not a sleeping request.
                         return Err(XeroError::RateLimited { retry_after });
                     }
                     match delays.next() {
