@@ -11,6 +11,33 @@ use crate::domain::{
     AutotaskCoding, AutotaskCompanyId, BillingTarget, Customer, CustomerId, Period,
 };
 
+/// The Autotask choices of an assignment or item: all three, or none (Xero customers).
+#[derive(Debug, clap::Args)]
+pub struct CodingArgs {
+    /// Autotask accounts: the contract to charge
+    #[arg(long, requires_all = ["product", "material_code"])]
+    pub contract: Option<crate::domain::ContractId>,
+    /// Autotask accounts: the product of that contract
+    #[arg(long, requires = "contract")]
+    pub product: Option<crate::domain::ProductId>,
+    /// Autotask accounts: the material code (billing code) of that product
+    #[arg(long, requires = "contract")]
+    pub material_code: Option<crate::domain::MaterialCodeId>,
+}
+
+impl CodingArgs {
+    pub fn coding(&self) -> Option<AutotaskCoding> {
+        match (self.contract, self.product, self.material_code) {
+            (Some(contract_id), Some(product_id), Some(material_code_id)) => Some(AutotaskCoding {
+                contract_id,
+                product_id,
+                material_code_id,
+            }),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AutotaskCmd {
     /// The active contracts of a customer's Autotask company

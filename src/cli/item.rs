@@ -6,10 +6,7 @@ use serde_json::json;
 
 use super::Ctx;
 use super::output::{say, table};
-use crate::domain::{
-    AutotaskCoding, ContractId, CustomerId, Item, ItemId, ItemKind, MaterialCodeId, Money,
-    NonEmpty, Period, ProductId,
-};
+use crate::domain::{CustomerId, Item, ItemId, ItemKind, Money, NonEmpty, Period};
 use crate::store::NewItem;
 
 #[derive(Debug, Subcommand)]
@@ -49,13 +46,8 @@ pub struct AddItemArgs {
     /// Recurring items: the first day billed [default: the 1st of the current month]
     #[arg(long)]
     pub starts_on: Option<NaiveDate>,
-    /// Autotask accounts: the contract to charge
-    #[arg(long, requires_all = ["product", "material_code"])]
-    pub contract: Option<ContractId>,
-    #[arg(long, requires = "contract")]
-    pub product: Option<ProductId>,
-    #[arg(long, requires = "contract")]
-    pub material_code: Option<MaterialCodeId>,
+    #[command(flatten)]
+    pub coding: super::autotask::CodingArgs,
 }
 
 pub async fn run(ctx: &Ctx, cmd: ItemCmd) -> anyhow::Result<()> {
@@ -112,14 +104,7 @@ pub async fn run(ctx: &Ctx, cmd: ItemCmd) -> anyhow::Result<()> {
 }
 
 async fn add(ctx: &Ctx, kind: ItemKind, a: AddItemArgs) -> anyhow::Result<()> {
-    let coding = match (a.contract, a.product, a.material_code) {
-        (Some(contract_id), Some(product_id), Some(material_code_id)) => Some(AutotaskCoding {
-            contract_id,
-            product_id,
-            material_code_id,
-        }),
-        _ => None,
-    };
+    let coding = a.coding.coding();
     let starts_on = match kind {
         ItemKind::Once => {
             if a.starts_on.is_some() {

@@ -12,10 +12,7 @@ use super::Ctx;
 use super::customer::ImportReport;
 use super::import::{Fields, Record, read_records};
 use super::output::{say, table};
-use crate::domain::{
-    AutotaskCoding, ContractId, CustomerId, MaterialCodeId, Money, NonEmpty, Period, ProductId,
-    Service, ServiceId, Transition,
-};
+use crate::domain::{CustomerId, Money, NonEmpty, Period, Service, ServiceId, Transition};
 use crate::store::{ServiceImport, ServiceUserImport};
 
 #[derive(Debug, Subcommand)]
@@ -48,15 +45,8 @@ pub struct AssignArgs {
     /// First day it is billed (a part month is prorated) [default: today in business.timezone]
     #[arg(long)]
     pub starts_on: Option<NaiveDate>,
-    /// Autotask accounts: the contract to charge
-    #[arg(long, requires_all = ["product", "material_code"])]
-    pub contract: Option<ContractId>,
-    /// Autotask accounts: the product of that contract
-    #[arg(long, requires = "contract")]
-    pub product: Option<ProductId>,
-    /// Autotask accounts: the material code (billing code) of that product
-    #[arg(long, requires = "contract")]
-    pub material_code: Option<MaterialCodeId>,
+    #[command(flatten)]
+    pub coding: super::autotask::CodingArgs,
 }
 
 pub async fn run(ctx: &Ctx, cmd: ServiceCmd) -> anyhow::Result<()> {
@@ -279,14 +269,7 @@ async fn assign(ctx: &Ctx, a: AssignArgs) -> anyhow::Result<()> {
     let starts_on = a
         .starts_on
         .unwrap_or_else(|| chrono::Utc::now().with_timezone(&tz).date_naive());
-    let coding = match (a.contract, a.product, a.material_code) {
-        (Some(contract_id), Some(product_id), Some(material_code_id)) => Some(AutotaskCoding {
-            contract_id,
-            product_id,
-            material_code_id,
-        }),
-        _ => None,
-    };
+    let coding = a.coding.coding();
     if let Some(c) = &coding {
         let customer = ctx.store.customer(a.customer).await?;
         let period = Period::of_date(starts_on);
