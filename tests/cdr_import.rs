@@ -227,6 +227,42 @@ async fn rerating_after_a_plan_change_prices_the_month_again(app: TestApp) {
     assert_eq!(s.totals.total, Money::parse("0.30").unwrap());
 }
 
+async fn an_overlapping_file_adds_only_its_new_calls_to_the_summary(app: TestApp) {
+    let service = sip(&app).await;
+    let first = copy(&app, "mixed.csv");
+    import_file(&app.store, &Mapping::standard(), &first, None, &opts())
+        .await
+        .unwrap();
+    // c1 and c9 again, c10 twice in the same file, and c11: one batch holding old and new calls.
+    let second = app.dir.path().join("overlap.csv");
+    std::fs::write(
+        &second,
+        "call_id,user,start,duration,destination,call_type,cost,direction,disposition\n\
+         c1,0299990001,2026-10-03T09:00:00+10:00,65,0412345678,mobile,0.10,out,ANSWERED\n\
+         c10,0299990002,2026-10-12T10:00:00+11:00,40,0299990000,national,0.20,out,ANSWERED\n\
+         c9,0299990001,2026-10-31T23:59:59+11:00,120,0299990000,national,0.05,out,ANSWERED\n\
+         c10,0299990002,2026-10-12T10:00:00+11:00,40,0299990000,national,0.20,out,ANSWERED\n\
+         c11,0299990003,2026-10-13T10:00:00+11:00,50,0299990000,national,0.10,out,ANSWERED\n",
+    )
+    .unwrap();
+    let batch = ImportOptions {
+        batch_rows: 100,
+        ..opts()
+    };
+    let again = import_file(&app.store, &Mapping::standard(), &second, None, &batch)
+        .await
+        .unwrap();
+    assert_eq!((again.imported, again.duplicates), (2, 3));
+
+    let s = rebill::cdr::summary::summary(&app.store, service, Period::parse("2026-10").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(s.totals.calls, 4, "c1, c9, c10 once and c11");
+    assert_eq!(s.totals.wholesale_cost, Money::parse("0.45").unwrap());
+    let calls_of_users: i64 = s.by_user.iter().map(|u| u.calls).sum();
+    assert_eq!(calls_of_users, 4);
+}
+
 backend_tests!(
     bad_rows_are_reported_by_line_and_good_rows_kept,
     importing_the_same_file_again_adds_no_call,
@@ -234,4 +270,5 @@ backend_tests!(
     a_file_without_a_required_column_is_refused_whole,
     summary_totals_equal_the_sum_of_its_detail_and_idle_users_show_no_records_found,
     rerating_after_a_plan_change_prices_the_month_again,
+    an_overlapping_file_adds_only_its_new_calls_to_the_summary,
 );

@@ -2,9 +2,9 @@
 //! on PostgreSQL) with `ON CONFLICT (call_key) DO NOTHING`, so a re-import or an overlapping file
 //! adds no duplicate; the summary is answered by aggregates over the (service, time) index.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
@@ -71,12 +71,9 @@ pub struct RatedCallRow {
 
 const SQLITE_ROWS_PER_STATEMENT: usize = 2_000;
 
-const RETURNED: &str =
-    "service_id, started_at, user_ref, call_type, duration_secs, cost_micros, price_micros";
-
-/// What an insert returns of each new call: what the rollups need.
+/// What the rollups need of a call.
 #[derive(sqlx::FromRow)]
-struct Returned {
+struct Rollable {
     service_id: Option<i64>,
     started_at: i64,
     user_ref: String,
@@ -91,39 +88,106 @@ struct Returned {
 struct Sourced {
     id: i64,
     #[sqlx(flatten)]
-    call: Returned,
+    call: Rollable,
 }
 
 /// Sums per (service, local day, user, call type), added to `call_rollups` in the same transaction
 /// as the calls.
-#[derive(Default)]
-struct Rollups(HashMap<(i64, String, String, String), [i64; 4]>);
+struct Rollups {
+    tz: Tz,
+    sums: HashMap<(i64, NaiveDate, String, String), [i64; 4]>,
+    /// The local day last computed and the UTC seconds `[from, to)` it covers: consecutive calls
+    /// mostly share a day, so the zone is consulted once a day, not once a call.
+    day: Option<(i64, i64, NaiveDate)>,
+}
 
 impl Rollups {
-    fn add(&mut self, rows: &[Returned], tz: Tz) {
-        for r in rows {
-            let Some(service) = r.service_id else {
-                continue;
-            };
-            let day = DateTime::from_timestamp(r.started_at, 0)
-                .map(|t| t.with_timezone(&tz).date_naive().to_string())
-                .unwrap_or_default();
-            let e = self
-                .0
-                .entry((service, day, r.user_ref.clone(), r.call_type.clone()))
-                .or_insert([0; 4]);
-            e[0] += 1;
-            e[1] += i64::from(r.duration_secs);
-            e[2] += r.cost_micros.unwrap_or(0);
-            e[3] += r.price_micros.unwrap_or(0);
+    fn new(tz: Tz) -> Rollups {
+        Rollups {
+            tz,
+            sums: HashMap::new(),
+            day: None,
         }
+    }
+
+    fn local_day(&mut self, at: i64) -> NaiveDate {
+        if let Some((from, to, d)) = self.day
+            && (from..to).contains(&at)
+        {
+            return d;
+        }
+        let Some(t) = DateTime::from_timestamp(at, 0) else {
+            return NaiveDate::MIN;
+        };
+        let d = t.with_timezone(&self.tz).date_naive();
+        let next = d.succ_opt().and_then(|n| day_start(self.tz, n));
+        self.day = match (day_start(self.tz, d), next) {
+            (Some(from), Some(to)) if (from..to).contains(&at) => Some((from, to, d)),
+            _ => None,
+        };
+        d
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        service: Option<i64>,
+        started_at: i64,
+        user_ref: &str,
+        call_type: &str,
+        duration_secs: i32,
+        cost_micros: Option<i64>,
+        price_micros: Option<i64>,
+    ) {
+        let Some(service) = service else { return };
+        let day = self.local_day(started_at);
+        let e = self
+            .sums
+            .entry((service, day, user_ref.to_owned(), call_type.to_owned()))
+            .or_insert([0; 4]);
+        e[0] += 1;
+        e[1] += i64::from(duration_secs);
+        e[2] += cost_micros.unwrap_or(0);
+        e[3] += price_micros.unwrap_or(0);
+    }
+
+    fn add_new(&mut self, c: &NewCall) {
+        self.add(
+            c.service_id,
+            c.started_at,
+            &c.user_ref,
+            &c.call_type,
+            c.duration_secs,
+            c.cost_micros,
+            c.price_micros,
+        );
+    }
+
+    fn add_stored(&mut self, c: &Rollable) {
+        self.add(
+            c.service_id,
+            c.started_at,
+            &c.user_ref,
+            &c.call_type,
+            c.duration_secs,
+            c.cost_micros,
+            c.price_micros,
+        );
+    }
+
+    /// Rows to write: days as `YYYY-MM-DD`, the rollups' key.
+    fn rows(&self) -> Vec<(i64, String, &str, &str, [i64; 4])> {
+        self.sums
+            .iter()
+            .map(|((s, d, u, t), v)| (*s, d.to_string(), u.as_str(), t.as_str(), *v))
+            .collect()
     }
 
     async fn write_sqlite(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     ) -> Result<(), StoreError> {
-        let rows: Vec<_> = self.0.iter().collect();
+        let rows = self.rows();
         for chunk in rows.chunks(500) {
             let mut sql = String::from(
                 "INSERT INTO call_rollups (service_id, day, user_ref, call_type, calls, seconds, cost_micros, price_micros) VALUES ",
@@ -134,18 +198,15 @@ impl Rollups {
                 }
                 sql.push_str("(?,?,?,?,?,?,?,?)");
             }
-            sql.push_str(
-                " ON CONFLICT (service_id, day, user_ref, call_type) DO UPDATE SET calls = call_rollups.calls + excluded.calls, \
-                 seconds = call_rollups.seconds + excluded.seconds, cost_micros = call_rollups.cost_micros + excluded.cost_micros, \
-                 price_micros = call_rollups.price_micros + excluded.price_micros",
-            );
+            sql.push_str(" ON CONFLICT (service_id, day, user_ref, call_type) DO UPDATE SET ");
+            sql.push_str(ROLLUP_SUMS);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for ((s, d, u, t), v) in chunk {
+            for (s, d, u, t, v) in chunk {
                 q = q
                     .bind(*s)
                     .bind(d)
-                    .bind(u)
-                    .bind(t)
+                    .bind(*u)
+                    .bind(*t)
                     .bind(v[0])
                     .bind(v[1])
                     .bind(v[2])
@@ -160,29 +221,104 @@ impl Rollups {
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     ) -> Result<(), StoreError> {
-        if self.0.is_empty() {
+        let rows = self.rows();
+        if rows.is_empty() {
             return Ok(());
         }
-        let rows: Vec<_> = self.0.iter().collect();
-        sqlx::query(
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO call_rollups (service_id, day, user_ref, call_type, calls, seconds, cost_micros, price_micros) \
              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) \
-             ON CONFLICT (service_id, day, user_ref, call_type) DO UPDATE SET calls = call_rollups.calls + excluded.calls, \
-             seconds = call_rollups.seconds + excluded.seconds, cost_micros = call_rollups.cost_micros + excluded.cost_micros, \
-             price_micros = call_rollups.price_micros + excluded.price_micros",
-        )
-        .bind(rows.iter().map(|((s, ..), _)| *s).collect::<Vec<_>>())
-        .bind(rows.iter().map(|((_, d, ..), _)| d.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|((_, _, u, _), _)| u.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|((.., t), _)| t.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, v)| v[0]).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, v)| v[1]).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, v)| v[2]).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, v)| v[3]).collect::<Vec<_>>())
+             ON CONFLICT (service_id, day, user_ref, call_type) DO UPDATE SET {ROLLUP_SUMS}"
+        )))
+        .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.3).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.4[0]).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.4[1]).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.4[2]).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.4[3]).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;
         Ok(())
     }
+}
+
+/// How an upsert adds a batch's sums to a stored rollup row.
+const ROLLUP_SUMS: &str = "calls = call_rollups.calls + excluded.calls, seconds = call_rollups.seconds + excluded.seconds, \
+     cost_micros = call_rollups.cost_micros + excluded.cost_micros, price_micros = call_rollups.price_micros + excluded.price_micros";
+
+/// The first second of local day `d` in `tz`, as a Unix time. A zone that skips midnight (a
+/// daylight-saving change at 00:00) starts the day at its first local time that exists.
+fn day_start(tz: Tz, d: NaiveDate) -> Option<i64> {
+    (0..=180).step_by(30).find_map(|m| {
+        d.and_hms_opt(0, 0, 0)
+            .map(|t| t + chrono::Duration::minutes(m))
+            .and_then(|t| t.and_local_timezone(tz).earliest())
+            .map(|t| t.timestamp())
+    })
+}
+
+/// The local days that `[min, max]` touches, each with its UTC seconds `[from, to)`.
+fn days_spanned(tz: Tz, min: i64, max: i64) -> Vec<(String, i64, i64)> {
+    let local =
+        |at: i64| DateTime::from_timestamp(at, 0).map(|t| t.with_timezone(&tz).date_naive());
+    let (Some(mut d), Some(last)) = (local(min), local(max)) else {
+        return Vec::new();
+    };
+    let mut days = Vec::new();
+    while d <= last {
+        let Some(next) = d.succ_opt() else { break };
+        if let (Some(from), Some(to)) = (day_start(tz, d), day_start(tz, next)) {
+            days.push((d.to_string(), from, to));
+        }
+        d = next;
+    }
+    days
+}
+
+/// Appends `v` to a `COPY … FROM STDIN` text-format row: tab, newline, carriage return and
+/// backslash escaped, so no value can break out of its column.
+fn copy_text(buf: &mut Vec<u8>, v: &str) {
+    for b in v.bytes() {
+        match b {
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            _ => buf.push(b),
+        }
+    }
+}
+
+fn copy_opt(buf: &mut Vec<u8>, v: Option<i64>) {
+    match v {
+        Some(v) => buf.extend_from_slice(v.to_string().as_bytes()),
+        None => buf.extend_from_slice(b"\\N"),
+    }
+}
+
+fn copy_row(buf: &mut Vec<u8>, c: &NewCall) {
+    use std::io::Write;
+    buf.extend_from_slice(b"\\\\x");
+    for b in c.key {
+        let _ = write!(buf, "{b:02x}");
+    }
+    buf.push(b'\t');
+    copy_opt(buf, c.service_id);
+    buf.push(b'\t');
+    copy_text(buf, &c.user_ref);
+    let _ = write!(buf, "\t{}\t{}\t", c.started_at, c.duration_secs);
+    copy_text(buf, &c.destination);
+    buf.push(b'\t');
+    copy_text(buf, &c.call_type);
+    buf.extend_from_slice(if c.inbound { b"\tt\t" } else { b"\tf\t" });
+    copy_opt(buf, c.cost_micros);
+    buf.push(b'\t');
+    copy_opt(buf, c.price_micros);
+    buf.push(b'\t');
+    copy_opt(buf, c.plan_version.map(i64::from));
+    buf.push(b'\n');
 }
 
 impl Store {
@@ -192,10 +328,14 @@ impl Store {
         if batch.is_empty() {
             return Ok(0);
         }
-        let mut rollups = Rollups::default();
         match self.db() {
             Db::Sqlite(p) => {
-                let mut tx = p.begin().await?;
+                let mut rollups = Rollups::new(tz);
+                // IMMEDIATE: the write lock from the start, so the highest id read now stays ours.
+                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                let mut high: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM calls")
+                    .fetch_one(&mut *tx)
+                    .await?;
                 let mut inserted = 0;
                 for chunk in batch.chunks(SQLITE_ROWS_PER_STATEMENT) {
                     let mut sql = String::from(
@@ -210,10 +350,9 @@ impl Store {
                         }
                         sql.push_str("(?,?,?,?,?,?,?,?,?,?,?)");
                     }
-                    sql.push_str(" ON CONFLICT (call_key) DO NOTHING RETURNING ");
-                    sql.push_str(RETURNED);
+                    sql.push_str(" ON CONFLICT (call_key) DO NOTHING");
                     // Only placeholders are formatted into the statement, never data.
-                    let mut q = sqlx::query_as::<_, Returned>(sqlx::AssertSqlSafe(sql));
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for c in chunk {
                         q = q
                             .bind(&c.key[..])
@@ -228,9 +367,30 @@ impl Store {
                             .bind(c.price_micros)
                             .bind(c.plan_version);
                     }
-                    let rows = q.fetch_all(&mut *tx).await?;
-                    inserted += rows.len() as u64;
-                    rollups.add(&rows, tz);
+                    let done = q.execute(&mut *tx).await?;
+                    let new = done.rows_affected();
+                    inserted += new;
+                    if new == chunk.len() as u64 {
+                        chunk.iter().for_each(|c| rollups.add_new(c));
+                    } else if new > 0 {
+                        // Some were duplicates: the new calls are those with ids above the highest
+                        // before this statement (a skipped row may use up an id, so not a range).
+                        let keys: Vec<Vec<u8>> =
+                            sqlx::query_scalar("SELECT call_key FROM calls WHERE id > $1")
+                                .bind(high)
+                                .fetch_all(&mut *tx)
+                                .await?;
+                        let mut fresh: HashSet<Vec<u8>> = keys.into_iter().collect();
+                        for c in chunk {
+                            // `remove`, so a key twice in the chunk is rolled up once.
+                            if fresh.remove(&c.key[..]) {
+                                rollups.add_new(c);
+                            }
+                        }
+                    }
+                    if new > 0 {
+                        high = done.last_insert_rowid();
+                    }
                 }
                 rollups.write_sqlite(&mut tx).await?;
                 tx.commit().await?;
@@ -238,31 +398,58 @@ impl Store {
             }
             Db::Postgres(p) => {
                 let mut tx = p.begin().await?;
-                let keys: Vec<Vec<u8>> = batch.iter().map(|c| c.key.to_vec()).collect();
-                let rows: Vec<Returned> = sqlx::query_as(
-                    "INSERT INTO calls (call_key, service_id, user_ref, started_at, duration_secs, destination, call_type, \
-                     inbound, cost_micros, price_micros, plan_version) \
-                     SELECT * FROM UNNEST($1::bytea[], $2::bigint[], $3::text[], $4::bigint[], $5::int[], $6::text[], \
-                     $7::text[], $8::bool[], $9::bigint[], $10::bigint[], $11::int[]) ON CONFLICT (call_key) DO NOTHING \
-                     RETURNING service_id, started_at, user_ref, call_type, duration_secs, cost_micros, price_micros",
-                )
-                .bind(keys)
-                .bind(batch.iter().map(|c| c.service_id).collect::<Vec<_>>())
-                .bind(batch.iter().map(|c| c.user_ref.clone()).collect::<Vec<_>>())
-                .bind(batch.iter().map(|c| c.started_at).collect::<Vec<_>>())
-                .bind(batch.iter().map(|c| c.duration_secs).collect::<Vec<_>>())
-                .bind(batch.iter().map(|c| c.destination.clone()).collect::<Vec<_>>())
-                .bind(batch.iter().map(|c| c.call_type.clone()).collect::<Vec<_>>())
-                .bind(batch.iter().map(|c| c.inbound).collect::<Vec<_>>())
-                .bind(batch.iter().map(|c| c.cost_micros).collect::<Vec<_>>())
-                .bind(batch.iter().map(|c| c.price_micros).collect::<Vec<_>>())
-                .bind(batch.iter().map(|c| c.plan_version).collect::<Vec<_>>())
-                .fetch_all(&mut *tx)
+                // COPY into a session-local staging table (emptied at commit), then one statement
+                // moves the new calls and adds their rollups, whatever the share of duplicates.
+                let staged: bool =
+                    sqlx::query_scalar("SELECT to_regclass('pg_temp.call_staging') IS NOT NULL")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if !staged {
+                    sqlx::query(
+                        "CREATE TEMP TABLE call_staging (call_key bytea, service_id bigint, user_ref text, started_at bigint, \
+                         duration_secs int, destination text, call_type text, inbound bool, cost_micros bigint, \
+                         price_micros bigint, plan_version int) ON COMMIT DELETE ROWS",
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let mut copy = tx.copy_in_raw("COPY call_staging FROM STDIN").await?;
+                let mut buf = Vec::with_capacity(1 << 20);
+                for c in batch {
+                    copy_row(&mut buf, c);
+                    if buf.len() >= 1 << 20 {
+                        copy.send(std::mem::take(&mut buf)).await?;
+                    }
+                }
+                copy.send(buf).await?;
+                copy.finish().await?;
+                let (min, max) = batch.iter().fold((i64::MAX, i64::MIN), |(lo, hi), c| {
+                    (lo.min(c.started_at), hi.max(c.started_at))
+                });
+                let days = days_spanned(tz, min, max);
+                let inserted: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "WITH ins AS (\
+                       INSERT INTO calls (call_key, service_id, user_ref, started_at, duration_secs, destination, call_type, \
+                       inbound, cost_micros, price_micros, plan_version) SELECT * FROM call_staging \
+                       ON CONFLICT (call_key) DO NOTHING \
+                       RETURNING service_id, started_at, user_ref, call_type, duration_secs, cost_micros, price_micros), \
+                     sums AS (\
+                       INSERT INTO call_rollups (service_id, day, user_ref, call_type, calls, seconds, cost_micros, price_micros) \
+                       SELECT i.service_id, d.day, i.user_ref, i.call_type, COUNT(*), CAST(SUM(i.duration_secs) AS BIGINT), \
+                       CAST(COALESCE(SUM(i.cost_micros), 0) AS BIGINT), CAST(COALESCE(SUM(i.price_micros), 0) AS BIGINT) \
+                       FROM ins i JOIN UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS d(day, lo, hi) \
+                       ON i.started_at >= d.lo AND i.started_at < d.hi \
+                       WHERE i.service_id IS NOT NULL GROUP BY i.service_id, d.day, i.user_ref, i.call_type \
+                       ON CONFLICT (service_id, day, user_ref, call_type) DO UPDATE SET {ROLLUP_SUMS}) \
+                     SELECT COUNT(*) FROM ins"
+                )))
+                .bind(days.iter().map(|d| d.0.as_str()).collect::<Vec<_>>())
+                .bind(days.iter().map(|d| d.1).collect::<Vec<_>>())
+                .bind(days.iter().map(|d| d.2).collect::<Vec<_>>())
+                .fetch_one(&mut *tx)
                 .await?;
-                rollups.add(&rows, tz);
-                rollups.write_postgres(&mut tx).await?;
                 tx.commit().await?;
-                Ok(rows.len() as u64)
+                Ok(inserted as u64)
             }
         }
     }
@@ -276,7 +463,7 @@ impl Store {
         last_day: &str,
         tz: Tz,
     ) -> Result<(), StoreError> {
-        let mut rollups = Rollups::default();
+        let mut rollups = Rollups::new(tz);
         let mut after = 0i64;
         loop {
             let page: Vec<Sourced> = on_db!(self, p => sqlx::query_as(
@@ -289,8 +476,7 @@ impl Store {
                 .await?);
             let Some(last) = page.last() else { break };
             after = last.id;
-            let rows: Vec<Returned> = page.into_iter().map(|s| s.call).collect();
-            rollups.add(&rows, tz);
+            page.iter().for_each(|s| rollups.add_stored(&s.call));
         }
         match self.db() {
             Db::Sqlite(p) => {
