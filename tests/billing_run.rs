@@ -7,7 +7,7 @@ use common::world::{World, build};
 use rebill::domain::{Money, Period};
 use rebill::pipeline::ResyncRequest;
 use rebill::pipeline::resync;
-use rebill::store::calls::NewCall;
+use rebill::store::calls::{CallKey, NewCall};
 use serde_json::Value;
 
 fn nov() -> Period {
@@ -108,14 +108,15 @@ async fn running_a_period_again_creates_and_sends_nothing_new(app: TestApp) {
 }
 
 fn call(n: u8, user: &str, service: i64, started: &str, secs: i32, price: &str) -> NewCall {
+    let started_at = started
+        .parse::<chrono::DateTime<Utc>>()
+        .unwrap()
+        .timestamp();
     NewCall {
-        key: [n; 16],
+        key: CallKey::derive(started_at, &[&n.to_string()]),
         service_id: Some(service),
         user_ref: user.into(),
-        started_at: started
-            .parse::<chrono::DateTime<Utc>>()
-            .unwrap()
-            .timestamp(),
+        started_at,
         duration_secs: secs,
         destination: "0412345678".into(),
         call_type: "mobile".into(),

@@ -272,3 +272,83 @@ backend_tests!(
     rerating_after_a_plan_change_prices_the_month_again,
     an_overlapping_file_adds_only_its_new_calls_to_the_summary,
 );
+
+/// Day rollups of a database made before monthly rollups fold exactly into their month.
+mod upgrade {
+    use rebill::config::Config;
+    use rebill::store::Store;
+
+    const BEFORE_MONTHLY_ROLLUPS: i64 = 20261125000700;
+    const DAY_ROWS: &str = "INSERT INTO call_rollups VALUES \
+        (7, '2026-10-01', 'u1', 'mobile', 2, 100, 10, 20), \
+        (7, '2026-10-31', 'u1', 'mobile', 1, 50, 5, 7), \
+        (7, '2026-11-01', 'u1', 'mobile', 4, 10, 1, 1)";
+    const MONTH_ROWS: &str = "SELECT month, CAST(calls AS BIGINT), CAST(seconds AS BIGINT), \
+        CAST(cost_micros AS BIGINT), CAST(price_micros AS BIGINT) FROM call_rollups ORDER BY month";
+
+    async fn open_latest(url: &str) {
+        let mut config = Config::from_sources("", "test", &[]).unwrap();
+        config.database.url = url.to_string();
+        Store::open(&config.database).await.unwrap().close().await;
+    }
+
+    fn expected() -> Vec<(String, i64, i64, i64, i64)> {
+        vec![
+            ("2026-10".into(), 3, 150, 15, 27),
+            ("2026-11".into(), 4, 10, 1, 1),
+        ]
+    }
+
+    #[tokio::test]
+    async fn sqlite_day_rollups_fold_into_their_month() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+        let pool = sqlx::SqlitePool::connect_with(opts.create_if_missing(true))
+            .await
+            .unwrap();
+        let old = sqlx::migrate::Migrator::new(std::path::Path::new("migrations/sqlite"))
+            .await
+            .unwrap();
+        old.run_to(BEFORE_MONTHLY_ROLLUPS, &pool).await.unwrap();
+        sqlx::query(DAY_ROWS).execute(&pool).await.unwrap();
+        pool.close().await;
+        open_latest(&url).await;
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let rows: Vec<(String, i64, i64, i64, i64)> =
+            sqlx::query_as(MONTH_ROWS).fetch_all(&pool).await.unwrap();
+        assert_eq!(rows, expected());
+    }
+
+    #[tokio::test]
+    #[cfg_attr(
+        not(rebill_pg),
+        ignore = "skipped: set REBILL_TEST_POSTGRES_URL to run on PostgreSQL"
+    )]
+    async fn postgres_day_rollups_fold_into_their_month() {
+        let base = std::env::var("REBILL_TEST_POSTGRES_URL").unwrap();
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&base).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let old = sqlx::migrate::Migrator::new(std::path::Path::new("migrations/postgres"))
+            .await
+            .unwrap();
+        old.run_to(BEFORE_MONTHLY_ROLLUPS, &pool).await.unwrap();
+        sqlx::query(DAY_ROWS).execute(&pool).await.unwrap();
+        open_latest(&url).await;
+        let rows: Vec<(String, i64, i64, i64, i64)> =
+            sqlx::query_as(MONTH_ROWS).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        assert_eq!(rows, expected());
+    }
+}

@@ -12,7 +12,8 @@ pub struct CdrConfig {
     /// The column mapping (see config/cdr-mapping.example.toml); without it, a header row named
     /// call_id,user,start,duration,destination,call_type,cost,direction,disposition.
     pub mapping_file: Option<std::path::PathBuf>,
-    /// Rows per transaction.
+    /// Rows per transaction: larger batches import faster (each commit writes the pages it
+    /// dirtied once) at about 1 MB of memory per 4,000 rows in flight.
     pub batch_rows: usize,
 }
 
@@ -21,7 +22,7 @@ impl Default for CdrConfig {
         CdrConfig {
             spool_dir: None,
             mapping_file: None,
-            batch_rows: 20_000,
+            batch_rows: 50_000,
         }
     }
 }

@@ -11,13 +11,12 @@ use std::path::{Path, PathBuf};
 
 use chrono_tz::Tz;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::mapping::{Column, Mapping, parse_start};
 use crate::domain::Money;
 use crate::domain::rating::{CallForRating, Direction, RatePlan, rate_call};
 use crate::domain::service::normalise_user_ref;
-use crate::store::calls::NewCall;
+use crate::store::calls::{CallKey, NewCall};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -95,23 +94,6 @@ fn opt_index(
         }
         Some(c) => index_of(c, headers, what).map(Some),
     }
-}
-
-/// A call's key: its start second (big-endian) then 8 bytes of SHA-256 over its identity. Keys of a
-/// chronological file arrive in order, so the unique index grows at its end instead of being
-/// written all over (what keeps large imports fast); two calls collide only if they started in the
-/// same second and share 64 bits of hash.
-fn key_of(started_at: i64, parts: &[&str]) -> [u8; 16] {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0]);
-    }
-    let d = h.finalize();
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&started_at.to_be_bytes());
-    k[8..].copy_from_slice(&d[..8]);
-    k
 }
 
 /// Imports one file. The rejects (if any) go to `<file>.rejects.csv` beside `rejects_dir`'s copy or
@@ -213,12 +195,6 @@ pub async fn import_file(
         );
         b
     });
-
-    let mut report = ImportReport {
-        file: file_name.clone(),
-        ..Default::default()
-    };
-    let mut rejects: Option<csv::Writer<File>> = None;
     let rejects_path: PathBuf = {
         let name = format!(
             "{}.rejects.csv",
@@ -230,94 +206,171 @@ pub async fn import_file(
             .map(|d| d.join(&name))
             .unwrap_or_else(|| path.with_file_name(&name))
     };
-    let mut batch: Vec<NewCall> = Vec::with_capacity(opts.batch_rows);
-    let mut record = csv::ByteRecord::new();
-    loop {
-        let line = reader.position().line();
-        let more = match reader.read_byte_record(&mut record) {
-            Ok(m) => m,
+
+    // Parsing (and rating) runs on a thread of its own while the previous batch is written: on two
+    // cores the file is read while the database works. At most two parsed batches wait, so memory
+    // stays flat whatever the file size.
+    let (sender, mut batches) = tokio::sync::mpsc::channel::<Vec<NewCall>>(1);
+    let parser = Parser {
+        idx,
+        mapping: mapping.clone(),
+        tz,
+        skip,
+        inbound,
+        users,
+        plans,
+        batch_rows: opts.batch_rows,
+        rejects_path,
+        bar,
+    };
+    let parsing = tokio::task::spawn_blocking(move || parser.run(reader, sender));
+    let mut imported = 0;
+    let mut written = 0;
+    let mut failure = None;
+    while let Some(batch) = batches.recv().await {
+        let started = std::time::Instant::now();
+        match store.insert_calls(&batch, opts.tz).await {
+            Ok(n) => {
+                imported += n;
+                written += batch.len() as u64;
+                tracing::debug!(
+                    rows = batch.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "batch written"
+                );
+            }
             Err(e) => {
-                report.rows_read += 1;
-                reject(
-                    &mut rejects,
-                    &rejects_path,
-                    &mut report,
-                    line,
-                    &format!("malformed CSV: {e}"),
-                    &[],
-                )?;
-                continue;
-            }
-        };
-        if !more {
-            break;
-        }
-        report.rows_read += 1;
-        let line = record.position().map(|p| p.line()).unwrap_or(line);
-        match to_call(&record, &idx, mapping, tz, &skip, &inbound, &users, &plans) {
-            Ok(Row::Call(call, unmatched, unrated)) => {
-                report.unmatched += u64::from(unmatched);
-                report.unrated += u64::from(unrated);
-                batch.push(call);
-            }
-            Ok(Row::Skipped) => report.skipped_by_rule += 1,
-            Err(reason) => {
-                let raw: Vec<String> = record
-                    .iter()
-                    .map(|b| String::from_utf8_lossy(b).to_string())
-                    .collect();
-                reject(
-                    &mut rejects,
-                    &rejects_path,
-                    &mut report,
-                    line,
-                    &reason,
-                    &raw,
-                )?;
-            }
-        }
-        if batch.len() >= opts.batch_rows {
-            flush(store, &mut batch, &mut report, opts.tz).await?;
-            if let Some(b) = &bar {
-                b.set_position(reader.position().byte());
-                b.set_message(format!("{} rows", report.rows_read));
+                failure = Some(e);
+                break;
             }
         }
     }
-    flush(store, &mut batch, &mut report, opts.tz).await?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
+    // On a failed write the parser stops at its next batch (the channel is closed).
+    drop(batches);
+    let parsed = parsing.await.map_err(|e| ImportError::Io {
+        file: file_name.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    if let Some(e) = failure {
+        return Err(e.into());
     }
-    if let Some(mut w) = rejects {
-        w.flush().map_err(|e| ImportError::Io {
-            file: rejects_path.display().to_string(),
-            source: e,
-        })?;
-        report.rejects_file = Some(rejects_path.display().to_string());
-    }
+    let mut report = parsed?;
+    report.file = file_name;
+    report.imported = imported;
+    report.duplicates = written - imported;
     Ok(report)
 }
 
-async fn flush(
-    store: &Store,
-    batch: &mut Vec<NewCall>,
-    report: &mut ImportReport,
-    business_tz: Tz,
-) -> Result<(), ImportError> {
-    if batch.is_empty() {
-        return Ok(());
+/// The reading half of an import: rows to calls, batches to the writer, bad rows to the rejects file.
+struct Parser {
+    idx: Indexes,
+    mapping: Mapping,
+    tz: Tz,
+    skip: Vec<String>,
+    inbound: Vec<String>,
+    users: HashMap<String, i64>,
+    plans: HashMap<i64, (i32, RatePlan)>,
+    batch_rows: usize,
+    rejects_path: PathBuf,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Parser {
+    /// Reads the file to its end; returns the counts (all but imported and duplicates, which the
+    /// writer knows). Stops early, without error, when the writer has gone.
+    fn run(
+        self,
+        mut reader: csv::Reader<BufReader<File>>,
+        sender: tokio::sync::mpsc::Sender<Vec<NewCall>>,
+    ) -> Result<ImportReport, ImportError> {
+        let mut report = ImportReport::default();
+        let mut rejects: Option<csv::Writer<File>> = None;
+        let mut batch: Vec<NewCall> = Vec::with_capacity(self.batch_rows);
+        let mut record = csv::ByteRecord::new();
+        loop {
+            let line = reader.position().line();
+            let more = match reader.read_byte_record(&mut record) {
+                Ok(m) => m,
+                Err(e) => {
+                    report.rows_read += 1;
+                    let reason = format!("malformed CSV: {e}");
+                    reject(
+                        &mut rejects,
+                        &self.rejects_path,
+                        &mut report,
+                        line,
+                        &reason,
+                        &[],
+                    )?;
+                    continue;
+                }
+            };
+            if !more {
+                break;
+            }
+            report.rows_read += 1;
+            let line = record.position().map(|p| p.line()).unwrap_or(line);
+            match self.to_call(&record) {
+                Ok(Row::Call(call, unmatched, unrated)) => {
+                    report.unmatched += u64::from(unmatched);
+                    report.unrated += u64::from(unrated);
+                    batch.push(call);
+                }
+                Ok(Row::Skipped) => report.skipped_by_rule += 1,
+                Err(reason) => {
+                    let raw: Vec<String> = record
+                        .iter()
+                        .map(|b| String::from_utf8_lossy(b).to_string())
+                        .collect();
+                    reject(
+                        &mut rejects,
+                        &self.rejects_path,
+                        &mut report,
+                        line,
+                        &reason,
+                        &raw,
+                    )?;
+                }
+            }
+            if batch.len() >= self.batch_rows {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(self.batch_rows));
+                if sender.blocking_send(full).is_err() {
+                    return Ok(report);
+                }
+                if let Some(b) = &self.bar {
+                    b.set_position(reader.position().byte());
+                    b.set_message(format!("{} rows", report.rows_read));
+                }
+            }
+        }
+        if !batch.is_empty() && sender.blocking_send(batch).is_err() {
+            return Ok(report);
+        }
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        if let Some(mut w) = rejects {
+            w.flush().map_err(|e| ImportError::Io {
+                file: self.rejects_path.display().to_string(),
+                source: e,
+            })?;
+            report.rejects_file = Some(self.rejects_path.display().to_string());
+        }
+        Ok(report)
     }
-    let started = std::time::Instant::now();
-    let inserted = store.insert_calls(batch, business_tz).await?;
-    tracing::debug!(
-        rows = batch.len(),
-        ms = started.elapsed().as_millis() as u64,
-        "batch written"
-    );
-    report.imported += inserted;
-    report.duplicates += batch.len() as u64 - inserted;
-    batch.clear();
-    Ok(())
+
+    fn to_call(&self, r: &csv::ByteRecord) -> Result<Row, String> {
+        to_call(
+            r,
+            &self.idx,
+            &self.mapping,
+            self.tz,
+            &self.skip,
+            &self.inbound,
+            &self.users,
+            &self.plans,
+        )
+    }
 }
 
 fn reject(
@@ -415,8 +468,8 @@ fn to_call(
     let is_inbound = optional(idx.direction, "direction")?
         .is_some_and(|d| inbound.contains(&d.to_ascii_lowercase()));
     let key = match optional(idx.call_id, "call id")? {
-        Some(id) => key_of(started.timestamp(), &["id", &m.source, id]),
-        None => key_of(
+        Some(id) => CallKey::derive(started.timestamp(), &["id", &m.source, id]),
+        None => CallKey::derive(
             started.timestamp(),
             &["row", &m.source, &user, &duration.to_string(), &destination],
         ),

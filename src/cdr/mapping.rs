@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
@@ -133,6 +133,15 @@ impl Mapping {
 /// jumped; a time in an overlap (which happened twice) is taken as the first, earlier instant.
 pub fn parse_start(s: &str, format: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
     let s = s.trim();
+    let t = read_start(s, format, tz)?;
+    // Calls are keyed and found by their start second; a year outside 2000–2099 is a broken field.
+    if !(2000..=2099).contains(&t.year()) {
+        return Err(format!("start time {s:?} is outside the years 2000–2099"));
+    }
+    Ok(t)
+}
+
+fn read_start(s: &str, format: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
     match format {
         "rfc3339" => DateTime::parse_from_rfc3339(s)
             .map(|d| d.with_timezone(&Utc))
@@ -195,6 +204,18 @@ mod tests {
         // Sydney, 2026-04-05: 03:00 AEDT → 02:00 AEST. 02:30 happens twice; the first is AEDT (+11).
         let t = parse_start("2026-04-05 02:30:00", "%Y-%m-%d %H:%M:%S", syd()).unwrap();
         assert_eq!(t.to_rfc3339(), "2026-04-04T15:30:00+00:00");
+    }
+
+    #[test]
+    fn a_start_outside_2000_to_2099_is_refused() {
+        assert!(
+            parse_start("0", "epoch", syd())
+                .unwrap_err()
+                .contains("2000–2099")
+        );
+        assert!(parse_start("1969-12-31T00:00:00Z", "rfc3339", syd()).is_err());
+        assert!(parse_start("2100-01-01T00:00:00Z", "rfc3339", syd()).is_err());
+        assert!(parse_start("2026-10-01T00:00:00+10:00", "rfc3339", syd()).is_ok());
     }
 
     #[test]

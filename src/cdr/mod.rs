@@ -82,13 +82,13 @@ pub async fn rerate(
 ) -> Result<(u64, u64), StoreError> {
     let plans = store.rate_plans().await?;
     let (start, end) = period.bounds(tz);
-    let (mut rated, mut unrated, mut after) = (0u64, 0u64, 0i64);
+    let (mut rated, mut unrated, mut after) = (0u64, 0u64, None::<Vec<u8>>);
     loop {
         let page = store
-            .calls_page(start.timestamp(), end.timestamp(), after, 10_000)
+            .calls_page(start.timestamp(), end.timestamp(), after.as_deref(), 10_000)
             .await?;
         let Some(last) = page.last() else { break };
-        after = last.call.id;
+        after = Some(last.call_key.clone());
         let mut updates = Vec::with_capacity(page.len());
         for row in &page {
             let (id, c) = (&row.call.id, &row.call);
@@ -122,14 +122,6 @@ pub async fn rerate(
         }
         store.update_call_prices(&updates).await?;
     }
-    store
-        .rebuild_rollups(
-            start.timestamp(),
-            end.timestamp(),
-            &period.first_day().to_string(),
-            &period.last_day().to_string(),
-            tz,
-        )
-        .await?;
+    store.rebuild_rollups(period, tz).await?;
     Ok((rated, unrated))
 }

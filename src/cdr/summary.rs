@@ -42,12 +42,8 @@ pub async fn summary(
     period: Period,
 ) -> Result<Summary, StoreError> {
     let s = store.service(service).await?;
-    let (first, last) = (
-        period.first_day().to_string(),
-        period.last_day().to_string(),
-    );
-    let by_call_type = store.call_groups(service, &first, &last, false).await?;
-    let by_user = store.call_groups(service, &first, &last, true).await?;
+    let by_call_type = store.call_groups(service, period, false).await?;
+    let by_user = store.call_groups(service, period, true).await?;
     let sum = |f: fn(&CallGroup) -> i64| by_call_type.iter().map(f).sum::<i64>();
     let total = Money::from_micros(sum(|g| g.price_micros));
     let cost = Money::from_micros(sum(|g| g.cost_micros));

@@ -4,19 +4,48 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::audit::write_audit;
 use super::{Actor, Db, Store, StoreError, money, on_db};
 use crate::domain::rating::RatePlan;
-use crate::domain::{Money, ServiceId};
+use crate::domain::{Money, Period, ServiceId};
+
+/// A call's unique key: its start second (big-endian) then 8 bytes of SHA-256 over its identity.
+/// Keys of a chronological file arrive in order, so the unique index grows at its end instead of
+/// being written all over (what keeps large imports fast), and a time range is a key range; two
+/// calls collide only if they started in the same second and share 64 bits of hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallKey([u8; 16]);
+
+impl CallKey {
+    /// The key of the call that started at `started_at` (Unix seconds, 2000–2099 so that the
+    /// big-endian prefix sorts) and is identified by `parts`.
+    pub fn derive(started_at: i64, parts: &[&str]) -> CallKey {
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update(p.as_bytes());
+            h.update([0]);
+        }
+        let d = h.finalize();
+        let mut k = [0u8; 16];
+        k[..8].copy_from_slice(&started_at.to_be_bytes());
+        k[8..].copy_from_slice(&d[..8]);
+        CallKey(k)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 /// One call ready to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewCall {
-    pub key: [u8; 16],
+    pub key: CallKey,
     pub service_id: Option<i64>,
     pub user_ref: String,
     pub started_at: i64,
@@ -64,6 +93,7 @@ pub struct CallDetail {
 /// A matched call with its service (re-rating).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RatedCallRow {
+    pub call_key: Vec<u8>,
     pub service_id: i64,
     #[sqlx(flatten)]
     pub call: CallDetail,
@@ -86,19 +116,19 @@ struct Rollable {
 /// A stored call as the rollup rebuild reads it.
 #[derive(sqlx::FromRow)]
 struct Sourced {
-    id: i64,
+    call_key: Vec<u8>,
     #[sqlx(flatten)]
     call: Rollable,
 }
 
-/// Sums per (service, local day, user, call type), added to `call_rollups` in the same transaction
-/// as the calls.
+/// Sums per (service, local month, user, call type), added to `call_rollups` in the same
+/// transaction as the calls.
 struct Rollups {
     tz: Tz,
-    sums: HashMap<(i64, NaiveDate, String, String), [i64; 4]>,
-    /// The local day last computed and the UTC seconds `[from, to)` it covers: consecutive calls
-    /// mostly share a day, so the zone is consulted once a day, not once a call.
-    day: Option<(i64, i64, NaiveDate)>,
+    sums: HashMap<(i64, Period, String, String), [i64; 4]>,
+    /// The month last computed and the UTC seconds `[from, to)` it covers: consecutive calls
+    /// mostly share a month, so the zone is consulted once a month, not once a call.
+    month: Option<(i64, i64, Period)>,
 }
 
 impl Rollups {
@@ -106,26 +136,21 @@ impl Rollups {
         Rollups {
             tz,
             sums: HashMap::new(),
-            day: None,
+            month: None,
         }
     }
 
-    fn local_day(&mut self, at: i64) -> NaiveDate {
-        if let Some((from, to, d)) = self.day
+    fn month_of(&mut self, at: i64) -> Period {
+        if let Some((from, to, m)) = self.month
             && (from..to).contains(&at)
         {
-            return d;
+            return m;
         }
-        let Some(t) = DateTime::from_timestamp(at, 0) else {
-            return NaiveDate::MIN;
-        };
-        let d = t.with_timezone(&self.tz).date_naive();
-        let next = d.succ_opt().and_then(|n| day_start(self.tz, n));
-        self.day = match (day_start(self.tz, d), next) {
-            (Some(from), Some(to)) if (from..to).contains(&at) => Some((from, to, d)),
-            _ => None,
-        };
-        d
+        let instant = DateTime::from_timestamp(at, 0).unwrap_or_default();
+        let m = Period::containing(instant, self.tz);
+        let (from, to) = m.bounds(self.tz);
+        self.month = Some((from.timestamp(), to.timestamp(), m));
+        m
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -140,10 +165,10 @@ impl Rollups {
         price_micros: Option<i64>,
     ) {
         let Some(service) = service else { return };
-        let day = self.local_day(started_at);
+        let month = self.month_of(started_at);
         let e = self
             .sums
-            .entry((service, day, user_ref.to_owned(), call_type.to_owned()))
+            .entry((service, month, user_ref.to_owned(), call_type.to_owned()))
             .or_insert([0; 4]);
         e[0] += 1;
         e[1] += i64::from(duration_secs);
@@ -175,7 +200,7 @@ impl Rollups {
         );
     }
 
-    /// Rows to write: days as `YYYY-MM-DD`, the rollups' key.
+    /// Rows to write: months as `YYYY-MM`, the rollups' key.
     fn rows(&self) -> Vec<(i64, String, &str, &str, [i64; 4])> {
         self.sums
             .iter()
@@ -190,7 +215,7 @@ impl Rollups {
         let rows = self.rows();
         for chunk in rows.chunks(500) {
             let mut sql = String::from(
-                "INSERT INTO call_rollups (service_id, day, user_ref, call_type, calls, seconds, cost_micros, price_micros) VALUES ",
+                "INSERT INTO call_rollups (service_id, month, user_ref, call_type, calls, seconds, cost_micros, price_micros) VALUES ",
             );
             for i in 0..chunk.len() {
                 if i > 0 {
@@ -198,7 +223,7 @@ impl Rollups {
                 }
                 sql.push_str("(?,?,?,?,?,?,?,?)");
             }
-            sql.push_str(" ON CONFLICT (service_id, day, user_ref, call_type) DO UPDATE SET ");
+            sql.push_str(" ON CONFLICT (service_id, month, user_ref, call_type) DO UPDATE SET ");
             sql.push_str(ROLLUP_SUMS);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (s, d, u, t, v) in chunk {
@@ -226,9 +251,9 @@ impl Rollups {
             return Ok(());
         }
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO call_rollups (service_id, day, user_ref, call_type, calls, seconds, cost_micros, price_micros) \
+            "INSERT INTO call_rollups (service_id, month, user_ref, call_type, calls, seconds, cost_micros, price_micros) \
              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) \
-             ON CONFLICT (service_id, day, user_ref, call_type) DO UPDATE SET {ROLLUP_SUMS}"
+             ON CONFLICT (service_id, month, user_ref, call_type) DO UPDATE SET {ROLLUP_SUMS}"
         )))
         .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>())
@@ -248,33 +273,31 @@ impl Rollups {
 const ROLLUP_SUMS: &str = "calls = call_rollups.calls + excluded.calls, seconds = call_rollups.seconds + excluded.seconds, \
      cost_micros = call_rollups.cost_micros + excluded.cost_micros, price_micros = call_rollups.price_micros + excluded.price_micros";
 
-/// The first second of local day `d` in `tz`, as a Unix time. A zone that skips midnight (a
-/// daylight-saving change at 00:00) starts the day at its first local time that exists.
-fn day_start(tz: Tz, d: NaiveDate) -> Option<i64> {
-    (0..=180).step_by(30).find_map(|m| {
-        d.and_hms_opt(0, 0, 0)
-            .map(|t| t + chrono::Duration::minutes(m))
-            .and_then(|t| t.and_local_timezone(tz).earliest())
-            .map(|t| t.timestamp())
-    })
+/// The local months that `[min, max]` touches, each with its UTC seconds `[from, to)`.
+fn months_spanned(tz: Tz, min: i64, max: i64) -> Vec<(String, i64, i64)> {
+    let month =
+        |at: i64| Period::containing(DateTime::from_timestamp(at, 0).unwrap_or_default(), tz);
+    let (mut m, last) = (month(min), month(max));
+    let mut months = Vec::new();
+    while m <= last {
+        let (from, to) = m.bounds(tz);
+        months.push((m.to_string(), from.timestamp(), to.timestamp()));
+        m = m.next();
+    }
+    months
 }
 
-/// The local days that `[min, max]` touches, each with its UTC seconds `[from, to)`.
-fn days_spanned(tz: Tz, min: i64, max: i64) -> Vec<(String, i64, i64)> {
-    let local =
-        |at: i64| DateTime::from_timestamp(at, 0).map(|t| t.with_timezone(&tz).date_naive());
-    let (Some(mut d), Some(last)) = (local(min), local(max)) else {
-        return Vec::new();
-    };
-    let mut days = Vec::new();
-    while d <= last {
-        let Some(next) = d.succ_opt() else { break };
-        if let (Some(from), Some(to)) = (day_start(tz, d), day_start(tz, next)) {
-            days.push((d.to_string(), from, to));
-        }
-        d = next;
-    }
-    days
+/// The lowest call key of the calls that started at or after `at`: a key begins with its start
+/// second, big-endian, so a time range is a key range (on the unique key's index).
+fn key_floor(at: i64) -> Vec<u8> {
+    at.to_be_bytes().to_vec()
+}
+
+/// The lowest key above `key` (a key-ordered page starts there).
+fn key_after(key: &[u8]) -> Vec<u8> {
+    let mut k = key.to_vec();
+    k.push(0);
+    k
 }
 
 /// Appends `v` to a `COPY … FROM STDIN` text-format row: tab, newline, carriage return and
@@ -301,7 +324,7 @@ fn copy_opt(buf: &mut Vec<u8>, v: Option<i64>) {
 fn copy_row(buf: &mut Vec<u8>, c: &NewCall) {
     use std::io::Write;
     buf.extend_from_slice(b"\\\\x");
-    for b in c.key {
+    for b in c.key.as_bytes() {
         let _ = write!(buf, "{b:02x}");
     }
     buf.push(b'\t');
@@ -355,7 +378,7 @@ impl Store {
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for c in chunk {
                         q = q
-                            .bind(&c.key[..])
+                            .bind(c.key.as_bytes())
                             .bind(c.service_id)
                             .bind(&c.user_ref)
                             .bind(c.started_at)
@@ -383,7 +406,7 @@ impl Store {
                         let mut fresh: HashSet<Vec<u8>> = keys.into_iter().collect();
                         for c in chunk {
                             // `remove`, so a key twice in the chunk is rolled up once.
-                            if fresh.remove(&c.key[..]) {
+                            if fresh.remove(c.key.as_bytes()) {
                                 rollups.add_new(c);
                             }
                         }
@@ -426,7 +449,7 @@ impl Store {
                 let (min, max) = batch.iter().fold((i64::MAX, i64::MIN), |(lo, hi), c| {
                     (lo.min(c.started_at), hi.max(c.started_at))
                 });
-                let days = days_spanned(tz, min, max);
+                let months = months_spanned(tz, min, max);
                 let inserted: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                     "WITH ins AS (\
                        INSERT INTO calls (call_key, service_id, user_ref, started_at, duration_secs, destination, call_type, \
@@ -434,18 +457,18 @@ impl Store {
                        ON CONFLICT (call_key) DO NOTHING \
                        RETURNING service_id, started_at, user_ref, call_type, duration_secs, cost_micros, price_micros), \
                      sums AS (\
-                       INSERT INTO call_rollups (service_id, day, user_ref, call_type, calls, seconds, cost_micros, price_micros) \
-                       SELECT i.service_id, d.day, i.user_ref, i.call_type, COUNT(*), CAST(SUM(i.duration_secs) AS BIGINT), \
+                       INSERT INTO call_rollups (service_id, month, user_ref, call_type, calls, seconds, cost_micros, price_micros) \
+                       SELECT i.service_id, m.month, i.user_ref, i.call_type, COUNT(*), CAST(SUM(i.duration_secs) AS BIGINT), \
                        CAST(COALESCE(SUM(i.cost_micros), 0) AS BIGINT), CAST(COALESCE(SUM(i.price_micros), 0) AS BIGINT) \
-                       FROM ins i JOIN UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS d(day, lo, hi) \
-                       ON i.started_at >= d.lo AND i.started_at < d.hi \
-                       WHERE i.service_id IS NOT NULL GROUP BY i.service_id, d.day, i.user_ref, i.call_type \
-                       ON CONFLICT (service_id, day, user_ref, call_type) DO UPDATE SET {ROLLUP_SUMS}) \
+                       FROM ins i JOIN UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS m(month, lo, hi) \
+                       ON i.started_at >= m.lo AND i.started_at < m.hi \
+                       WHERE i.service_id IS NOT NULL GROUP BY i.service_id, m.month, i.user_ref, i.call_type \
+                       ON CONFLICT (service_id, month, user_ref, call_type) DO UPDATE SET {ROLLUP_SUMS}) \
                      SELECT COUNT(*) FROM ins"
                 )))
-                .bind(days.iter().map(|d| d.0.as_str()).collect::<Vec<_>>())
-                .bind(days.iter().map(|d| d.1).collect::<Vec<_>>())
-                .bind(days.iter().map(|d| d.2).collect::<Vec<_>>())
+                .bind(months.iter().map(|m| m.0.as_str()).collect::<Vec<_>>())
+                .bind(months.iter().map(|m| m.1).collect::<Vec<_>>())
+                .bind(months.iter().map(|m| m.2).collect::<Vec<_>>())
                 .fetch_one(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -454,36 +477,29 @@ impl Store {
         }
     }
 
-    /// Rebuilds the rollups of `[first_day, last_day]` from the calls (after re-rating).
-    pub async fn rebuild_rollups(
-        &self,
-        start: i64,
-        end: i64,
-        first_day: &str,
-        last_day: &str,
-        tz: Tz,
-    ) -> Result<(), StoreError> {
+    /// Rebuilds a month's rollups from its calls (after re-rating).
+    pub async fn rebuild_rollups(&self, period: Period, tz: Tz) -> Result<(), StoreError> {
+        let (start, end) = period.bounds(tz);
         let mut rollups = Rollups::new(tz);
-        let mut after = 0i64;
+        let (mut from, to) = (key_floor(start.timestamp()), key_floor(end.timestamp()));
         loop {
             let page: Vec<Sourced> = on_db!(self, p => sqlx::query_as(
-                "SELECT id, service_id, started_at, user_ref, call_type, duration_secs, cost_micros, price_micros FROM calls \
-                 WHERE started_at >= $1 AND started_at < $2 AND id > $3 AND service_id IS NOT NULL ORDER BY id LIMIT 50000")
-                .bind(start)
-                .bind(end)
-                .bind(after)
+                "SELECT call_key, service_id, started_at, user_ref, call_type, duration_secs, cost_micros, price_micros \
+                 FROM calls WHERE call_key >= $1 AND call_key < $2 AND service_id IS NOT NULL ORDER BY call_key LIMIT 50000")
+                .bind(&from)
+                .bind(&to)
                 .fetch_all(p)
                 .await?);
             let Some(last) = page.last() else { break };
-            after = last.id;
+            from = key_after(&last.call_key);
             page.iter().for_each(|s| rollups.add_stored(&s.call));
         }
+        let month = period.to_string();
         match self.db() {
             Db::Sqlite(p) => {
                 let mut tx = p.begin().await?;
-                sqlx::query("DELETE FROM call_rollups WHERE day >= $1 AND day <= $2")
-                    .bind(first_day)
-                    .bind(last_day)
+                sqlx::query("DELETE FROM call_rollups WHERE month = $1")
+                    .bind(&month)
                     .execute(&mut *tx)
                     .await?;
                 rollups.write_sqlite(&mut tx).await?;
@@ -491,9 +507,8 @@ impl Store {
             }
             Db::Postgres(p) => {
                 let mut tx = p.begin().await?;
-                sqlx::query("DELETE FROM call_rollups WHERE day >= $1 AND day <= $2")
-                    .bind(first_day)
-                    .bind(last_day)
+                sqlx::query("DELETE FROM call_rollups WHERE month = $1")
+                    .bind(&month)
                     .execute(&mut *tx)
                     .await?;
                 rollups.write_postgres(&mut tx).await?;
@@ -512,10 +527,10 @@ impl Store {
         let rows: Vec<(i64, i64, i64, i64, i64)> = on_db!(self, p => sqlx::query_as(
             "SELECT service_id, COUNT(*), CAST(COALESCE(SUM(duration_secs), 0) AS BIGINT), \
              CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT), CAST(COALESCE(SUM(price_micros), 0) AS BIGINT) \
-             FROM calls WHERE service_id IS NOT NULL AND price_micros IS NOT NULL AND started_at >= $1 AND started_at < $2 \
+             FROM calls WHERE service_id IS NOT NULL AND price_micros IS NOT NULL AND call_key >= $1 AND call_key < $2 \
              GROUP BY service_id ORDER BY service_id")
-            .bind(start.timestamp())
-            .bind(end.timestamp())
+            .bind(key_floor(start.timestamp()))
+            .bind(key_floor(end.timestamp()))
             .fetch_all(p)
             .await?);
         rows.into_iter()
@@ -538,9 +553,9 @@ impl Store {
         end: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         Ok(on_db!(self, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM calls WHERE service_id IS NOT NULL AND price_micros IS NULL AND started_at >= $1 AND started_at < $2")
-            .bind(start.timestamp())
-            .bind(end.timestamp())
+            "SELECT COUNT(*) FROM calls WHERE service_id IS NOT NULL AND price_micros IS NULL AND call_key >= $1 AND call_key < $2")
+            .bind(key_floor(start.timestamp()))
+            .bind(key_floor(end.timestamp()))
             .fetch_one(p)
             .await?))
     }
@@ -599,20 +614,21 @@ impl Store {
             .collect()
     }
 
-    /// Matched calls of a range, in id order, `limit` at a time after `after_id` (re-rating).
+    /// Matched calls that started in `[start, end)`, in key order, `limit` at a time after the
+    /// call with key `after` (re-rating).
     pub async fn calls_page(
         &self,
         start: i64,
         end: i64,
-        after_id: i64,
+        after: Option<&[u8]>,
         limit: i64,
     ) -> Result<Vec<RatedCallRow>, StoreError> {
+        let from = after.map_or_else(|| key_floor(start), key_after);
         Ok(on_db!(self, p => sqlx::query_as(
-            "SELECT id, service_id, user_ref, started_at, duration_secs, destination, call_type, inbound, cost_micros, price_micros \
-             FROM calls WHERE started_at >= $1 AND started_at < $2 AND id > $3 AND service_id IS NOT NULL ORDER BY id LIMIT $4")
-            .bind(start)
-            .bind(end)
-            .bind(after_id)
+            "SELECT call_key, id, service_id, user_ref, started_at, duration_secs, destination, call_type, inbound, cost_micros, price_micros \
+             FROM calls WHERE call_key >= $1 AND call_key < $2 AND service_id IS NOT NULL ORDER BY call_key LIMIT $3")
+            .bind(from)
+            .bind(key_floor(end))
             .bind(limit)
             .fetch_all(p)
             .await?))
@@ -638,25 +654,25 @@ impl Store {
         Ok(())
     }
 
-    /// Per call type (or per user) sums of a service's days `[first_day, last_day]`, from the rollups.
+    /// Per call type (or per user) sums of a service's month, from the rollups.
     pub async fn call_groups(
         &self,
         service: ServiceId,
-        first_day: &str,
-        last_day: &str,
+        period: Period,
         by_user: bool,
     ) -> Result<Vec<CallGroup>, StoreError> {
         let sql = if by_user {
             "SELECT user_ref AS key, CAST(SUM(calls) AS BIGINT) AS calls, CAST(SUM(seconds) AS BIGINT) AS seconds, \
              CAST(SUM(cost_micros) AS BIGINT) AS cost_micros, CAST(SUM(price_micros) AS BIGINT) AS price_micros \
-             FROM call_rollups WHERE service_id = $1 AND day >= $2 AND day <= $3 GROUP BY user_ref ORDER BY user_ref"
+             FROM call_rollups WHERE service_id = $1 AND month = $2 GROUP BY user_ref ORDER BY user_ref"
         } else {
             "SELECT call_type AS key, CAST(SUM(calls) AS BIGINT) AS calls, CAST(SUM(seconds) AS BIGINT) AS seconds, \
              CAST(SUM(cost_micros) AS BIGINT) AS cost_micros, CAST(SUM(price_micros) AS BIGINT) AS price_micros \
-             FROM call_rollups WHERE service_id = $1 AND day >= $2 AND day <= $3 GROUP BY call_type ORDER BY call_type"
+             FROM call_rollups WHERE service_id = $1 AND month = $2 GROUP BY call_type ORDER BY call_type"
         };
+        let month = period.to_string();
         Ok(
-            on_db!(self, p => sqlx::query_as(sql).bind(service.get()).bind(first_day).bind(last_day).fetch_all(p).await?),
+            on_db!(self, p => sqlx::query_as(sql).bind(service.get()).bind(&month).fetch_all(p).await?),
         )
     }
 

@@ -30,7 +30,8 @@ impl Store {
                 .busy_timeout(Duration::from_millis(cfg.busy_timeout_ms))
                 // A page cache that holds the call indexes during imports; temporary b-trees in memory.
                 .pragma("cache_size", "-32768")
-                .pragma("temp_store", "MEMORY");
+                .pragma("temp_store", "MEMORY")
+                .pragma("wal_autocheckpoint", "10000");
             let pool = SqlitePoolOptions::new()
                 .max_connections(cfg.max_connections)
                 .connect_with(opts)
