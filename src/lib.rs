@@ -5,6 +5,7 @@ pub mod autotask;
 pub mod cdr;
 pub mod cli;
 pub mod config;
+pub mod crash;
 pub mod daemon;
 pub mod domain;
 pub mod pipeline;

@@ -263,6 +263,95 @@ async fn an_overlapping_file_adds_only_its_new_calls_to_the_summary(app: TestApp
     assert_eq!(calls_of_users, 4);
 }
 
+/// Runs the real binary: `rebilld cdr import FILE --json`, batches of 100, aborting at `crash_at`.
+fn import_with_binary(
+    app: &TestApp,
+    file: &std::path::Path,
+    crash_at: Option<&str>,
+) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rebilld"));
+    c.env_remove("RUST_LOG")
+        .env("REBILL_DATABASE__URL", &app.database_url)
+        .env("REBILL_CDR__BATCH_ROWS", "100")
+        .args(["cdr", "import", "--json"])
+        .arg(file);
+    if let Some(p) = crash_at {
+        c.env("REBILL_CRASH_AT", p);
+    }
+    c.output().unwrap()
+}
+
+async fn stored_calls(app: &TestApp) -> (i64, i64) {
+    let s = rebill::cdr::summary::summary(
+        &app.store,
+        ServiceId::new(1).unwrap(),
+        Period::parse("2026-10").unwrap(),
+    )
+    .await
+    .unwrap();
+    let calls = app
+        .store
+        .user_calls(
+            ServiceId::new(1).unwrap(),
+            "0299990001",
+            0,
+            i64::MAX,
+            (i64::MIN, 0),
+            1000,
+        )
+        .await
+        .unwrap()
+        .len() as i64;
+    (calls, s.totals.calls)
+}
+
+async fn a_crash_mid_file_keeps_whole_batches_and_a_rerun_completes_it(app: TestApp) {
+    let service = sip(&app).await;
+    assert_eq!(service.get(), 1);
+    let file = app.dir.path().join("october.csv");
+    let mut text = String::from(
+        "call_id,user,start,duration,destination,call_type,cost,direction,disposition\n",
+    );
+    for i in 0..250 {
+        text.push_str(&format!(
+            "k{i},0299990001,2026-10-05T{:02}:{:02}:00+11:00,60,0412345678,mobile,0.10,out,ANSWERED\n",
+            i / 60,
+            i % 60
+        ));
+    }
+    std::fs::write(&file, text).unwrap();
+
+    // Killed before the first batch commits: none of it is stored, calls or rollups.
+    let out = import_with_binary(&app, &file, Some("calls_before_commit"));
+    assert!(!out.status.success());
+    assert_eq!(stored_calls(&app).await, (0, 0));
+
+    // Killed after the first batch commits: exactly that batch, with its rollups.
+    let out = import_with_binary(&app, &file, Some("cdr_after_batch"));
+    assert!(!out.status.success());
+    assert_eq!(stored_calls(&app).await, (100, 100));
+
+    // The re-run completes the file without a duplicate.
+    let out = import_with_binary(&app, &file, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = if report.is_array() {
+        report[0].clone()
+    } else {
+        report
+    };
+    assert_eq!(
+        (report["imported"].as_u64(), report["duplicates"].as_u64()),
+        (Some(150), Some(100)),
+        "{report}"
+    );
+    assert_eq!(stored_calls(&app).await, (250, 250));
+}
+
 backend_tests!(
     bad_rows_are_reported_by_line_and_good_rows_kept,
     importing_the_same_file_again_adds_no_call,
@@ -271,6 +360,7 @@ backend_tests!(
     summary_totals_equal_the_sum_of_its_detail_and_idle_users_show_no_records_found,
     rerating_after_a_plan_change_prices_the_month_again,
     an_overlapping_file_adds_only_its_new_calls_to_the_summary,
+    a_crash_mid_file_keeps_whole_batches_and_a_rerun_completes_it,
 );
 
 /// Day rollups of a database made before monthly rollups fold exactly into their month.

@@ -231,6 +231,7 @@ pub async fn import_file(
         let started = std::time::Instant::now();
         match store.insert_calls(&batch, opts.tz).await {
             Ok(n) => {
+                crate::crash::crash_point("cdr_after_batch");
                 imported += n;
                 written += batch.len() as u64;
                 tracing::debug!(

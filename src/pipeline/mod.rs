@@ -136,11 +136,4 @@ impl Pipeline {
 
 pub use export::export_period;
 
-/// Fault injection for the crash tests: with `REBILL_CRASH_AT=<point>` the process aborts there,
-/// as a SIGKILL would stop it. The points are the pipeline's step boundaries.
-pub fn crash_point(point: &str) {
-    if std::env::var("REBILL_CRASH_AT").is_ok_and(|p| p == point) {
-        eprintln!("rebilld: aborting at crash point {point} (REBILL_CRASH_AT)");
-        std::process::abort();
-    }
-}
+pub use crate::crash::crash_point;

@@ -416,6 +416,7 @@ impl Store {
                     }
                 }
                 rollups.write_sqlite(&mut tx).await?;
+                crate::crash::crash_point("calls_before_commit");
                 tx.commit().await?;
                 Ok(inserted)
             }
@@ -471,6 +472,7 @@ impl Store {
                 .bind(months.iter().map(|m| m.2).collect::<Vec<_>>())
                 .fetch_one(&mut *tx)
                 .await?;
+                crate::crash::crash_point("calls_before_commit");
                 tx.commit().await?;
                 Ok(inserted as u64)
             }
