@@ -179,3 +179,75 @@ fn assigning_a_parent_service_fails_with_the_reason_and_the_audit_names_the_acto
         .success()
         .stdout(contains("ops-anna"));
 }
+
+/// A CDR file of `rows` calls of one user, in October 2026.
+fn cdr_file(dir: &Path, rows: usize) -> std::path::PathBuf {
+    let mut text = String::from(
+        "call_id,user,start,duration,destination,call_type,cost,direction,disposition\n",
+    );
+    for i in 0..rows {
+        text.push_str(&format!(
+            "k{i},0299990001,2026-10-05T{:02}:{:02}:00+11:00,60,0412345678,mobile,0.10,out,ANSWERED\n",
+            i / 60,
+            i % 60
+        ));
+    }
+    let path = dir.join("october.csv");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `rebilld cdr import` inside a pseudo-terminal (util-linux `script`), as an operator would.
+fn import_on_a_terminal(dir: &Path, file: &Path, extra: &str) -> String {
+    let command = format!(
+        "{} cdr import {extra} {}",
+        env!("CARGO_BIN_EXE_rebilld"),
+        file.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env(
+            "REBILL_DATABASE__URL",
+            format!("sqlite://{}", dir.join("rebill.db").display()),
+        )
+        .env("REBILL_CDR__BATCH_ROWS", "100")
+        .output()
+        .expect("util-linux `script` runs the import in a pseudo-terminal");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_cdr_import_shows_a_progress_bar_on_a_terminal_and_only_the_report_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = cdr_file(dir.path(), 250);
+
+    let shown = import_on_a_terminal(dir.path(), &file, "");
+    assert!(
+        shown.contains("100 rows") && shown.contains("KiB/19.74 KiB"),
+        "{shown}"
+    );
+    assert!(shown.contains("250 rows read, 250 imported"), "{shown}");
+
+    let json = import_on_a_terminal(dir.path(), &file, "--json");
+    assert!(!json.contains("KiB"), "--json shows no bar: {json}");
+    assert!(json.contains("\"duplicates\":250"), "{json}");
+
+    let piped = rebilld(dir.path())
+        .env("REBILL_CDR__BATCH_ROWS", "100")
+        .args(["cdr", "import"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&piped.stdout),
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    assert!(!all.contains("KiB"), "no bar without a terminal: {all}");
+    assert!(
+        all.contains("250 rows read, 0 imported, 250 duplicates"),
+        "{all}"
+    );
+}
