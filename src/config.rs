@@ -503,11 +503,13 @@ mod example_tests {
                 text.contains(&format!("[{section}]")),
                 "[{section}] is documented"
             );
-            for key in v.as_table().unwrap().keys() {
-                assert!(
-                    text.contains(&format!("\n{key} =")) || text.contains(&format!("# {key} =")),
-                    "{section}.{key} is documented"
-                );
+            for (key, value) in v.as_table().unwrap() {
+                let documented = if value.is_table() {
+                    text.contains(&format!("[{section}.{key}]"))
+                } else {
+                    text.contains(&format!("\n{key} =")) || text.contains(&format!("# {key} ="))
+                };
+                assert!(documented, "{section}.{key} is documented");
             }
         }
         for secret in [

@@ -382,6 +382,39 @@ async fn reconcile_is_clean_and_then_catches_an_amount_edited_in_xero(app: TestA
     assert_eq!(dirty.differences[0].invoice, number);
 }
 
+async fn reconcile_checks_xeros_total_with_tax_at_the_configured_rates(app: TestApp) {
+    let w = build(&app).await;
+    w.pipeline.run_period(nov()).await.unwrap();
+    // Xero (the stand-in) taxes OUTPUT lines at 10 %, as the default rates say: Totals agree.
+    let clean = rebill::pipeline::reconcile(&w.pipeline, nov())
+        .await
+        .unwrap();
+    assert!(clean.is_clean(), "{clean:#?}");
+    assert!(clean.invoices_checked >= 2);
+
+    // Rates that disagree with the organisation's show on each Xero invoice, as a Total difference.
+    let mut wrong = w.pipeline.clone();
+    wrong.config.xero.tax_rates = rebill::domain::TaxRates::try_from(
+        std::collections::BTreeMap::from([("OUTPUT".to_string(), rust_decimal::Decimal::from(15))]),
+    )
+    .unwrap();
+    let dirty = rebill::pipeline::reconcile(&wrong, nov()).await.unwrap();
+    assert!(!dirty.is_clean());
+    assert!(
+        dirty
+            .differences
+            .iter()
+            .all(|d| d.kind == "amount" && d.detail.contains("total (with tax)")),
+        "{dirty:#?}"
+    );
+
+    // A tax type without a configured rate is checked on the SubTotal (ex tax) alone.
+    let mut unknown = w.pipeline.clone();
+    unknown.config.xero.tax_rates = rebill::domain::TaxRates::default();
+    let subtotal_only = rebill::pipeline::reconcile(&unknown, nov()).await.unwrap();
+    assert!(subtotal_only.is_clean(), "{subtotal_only:#?}");
+}
+
 async fn an_entry_left_in_flight_by_a_dead_worker_is_finished_once(app: TestApp) {
     let w = build(&app).await;
     // Record without pushing: claim everything as a worker that then "dies" (claim already expired).
@@ -450,6 +483,7 @@ backend_tests!(
     a_billed_autotask_charge_gets_a_correcting_charge,
     a_dry_run_changes_nothing_anywhere,
     reconcile_is_clean_and_then_catches_an_amount_edited_in_xero,
+    reconcile_checks_xeros_total_with_tax_at_the_configured_rates,
     an_entry_left_in_flight_by_a_dead_worker_is_finished_once,
     a_dropped_xero_response_is_retried_with_the_same_key_and_creates_once,
     a_dropped_autotask_response_is_found_by_its_marker,

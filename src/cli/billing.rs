@@ -132,10 +132,22 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
     let lines = ctx.store.invoice_lines(i.id).await?;
     let outbox = ctx.store.outbox(Some(i.id)).await?;
     let ledger = ctx.store.ledger(Some(i.id)).await?;
+    // Xero adds the tax: shown at the configured rates, as Xero will compute it.
+    let tax = (i.destination == "xero")
+        .then(|| {
+            ctx.config.xero.tax_rates.invoice_tax(
+                lines
+                    .iter()
+                    .filter(|l| !l.removed)
+                    .map(|l| (l.tax_type.as_deref(), l.amount())),
+            )
+        })
+        .flatten();
     if ctx.json {
         println!(
             "{}",
-            json!({"invoice": i, "lines": lines, "outbox": outbox, "ledger": ledger})
+            json!({"invoice": i, "tax": tax, "total_with_tax": tax.map(|t| i.total() + t),
+                   "lines": lines, "outbox": outbox, "ledger": ledger})
         );
         return Ok(());
     }
@@ -143,8 +155,11 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
         "invoice {} — {} — customer {} ({})",
         i.number, i.period, i.customer_id, i.customer_name
     );
+    let with_tax = tax
+        .map(|t| format!(" ex tax; tax {t}, total {} with tax", i.total() + t))
+        .unwrap_or_default();
     println!(
-        "  dated {} due {}, total {} {}",
+        "  dated {} due {}, total {} {}{with_tax}",
         i.issue_date,
         i.due_date,
         i.total(),

@@ -11,6 +11,7 @@ pub mod money;
 pub mod period;
 pub mod rating;
 pub mod service;
+pub mod tax;
 pub mod text;
 
 pub use assignment::{AssignmentState, AutotaskCoding, Transition};
@@ -20,6 +21,7 @@ pub use item::{Item, ItemKind, ItemStatus};
 pub use money::Money;
 pub use period::Period;
 pub use service::{Service, ServiceUser};
+pub use tax::TaxRates;
 pub use text::{Email, NonEmpty};
 
 /// A value that cannot be represented: the message names the thing and the reason.

@@ -27,7 +27,8 @@ pub use resync::{PlannedAction, ResyncPlan, ResyncRequest};
 
 use crate::autotask::AutotaskClient;
 use crate::config::Config;
-use crate::domain::Period;
+use crate::domain::{Money, Period};
+use crate::store::billing::StoredInvoice;
 use crate::store::{Store, StoreError};
 use crate::xero::XeroClient;
 
@@ -131,6 +132,19 @@ impl Pipeline {
     /// Pushes every outbox entry that is due at `now`.
     pub async fn drain(&self, now: DateTime<Utc>) -> Result<PushReport, PipelineError> {
         push::drain(self, now).await
+    }
+
+    /// A local invoice's total with tax as Xero computes it from the lines sent (each line taxed
+    /// at `xero.tax_rates` and rounded); `None` when a line's tax type has no configured rate.
+    pub async fn total_with_tax(&self, inv: &StoredInvoice) -> Result<Option<Money>, StoreError> {
+        let lines = self.store.invoice_lines(inv.id).await?;
+        let tax = self.config.xero.tax_rates.invoice_tax(
+            lines
+                .iter()
+                .filter(|l| !l.removed)
+                .map(|l| (l.tax_type.as_deref(), l.amount())),
+        );
+        Ok(tax.map(|t| inv.total() + t))
     }
 }
 

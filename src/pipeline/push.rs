@@ -16,7 +16,9 @@ use super::{Pipeline, PipelineError};
 use crate::autotask::{AutotaskError, ChargeDraft};
 use crate::domain::{ContractId, CustomerId, MaterialCodeId, Money, ProductId, XeroContactId};
 use crate::store::billing::{LedgerEntry, OutboxEntry, RemoteEffect, StoredInvoice, StoredLine};
-use crate::xero::{EmailOutcome, InvoiceDraft, InvoiceOutcome, LineDraft, XeroError};
+use crate::xero::{
+    EmailOutcome, InvoiceDraft, InvoiceOutcome, LineDraft, RemoteInvoice, XeroError,
+};
 
 /// An Autotask action's entry, its outcome and when it was requested.
 type ChargeResult = (
@@ -224,13 +226,10 @@ async fn xero_invoices(
                         l.remote_id = Some(remote.invoice_id.clone());
                         l.remote_status = Some(remote.status.clone());
                         l.amount = Some(remote.sub_total);
-                        if remote.sub_total != inv.total() {
-                            l.error = Some(format!(
-                                "Xero subtotal (ex tax) {} differs from the local total {}",
-                                remote.sub_total,
-                                inv.total()
-                            ));
-                            tracing::error!(invoice = %inv.number, xero = %remote.sub_total, local = %inv.total(), "Xero computed a different total");
+                        let with_tax = p.total_with_tax(inv).await?;
+                        if let Some(why) = total_difference(&remote, inv.total(), with_tax) {
+                            tracing::error!(invoice = %inv.number, %why, "Xero computed a different total");
+                            l.error = Some(why);
                         }
                         let effect = RemoteEffect::XeroInvoice {
                             invoice_id: remote.invoice_id.clone(),
@@ -657,5 +656,27 @@ pub(super) async fn adjustment(
             }
             None => Err(PipelineError::Refused("Xero returned no invoice".into())),
         }
+    }
+}
+
+/// How Xero's figures differ from the local ones, if they do: the SubTotal (ex tax) always, the
+/// Total (with tax) when every line's tax rate is known.
+pub(super) fn total_difference(
+    remote: &RemoteInvoice,
+    local: Money,
+    local_with_tax: Option<Money>,
+) -> Option<String> {
+    if remote.sub_total != local {
+        return Some(format!(
+            "Xero subtotal (ex tax) {} but the local total is {}",
+            remote.sub_total, local
+        ));
+    }
+    match local_with_tax {
+        Some(t) if remote.total != t => Some(format!(
+            "Xero total (with tax) {} but the local lines taxed at xero.tax_rates make {}",
+            remote.total, t
+        )),
+        _ => None,
     }
 }

@@ -61,17 +61,10 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
             };
             match xero.get_invoice(id).await {
                 Ok(remote) => {
-                    if remote.sub_total != inv.total() {
-                        diff(
-                            "xero",
-                            "amount",
-                            &inv.number,
-                            format!(
-                                "Xero subtotal (ex tax) {} but the ledger says {}",
-                                remote.sub_total,
-                                inv.total()
-                            ),
-                        );
+                    let with_tax = p.total_with_tax(inv).await?;
+                    if let Some(why) = super::push::total_difference(&remote, inv.total(), with_tax)
+                    {
+                        diff("xero", "amount", &inv.number, why);
                     }
                     if matches!(remote.status.as_str(), "VOIDED" | "DELETED") {
                         diff(

@@ -2,6 +2,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, SecretSource};
+use crate::domain::TaxRates;
 
 /// `[xero]`: the Xero app, the organisation and how invoices are sent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +36,9 @@ pub struct XeroConfig {
     /// Defaults for lines whose service names none.
     pub account_code: String,
     pub tax_type: String,
+    /// The rate, in percent, of each tax type the invoices use: the ledger checks Xero's Total
+    /// (with tax) against the local lines taxed at these rates, as Xero taxes them.
+    pub tax_rates: TaxRates,
     pub timeout_secs: u64,
     /// Retries of a failed idempotent request (429, 5xx, timeouts), with exponential back-off.
     pub max_retries: usize,
@@ -61,6 +65,7 @@ impl Default for XeroConfig {
             send_invoice_number: false,
             account_code: "200".into(),
             tax_type: "OUTPUT".into(),
+            tax_rates: TaxRates::australian_gst(),
             timeout_secs: 30,
             max_retries: 4,
             retry_base_ms: 500,
