@@ -444,6 +444,19 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_tax_rate_names_the_key_and_the_reason() {
+        let e = Config::from_sources("[xero.tax_rates]\nOUTPUT = \"110\"\n", "f", &[]).unwrap_err();
+        assert!(e.key.starts_with("xero.tax_rates"), "{e}");
+        assert!(e.to_string().contains("0 to 100"), "{e}");
+        let ok = Config::from_sources("[xero.tax_rates]\nOUTPUT2 = \"15\"\n", "f", &[]).unwrap();
+        let nz = ok
+            .xero
+            .tax_rates
+            .line_tax("OUTPUT2", crate::domain::Money::parse("10").unwrap());
+        assert_eq!(nz, Some(crate::domain::Money::parse("1.5").unwrap()));
+    }
+
+    #[test]
     fn a_bad_timezone_names_the_key() {
         let e = Config::from_sources("[business]\ntimezone = \"Mars/Olympus\"\n", "f", &[])
             .unwrap_err();
