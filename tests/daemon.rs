@@ -371,3 +371,77 @@ fn the_unit_file_passes_systemd_analyze_verify() {
         "systemd-analyze verify: {text}"
     );
 }
+
+/// Polls a log file until it holds `needle` (the daemon logs to stderr, redirected there).
+fn log_shows(log: &std::path::Path, needle: &str, limit: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if std::fs::read_to_string(log).is_ok_and(|t| t.contains(needle)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn sighup(child: &Child) {
+    Command::new("kill")
+        .arg("-HUP")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+}
+
+#[test]
+fn sighup_reloads_the_config_or_says_why_not_and_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rebill.db");
+    let config = dir.path().join("rebill.toml");
+    let log = dir.path().join("daemon.log");
+    std::fs::write(&config, "[invoices]\npayment_terms_days = 14\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rebilld"))
+        .env_remove("RUST_LOG")
+        .env("REBILL_DATABASE__URL", format!("sqlite://{}", db.display()))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(
+        log_shows(&log, "rebilld started", Duration::from_secs(30)),
+        "the daemon started"
+    );
+
+    // A broken file: the reload is refused with the key and the reason, the old config stays.
+    std::fs::write(&config, "[invoices]\npayment_terms_days = \"soon\"\n").unwrap();
+    sighup(&child);
+    assert!(
+        log_shows(
+            &log,
+            "configuration not reloaded; keeping the old one",
+            Duration::from_secs(20)
+        ),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("invoices.payment_terms_days"), "{text}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running after a bad reload"
+    );
+
+    // A good file is taken.
+    std::fs::write(&config, "[invoices]\npayment_terms_days = 30\n").unwrap();
+    sighup(&child);
+    assert!(
+        log_shows(&log, "configuration reloaded", Duration::from_secs(20)),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+
+    sigterm(&child);
+    let status = wait(&mut child, Duration::from_secs(20)).expect("stops on SIGTERM");
+    assert!(status.success());
+}
