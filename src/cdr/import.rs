@@ -285,7 +285,10 @@ impl Parser {
         sender: tokio::sync::mpsc::Sender<Vec<NewCall>>,
     ) -> Result<ImportReport, ImportError> {
         let mut report = ImportReport::default();
-        let mut rejects: Option<csv::Writer<File>> = None;
+        let mut rejects = Rejects {
+            path: self.rejects_path.clone(),
+            writer: None,
+        };
         let mut batch: Vec<NewCall> = Vec::with_capacity(self.batch_rows);
         let mut record = csv::ByteRecord::new();
         loop {
@@ -294,15 +297,8 @@ impl Parser {
                 Ok(m) => m,
                 Err(e) => {
                     report.rows_read += 1;
-                    let reason = format!("malformed CSV: {e}");
-                    reject(
-                        &mut rejects,
-                        &self.rejects_path,
-                        &mut report,
-                        line,
-                        &reason,
-                        &[],
-                    )?;
+                    report.rejected += 1;
+                    rejects.add(line, &format!("malformed CSV: {e}"), &[])?;
                     continue;
                 }
             };
@@ -323,14 +319,8 @@ impl Parser {
                         .iter()
                         .map(|b| String::from_utf8_lossy(b).to_string())
                         .collect();
-                    reject(
-                        &mut rejects,
-                        &self.rejects_path,
-                        &mut report,
-                        line,
-                        &reason,
-                        &raw,
-                    )?;
+                    report.rejected += 1;
+                    rejects.add(line, &reason, &raw)?;
                 }
             }
             if batch.len() >= self.batch_rows {
@@ -350,13 +340,7 @@ impl Parser {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
-        if let Some(mut w) = rejects {
-            w.flush().map_err(|e| ImportError::Io {
-                file: self.rejects_path.display().to_string(),
-                source: e,
-            })?;
-            report.rejects_file = Some(self.rejects_path.display().to_string());
-        }
+        report.rejects_file = rejects.finish()?;
         Ok(report)
     }
 
@@ -374,33 +358,48 @@ impl Parser {
     }
 }
 
-fn reject(
-    w: &mut Option<csv::Writer<File>>,
-    path: &Path,
-    report: &mut ImportReport,
-    line: u64,
-    reason: &str,
-    raw: &[String],
-) -> Result<(), ImportError> {
-    report.rejected += 1;
-    let io = |e: csv::Error| ImportError::Io {
-        file: path.display().to_string(),
-        source: std::io::Error::other(e),
-    };
-    if w.is_none() {
-        let mut writer = csv::WriterBuilder::new()
-            .flexible(true)
-            .from_path(path)
-            .map_err(io)?;
-        writer.write_record(["line", "reason", "row"]).map_err(io)?;
-        *w = Some(writer);
+/// `<file>.rejects.csv`: each bad row with its line and reason, made at the first bad row.
+struct Rejects {
+    path: PathBuf,
+    writer: Option<csv::Writer<File>>,
+}
+
+impl Rejects {
+    fn io(&self, e: csv::Error) -> ImportError {
+        ImportError::Io {
+            file: self.path.display().to_string(),
+            source: std::io::Error::other(e),
+        }
     }
-    if let Some(writer) = w {
-        writer
-            .write_record([line.to_string(), reason.to_string(), raw.join(",")])
-            .map_err(io)?;
+
+    fn add(&mut self, line: u64, reason: &str, raw: &[String]) -> Result<(), ImportError> {
+        if self.writer.is_none() {
+            let mut w = csv::WriterBuilder::new()
+                .flexible(true)
+                .from_path(&self.path)
+                .map_err(|e| self.io(e))?;
+            w.write_record(["line", "reason", "row"])
+                .map_err(|e| self.io(e))?;
+            self.writer = Some(w);
+        }
+        if let Some(w) = &mut self.writer {
+            let written = w.write_record([line.to_string(), reason.to_string(), raw.join(",")]);
+            written.map_err(|e| self.io(e))?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Flushes the file; its path when there was a bad row.
+    fn finish(self) -> Result<Option<String>, ImportError> {
+        let Some(mut w) = self.writer else {
+            return Ok(None);
+        };
+        w.flush().map_err(|e| ImportError::Io {
+            file: self.path.display().to_string(),
+            source: e,
+        })?;
+        Ok(Some(self.path.display().to_string()))
+    }
 }
 
 enum Row {
