@@ -130,7 +130,7 @@ pub async fn import_customers(
     };
     let at = client(ctx).await?;
     let outcomes = import_companies(&at, &ctx.store, &ctx.actor, which).await?;
-    let mut report = super::customer::ImportReport::default();
+    let mut report = super::import::ImportReport::default();
     for (id, o) in outcomes {
         report.record(std::path::Path::new("autotask company"), id as u64, o);
     }

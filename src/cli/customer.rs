@@ -7,14 +7,13 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::Ctx;
-use super::import::{Fields, Record, read_records};
+use super::import::{Fields, ImportReport, Record, read_records};
 use super::output::{say, table};
 use crate::domain::customer::BusinessDetails;
 use crate::domain::{
     AutotaskCompanyId, BillingTarget, Customer, CustomerId, Email, NewCustomer, NonEmpty,
     XeroContactId,
 };
-use crate::store::Upsert;
 
 #[derive(Debug, Subcommand)]
 pub enum CustomerCmd {
@@ -254,53 +253,6 @@ async fn import(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<()> {
         report.record(&path, r.line, outcome.map(|(_, u)| u));
     }
     report.finish(ctx, "customers")
-}
-
-/// Counts of an idempotent import, and each bad row with its file and line.
-#[derive(Default, serde::Serialize)]
-pub struct ImportReport {
-    pub created: usize,
-    pub updated: usize,
-    pub unchanged: usize,
-    pub rejected: Vec<String>,
-}
-
-impl ImportReport {
-    pub fn record(&mut self, path: &std::path::Path, line: u64, outcome: Result<Upsert, String>) {
-        match outcome {
-            Ok(Upsert::Created) => self.created += 1,
-            Ok(Upsert::Updated) => self.updated += 1,
-            Ok(Upsert::Unchanged) => self.unchanged += 1,
-            Err(e) => self
-                .rejected
-                .push(format!("{}:{line}: {e}", path.display())),
-        }
-    }
-
-    /// Prints the report; fails (non-zero exit) when any row was rejected.
-    pub fn finish(self, ctx: &Ctx, what: &str) -> anyhow::Result<()> {
-        if ctx.json {
-            println!("{}", json!(self));
-        } else {
-            for r in &self.rejected {
-                eprintln!("rejected: {r}");
-            }
-            println!(
-                "{what}: {} created, {} updated, {} unchanged, {} rejected",
-                self.created,
-                self.updated,
-                self.unchanged,
-                self.rejected.len()
-            );
-        }
-        if !self.rejected.is_empty() {
-            bail!(
-                "{} row(s) rejected; the other rows were imported",
-                self.rejected.len()
-            );
-        }
-        Ok(())
-    }
 }
 
 fn email_flag(c: &Customer) -> &'static str {

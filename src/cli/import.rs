@@ -3,7 +3,11 @@
 
 use std::path::Path;
 
-use serde_json::{Map, Value};
+use anyhow::bail;
+use serde_json::{Map, Value, json};
+
+use super::Ctx;
+use crate::store::Upsert;
 
 /// One record of an import file: its line number and its fields.
 pub struct Record {
@@ -178,5 +182,52 @@ mod tests {
     fn json_elements_know_their_lines() {
         let text = "[\n  {\"a\": \"x,]\"},\n  {\"b\": [1, 2]}\n,\n{}]";
         assert_eq!(element_lines(text), vec![2, 3, 5]);
+    }
+}
+
+/// Counts of an idempotent import, and each bad row with its file and line.
+#[derive(Default, serde::Serialize)]
+pub struct ImportReport {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub rejected: Vec<String>,
+}
+
+impl ImportReport {
+    pub fn record(&mut self, path: &std::path::Path, line: u64, outcome: Result<Upsert, String>) {
+        match outcome {
+            Ok(Upsert::Created) => self.created += 1,
+            Ok(Upsert::Updated) => self.updated += 1,
+            Ok(Upsert::Unchanged) => self.unchanged += 1,
+            Err(e) => self
+                .rejected
+                .push(format!("{}:{line}: {e}", path.display())),
+        }
+    }
+
+    /// Prints the report; fails (non-zero exit) when any row was rejected.
+    pub fn finish(self, ctx: &Ctx, what: &str) -> anyhow::Result<()> {
+        if ctx.json {
+            println!("{}", json!(self));
+        } else {
+            for r in &self.rejected {
+                eprintln!("rejected: {r}");
+            }
+            println!(
+                "{what}: {} created, {} updated, {} unchanged, {} rejected",
+                self.created,
+                self.updated,
+                self.unchanged,
+                self.rejected.len()
+            );
+        }
+        if !self.rejected.is_empty() {
+            bail!(
+                "{} row(s) rejected; the other rows were imported",
+                self.rejected.len()
+            );
+        }
+        Ok(())
     }
 }

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::Ctx;
-use super::customer::ImportReport;
+use super::import::ImportReport;
 use super::import::{Fields, Record, read_records};
 use super::output::{say, table};
 use crate::domain::{CustomerId, Money, NonEmpty, Period, Service, ServiceId, Transition};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
@@ -94,7 +94,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
     let _lock = single_instance(&config)?;
     let metrics = Arc::new(Metrics::default());
     let mut pipeline = Pipeline::from_config(store.clone(), config.clone()).await?;
-    let mut schedule = super::schedule_of(&config).map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
+    let mut schedule = schedule_of(&config).map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
     if let Some(listen) = config.metrics.listen.as_deref().filter(|l| !l.is_empty()) {
         let addr = listen.parse()?;
         let (bound, _) =
@@ -127,7 +127,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
     );
 
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    tracing::info!(next = %super::next_run_description(&config, Utc::now()), backend = store.backend(), "rebilld started");
+    tracing::info!(next = %next_run_description(&config, Utc::now()), backend = store.backend(), "rebilld started");
     let clock = SystemClock;
     let mut outbox = tokio::time::interval(Duration::from_secs(config.schedule.outbox_every_secs));
     let mut spool = tokio::time::interval(Duration::from_secs(config.schedule.spool_every_secs));
@@ -136,14 +136,14 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
         heartbeat.store(Utc::now().timestamp(), Ordering::Relaxed);
         let idle = format!(
             "idle, next run {}",
-            super::next_run_description(&pipeline.config, Utc::now())
+            next_run_description(&pipeline.config, Utc::now())
         );
         notify_status(&idle);
         tokio::select! {
             _ = stop.notified() => break,
             _ = reload.notified() => {
                 match Config::load(config_path.as_deref()) {
-                    Ok(new) => match (Pipeline::from_config(store.clone(), new.clone()).await, super::schedule_of(&new)) {
+                    Ok(new) => match (Pipeline::from_config(store.clone(), new.clone()).await, schedule_of(&new)) {
                         (Ok(p), Ok(s)) => {
                             pipeline = Pipeline { stop: pipeline.stop.clone(), ..p };
                             schedule = s;
@@ -242,4 +242,29 @@ fn spawn_signals(p: Pipeline, stop: Arc<Notify>, reload: Arc<Notify>, grace: Dur
         tracing::warn!(?grace, "shutdown grace period over; exiting");
         std::process::exit(0);
     });
+}
+
+/// The schedule of a configuration (its zone defaults to `business.timezone`).
+pub fn schedule_of(config: &Config) -> Result<Schedule, String> {
+    let tz = if config.schedule.timezone.is_empty() {
+        config.business.tz()
+    } else {
+        config
+            .schedule
+            .timezone
+            .parse()
+            .map_err(|_| format!("schedule.timezone {:?}", config.schedule.timezone))?
+    };
+    Schedule::parse(&config.schedule.cron, tz)
+}
+
+/// "2026-12-01 02:00 AEDT (period 2026-12)".
+pub fn next_run_description(config: &Config, now: DateTime<Utc>) -> String {
+    match schedule_of(config) {
+        Ok(s) => match s.next_after(now) {
+            Some(t) => format!("{} (period {})", s.describe(t), Period::containing(t, s.tz)),
+            None => "none in the next two years (check schedule.cron)".into(),
+        },
+        Err(e) => format!("unknown: {e}"),
+    }
 }

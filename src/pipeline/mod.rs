@@ -11,12 +11,14 @@
 //! `reconcile.rs` compares the ledger with what Xero and Autotask hold. Sits on `store`, `xero`,
 //! `autotask` and `domain`; `cli` and `daemon` call it.
 
+mod drafts;
 pub mod export;
 mod push;
 mod reconcile;
 mod record;
 pub mod resync;
 mod snapshot;
+mod update;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

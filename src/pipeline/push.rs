@@ -9,16 +9,13 @@ use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::record::{
-    AUTOTASK_CHARGE, AUTOTASK_UPDATE, XERO_EMAIL, XERO_INVOICE, XERO_UPDATE, autotask_marker,
-};
+use super::drafts::{charge_draft, total_difference, xero_draft_for};
+use super::record::{AUTOTASK_CHARGE, AUTOTASK_UPDATE, XERO_EMAIL, XERO_INVOICE, XERO_UPDATE};
 use super::{Pipeline, PipelineError};
-use crate::autotask::{AutotaskError, ChargeDraft};
-use crate::domain::{ContractId, CustomerId, MaterialCodeId, Money, ProductId, XeroContactId};
-use crate::store::billing::{LedgerEntry, OutboxEntry, RemoteEffect, StoredInvoice, StoredLine};
-use crate::xero::{
-    EmailOutcome, InvoiceDraft, InvoiceOutcome, LineDraft, RemoteInvoice, XeroError,
-};
+use crate::autotask::AutotaskError;
+use crate::domain::{CustomerId, Money};
+use crate::store::billing::{LedgerEntry, OutboxEntry, RemoteEffect, StoredInvoice};
+use crate::xero::{EmailOutcome, InvoiceDraft, InvoiceOutcome, XeroError};
 
 /// An Autotask action's entry, its outcome and when it was requested.
 type ChargeResult = (
@@ -96,62 +93,6 @@ fn next_utc_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
         .and_hms_opt(0, 5, 0)
         .map(|t| t.and_utc())
         .unwrap_or(now + Duration::days(1))
-}
-
-pub(super) async fn xero_draft_for(
-    p: &Pipeline,
-    inv: &StoredInvoice,
-) -> Result<InvoiceDraft, String> {
-    let contact = match &inv.xero_contact_id {
-        Some(c) => Some(c.clone()),
-        None => p
-            .store
-            .customer(CustomerId::new(inv.customer_id).map_err(|e| e.to_string())?)
-            .await
-            .map_err(|e| e.to_string())?
-            .target
-            .xero_contact()
-            .map(|c| c.to_string()),
-    };
-    let contact = contact.ok_or_else(|| {
-        format!(
-            "customer {} ({}) is not linked to a Xero contact: run `rebilld customer link-xero {} --create` (or --contact-id), then `rebilld --resync --period {}`",
-            inv.customer_id, inv.customer_name, inv.customer_id, inv.period
-        )
-    })?;
-    let lines = p
-        .store
-        .invoice_lines(inv.id)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(InvoiceDraft {
-        contact_id: XeroContactId::parse(&contact).map_err(|e| e.to_string())?,
-        reference: inv.number.clone(),
-        invoice_number: p
-            .config
-            .xero
-            .send_invoice_number
-            .then(|| inv.number.clone()),
-        date: inv.issue_date,
-        due_date: inv.due_date,
-        currency: inv.currency.clone(),
-        lines: lines
-            .iter()
-            .filter(|l| !l.removed)
-            .map(line_draft)
-            .collect::<Result<_, _>>()?,
-    })
-}
-
-fn line_draft(l: &StoredLine) -> Result<LineDraft, String> {
-    Ok(LineDraft {
-        description: l.description.clone(),
-        quantity: l.quantity().map_err(|e| e.to_string())?,
-        unit_amount: l.unit_price().amount(),
-        account_code: l.account_code.clone(),
-        tax_type: l.tax_type.clone(),
-        item_code: l.item_code.clone(),
-    })
 }
 
 /// Creates a batch of Xero invoices in one request. Returns how many entries it handled.
@@ -422,7 +363,7 @@ async fn xero_updates(
     let handled = entries.len();
     for e in entries {
         let requested_at = Utc::now();
-        match super::resync::push_xero_update(p, &e).await {
+        match super::update::push_xero_update(p, &e).await {
             Ok((l, effect)) => {
                 p.store.complete_outbox(&e, &l, &effect).await?;
                 report.updated += 1;
@@ -503,37 +444,6 @@ async fn autotask_charges(
     Ok(handled)
 }
 
-pub(super) fn charge_draft(
-    inv: &StoredInvoice,
-    line: &StoredLine,
-    revision: u32,
-) -> Result<ChargeDraft, String> {
-    let (Some(c), Some(pr), Some(m)) = (
-        line.autotask_contract_id,
-        line.autotask_product_id,
-        line.autotask_material_code_id,
-    ) else {
-        return Err(format!(
-            "line {:?} of invoice {} has no Autotask contract, product and material code",
-            line.description, inv.number
-        ));
-    };
-    let customer = CustomerId::new(inv.customer_id).map_err(|e| e.to_string())?;
-    Ok(ChargeDraft {
-        contract_id: ContractId::new(c).map_err(|e| e.to_string())?,
-        product_id: ProductId::new(pr).map_err(|e| e.to_string())?,
-        material_code_id: MaterialCodeId::new(m).map_err(|e| e.to_string())?,
-        name: line.description.chars().take(100).collect(),
-        description: format!("{} — {} {}", line.description, inv.number, inv.period),
-        unit_quantity: line.quantity().map_err(|e| e.to_string())?,
-        unit_price: line.unit_price(),
-        unit_cost: line.unit_cost(),
-        date_purchased: inv.issue_date,
-        marker: autotask_marker(&inv.period, customer, &line.charge_key, revision),
-        billable: true,
-    })
-}
-
 async fn push_charge(
     p: &Pipeline,
     autotask: &crate::autotask::AutotaskClient,
@@ -557,7 +467,7 @@ async fn push_charge(
     let draft = charge_draft(&inv, &line, 1).map_err(local)?;
     let amount = Money::new(draft.unit_price.amount() * draft.unit_quantity).round_cents();
     if e.action == AUTOTASK_UPDATE {
-        let change = super::resync::push_autotask_update(autotask, &inv, &line, draft).await?;
+        let change = super::update::push_autotask_update(autotask, &inv, &line, draft).await?;
         let mut l = ledger("autotask", "ok", requested_at);
         l.remote_id = Some(change.charge_id.to_string());
         l.remote_status = Some(change.what.clone());
@@ -584,99 +494,4 @@ async fn push_charge(
             charge_id: remote.id,
         },
     ))
-}
-
-/// Makes the adjustment for a Xero invoice that can no longer be edited: a credit note for a
-/// decrease, an extra invoice for an increase. Returns the remote id and what was done.
-pub(super) async fn adjustment(
-    p: &Pipeline,
-    inv: &StoredInvoice,
-    draft: &InvoiceDraft,
-    difference: Money,
-    key: &str,
-) -> Result<(String, String), PipelineError> {
-    let xero = p
-        .xero
-        .as_ref()
-        .ok_or_else(|| PipelineError::Refused("Xero is not configured".into()))?;
-    let first = draft.lines.first();
-    let line = |description: String, amount: Money| LineDraft {
-        description,
-        quantity: rust_decimal::Decimal::ONE,
-        unit_amount: amount.amount(),
-        account_code: first.and_then(|l| l.account_code.clone()),
-        tax_type: first.and_then(|l| l.tax_type.clone()),
-        item_code: None,
-    };
-    let reference = format!("{}-ADJ{}", inv.number, inv.revision);
-    if difference.is_negative() {
-        let note = crate::xero::CreditNoteDraft {
-            contact_id: draft.contact_id.clone(),
-            reference: reference.clone(),
-            date: Utc::now()
-                .with_timezone(&p.config.business.tz())
-                .date_naive(),
-            currency: inv.currency.clone(),
-            lines: vec![line(
-                format!(
-                    "Credit: correction to invoice {} ({})",
-                    inv.number, inv.period
-                ),
-                -difference,
-            )],
-        };
-        let created = xero.create_credit_note(&note, key).await?;
-        Ok((
-            created.credit_note_id,
-            format!("credit note {reference} for {}", -difference),
-        ))
-    } else {
-        let extra = InvoiceDraft {
-            reference: reference.clone(),
-            invoice_number: None,
-            lines: vec![line(
-                format!(
-                    "Additional charges for invoice {} ({})",
-                    inv.number, inv.period
-                ),
-                difference,
-            )],
-            ..draft.clone()
-        };
-        let outcomes = xero
-            .create_invoices(std::slice::from_ref(&extra), key)
-            .await?;
-        match outcomes.into_iter().next() {
-            Some(InvoiceOutcome::Created(r)) => Ok((
-                r.invoice_id,
-                format!("extra invoice {reference} for {difference}"),
-            )),
-            Some(InvoiceOutcome::Invalid { messages, .. }) => {
-                Err(PipelineError::Refused(messages.join("; ")))
-            }
-            None => Err(PipelineError::Refused("Xero returned no invoice".into())),
-        }
-    }
-}
-
-/// How Xero's figures differ from the local ones, if they do: the SubTotal (ex tax) always, the
-/// Total (with tax) when every line's tax rate is known.
-pub(super) fn total_difference(
-    remote: &RemoteInvoice,
-    local: Money,
-    local_with_tax: Option<Money>,
-) -> Option<String> {
-    if remote.sub_total != local {
-        return Some(format!(
-            "Xero subtotal (ex tax) {} but the local total is {}",
-            remote.sub_total, local
-        ));
-    }
-    match local_with_tax {
-        Some(t) if remote.total != t => Some(format!(
-            "Xero total (with tax) {} but the local lines taxed at xero.tax_rates make {}",
-            remote.total, t
-        )),
-        _ => None,
-    }
 }

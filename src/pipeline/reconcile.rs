@@ -62,7 +62,8 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
             match xero.get_invoice(id).await {
                 Ok(remote) => {
                     let with_tax = p.total_with_tax(inv).await?;
-                    if let Some(why) = super::push::total_difference(&remote, inv.total(), with_tax)
+                    if let Some(why) =
+                        super::drafts::total_difference(&remote, inv.total(), with_tax)
                     {
                         diff("xero", "amount", &inv.number, why);
                     }

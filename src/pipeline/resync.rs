@@ -13,12 +13,10 @@ use serde::Serialize;
 
 use super::record::{self, AUTOTASK_CHARGE, AUTOTASK_UPDATE, XERO_UPDATE};
 use super::{Pipeline, PipelineError, snapshot};
-use crate::autotask::{AutotaskClient, AutotaskError, ChargeDraft};
 use crate::domain::billing::{Destination, InvoiceDraft, compute_invoices};
 use crate::domain::{CustomerId, Money, Period};
 use crate::store::billing::{
-    InvoiceChanges, LedgerEntry, NewAction, NewLine, OutboxEntry, RemoteEffect, StoredInvoice,
-    StoredLine,
+    InvoiceChanges, NewAction, NewLine, OutboxEntry, StoredInvoice, StoredLine,
 };
 
 #[derive(Debug, Clone)]
@@ -308,108 +306,4 @@ pub async fn apply(p: &Pipeline, plan: &ResyncPlan) -> Result<super::PushReport,
         record::record(&p.store, &p.config, period, &computed).await?;
     }
     p.drain(Utc::now()).await
-}
-
-/// The result of one remote update, for the ledger.
-pub struct UpdateOutcome {
-    pub charge_id: i64,
-    pub what: String,
-    pub amount: Money,
-}
-
-/// Brings one Autotask charge in line with its (changed or removed) line: PATCH while unbilled,
-/// a correcting charge once billed; a line never pushed is created.
-pub async fn push_autotask_update(
-    autotask: &AutotaskClient,
-    inv: &StoredInvoice,
-    line: &StoredLine,
-    mut draft: ChargeDraft,
-) -> Result<UpdateOutcome, AutotaskError> {
-    if line.removed {
-        draft.unit_quantity = rust_decimal::Decimal::ZERO;
-    }
-    let amount = Money::new(draft.unit_price.amount() * draft.unit_quantity).round_cents();
-    match autotask
-        .find_charge_by_marker(draft.contract_id, &draft.marker)
-        .await?
-    {
-        Some(existing) => {
-            let change = autotask.update_or_correct_charge(&existing, &draft).await?;
-            Ok(UpdateOutcome {
-                charge_id: change.charge_id(),
-                what: change.describe(),
-                amount,
-            })
-        }
-        None if line.removed => Ok(UpdateOutcome {
-            charge_id: 0,
-            what: format!("nothing to remove for {}", inv.number),
-            amount,
-        }),
-        None => {
-            let created = autotask.push_charge(&draft).await?;
-            Ok(UpdateOutcome {
-                charge_id: created.id,
-                what: "created".into(),
-                amount,
-            })
-        }
-    }
-}
-
-/// Brings a created Xero invoice in line with its recorded lines.
-pub async fn push_xero_update(
-    p: &Pipeline,
-    e: &OutboxEntry,
-) -> Result<(LedgerEntry, RemoteEffect), PipelineError> {
-    let xero = p
-        .xero
-        .as_ref()
-        .ok_or_else(|| PipelineError::Refused("Xero is not configured".into()))?;
-    let inv = p.store.invoice_by_id(e.invoice_id).await?;
-    let requested_at = Utc::now();
-    let remote_id = inv.xero_invoice_id.clone().ok_or_else(|| {
-        PipelineError::Refused(format!("invoice {} is not in Xero yet", inv.number))
-    })?;
-    let remote = xero.get_invoice(&remote_id).await?;
-    let draft = super::push::xero_draft_for(p, &inv)
-        .await
-        .map_err(PipelineError::Refused)?;
-    let mut l = LedgerEntry {
-        system: "xero",
-        remote_id: Some(remote_id.clone()),
-        remote_status: None,
-        amount: None,
-        requested_at,
-        outcome: "ok",
-        error: None,
-    };
-    let editable = matches!(remote.status.as_str(), "DRAFT" | "SUBMITTED" | "AUTHORISED")
-        && remote.amount_paid.is_zero();
-    if editable {
-        let updated = xero
-            .update_invoice(&remote_id, &draft, &e.idempotency_key)
-            .await?;
-        l.remote_status = Some(format!("updated ({})", updated.status));
-        l.amount = Some(updated.sub_total);
-        return Ok((
-            l,
-            RemoteEffect::XeroInvoice {
-                invoice_id: updated.invoice_id,
-                status: updated.status,
-            },
-        ));
-    }
-    let difference = inv.total() - remote.sub_total;
-    if difference.is_zero() {
-        l.remote_status = Some("no change needed".into());
-        l.amount = Some(remote.sub_total);
-        return Ok((l, RemoteEffect::None));
-    }
-    let adjustment =
-        super::push::adjustment(p, &inv, &draft, difference, &e.idempotency_key).await?;
-    l.remote_id = Some(adjustment.0);
-    l.remote_status = Some(adjustment.1);
-    l.amount = Some(difference);
-    Ok((l, RemoteEffect::None))
 }

@@ -1,0 +1,118 @@
+//! What goes out, and how what comes back is checked: local invoices and lines as Xero invoice
+//! drafts and Autotask charge drafts, and the comparison of Xero's figures with ours.
+
+use super::Pipeline;
+use super::record::autotask_marker;
+use crate::autotask::ChargeDraft;
+use crate::domain::{ContractId, CustomerId, MaterialCodeId, Money, ProductId, XeroContactId};
+use crate::store::billing::{StoredInvoice, StoredLine};
+use crate::xero::{InvoiceDraft, LineDraft, RemoteInvoice};
+
+pub(super) async fn xero_draft_for(
+    p: &Pipeline,
+    inv: &StoredInvoice,
+) -> Result<InvoiceDraft, String> {
+    let contact = match &inv.xero_contact_id {
+        Some(c) => Some(c.clone()),
+        None => p
+            .store
+            .customer(CustomerId::new(inv.customer_id).map_err(|e| e.to_string())?)
+            .await
+            .map_err(|e| e.to_string())?
+            .target
+            .xero_contact()
+            .map(|c| c.to_string()),
+    };
+    let contact = contact.ok_or_else(|| {
+        format!(
+            "customer {} ({}) is not linked to a Xero contact: run `rebilld customer link-xero {} --create` (or --contact-id), then `rebilld --resync --period {}`",
+            inv.customer_id, inv.customer_name, inv.customer_id, inv.period
+        )
+    })?;
+    let lines = p
+        .store
+        .invoice_lines(inv.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(InvoiceDraft {
+        contact_id: XeroContactId::parse(&contact).map_err(|e| e.to_string())?,
+        reference: inv.number.clone(),
+        invoice_number: p
+            .config
+            .xero
+            .send_invoice_number
+            .then(|| inv.number.clone()),
+        date: inv.issue_date,
+        due_date: inv.due_date,
+        currency: inv.currency.clone(),
+        lines: lines
+            .iter()
+            .filter(|l| !l.removed)
+            .map(line_draft)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn line_draft(l: &StoredLine) -> Result<LineDraft, String> {
+    Ok(LineDraft {
+        description: l.description.clone(),
+        quantity: l.quantity().map_err(|e| e.to_string())?,
+        unit_amount: l.unit_price().amount(),
+        account_code: l.account_code.clone(),
+        tax_type: l.tax_type.clone(),
+        item_code: l.item_code.clone(),
+    })
+}
+
+pub(super) fn charge_draft(
+    inv: &StoredInvoice,
+    line: &StoredLine,
+    revision: u32,
+) -> Result<ChargeDraft, String> {
+    let (Some(c), Some(pr), Some(m)) = (
+        line.autotask_contract_id,
+        line.autotask_product_id,
+        line.autotask_material_code_id,
+    ) else {
+        return Err(format!(
+            "line {:?} of invoice {} has no Autotask contract, product and material code",
+            line.description, inv.number
+        ));
+    };
+    let customer = CustomerId::new(inv.customer_id).map_err(|e| e.to_string())?;
+    Ok(ChargeDraft {
+        contract_id: ContractId::new(c).map_err(|e| e.to_string())?,
+        product_id: ProductId::new(pr).map_err(|e| e.to_string())?,
+        material_code_id: MaterialCodeId::new(m).map_err(|e| e.to_string())?,
+        name: line.description.chars().take(100).collect(),
+        description: format!("{} — {} {}", line.description, inv.number, inv.period),
+        unit_quantity: line.quantity().map_err(|e| e.to_string())?,
+        unit_price: line.unit_price(),
+        unit_cost: line.unit_cost(),
+        date_purchased: inv.issue_date,
+        marker: autotask_marker(&inv.period, customer, &line.charge_key, revision),
+        billable: true,
+    })
+}
+
+/// How Xero's figures differ from the local ones, if they do: the SubTotal (ex tax) always, the
+/// Total (with tax) when every line's tax rate is known.
+pub(super) fn total_difference(
+    remote: &RemoteInvoice,
+    local: Money,
+    local_with_tax: Option<Money>,
+) -> Option<String> {
+    if remote.sub_total != local {
+        return Some(format!(
+            "Xero subtotal (ex tax) {} but the local total is {}",
+            remote.sub_total, local
+        ));
+    }
+    match local_with_tax {
+        Some(t) if remote.total != t => Some(format!(
+            "Xero total (with tax) {} but the local lines taxed at xero.tax_rates make {}",
+            remote.total, t
+        )),
+        _ => None,
+    }
+}
