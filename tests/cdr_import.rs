@@ -352,6 +352,103 @@ async fn a_crash_mid_file_keeps_whole_batches_and_a_rerun_completes_it(app: Test
     assert_eq!(stored_calls(&app).await, (250, 250));
 }
 
+async fn an_asterisk_master_csv_imports_with_its_example_mapping(app: TestApp) {
+    let (pbx, _) = app
+        .store
+        .import_service(
+            &app.actor(),
+            &ServiceImport {
+                external_ref: "pbx".into(),
+                parent_ref: None,
+                name: NonEmpty::parse("n", "Hosted PBX").unwrap(),
+                kind: "voip".into(),
+                rebill_enabled: true,
+                monthly_price: Money::ZERO,
+                monthly_cost: Money::ZERO,
+                xero_account_code: None,
+                xero_tax_type: None,
+                xero_item_code: None,
+                users: ["201", "202"]
+                    .iter()
+                    .map(|u| ServiceUserImport {
+                        user_ref: u.to_string(),
+                        label: None,
+                    })
+                    .collect(),
+            },
+        )
+        .await
+        .unwrap();
+    let plan: RatePlan =
+        toml::from_str(&std::fs::read_to_string("config/rate-plan.example.toml").unwrap()).unwrap();
+    app.store
+        .set_rate_plan(&app.actor(), pbx, &plan)
+        .await
+        .unwrap();
+    let mapping = Mapping::from_toml(
+        &std::fs::read_to_string("config/cdr-mappings/asterisk-master-csv.toml").unwrap(),
+    )
+    .unwrap();
+    let file = copy(&app, "asterisk-Master.csv");
+    let r = import_file(&app.store, &mapping, &file, None, &opts())
+        .await
+        .unwrap();
+    // Six rows: NO ANSWER and BUSY skipped by rule, the inbound call (src is the caller) kept
+    // unmatched, the last row (no uniqueid column) keyed from its fields.
+    assert_eq!(
+        (
+            r.rows_read,
+            r.imported,
+            r.skipped_by_rule,
+            r.unmatched,
+            r.rejected
+        ),
+        (6, 4, 2, 1, 0),
+        "{r:?}"
+    );
+
+    let calls = app
+        .store
+        .user_calls(pbx, "201", 0, i64::MAX, (i64::MIN, 0), 10)
+        .await
+        .unwrap();
+    // billsec, not duration; 09:00 local on 3 October 2026 is AEST (+10).
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].duration_secs, 65);
+    assert_eq!(calls[0].call_type, "mobile");
+    assert_eq!(
+        calls[0].started_at,
+        "2026-10-02T23:00:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+            .timestamp()
+    );
+    // 65 s of mobile at 0.18/min, 30/1 increments: 65 × 0.003 = 0.195.
+    assert_eq!(calls[0].price_micros, Some(195_000));
+    let intl = app
+        .store
+        .user_calls(pbx, "202", 0, i64::MAX, (i64::MIN, 0), 10)
+        .await
+        .unwrap();
+    assert_eq!(intl.len(), 1);
+    assert_eq!(intl[0].call_type, "international");
+    // 02:30 on 4 October does not exist in Sydney (clocks jump 02:00 → 03:00): moved forward by the
+    // gap, 03:30 AEDT = 16:30 UTC.
+    assert_eq!(
+        intl[0].started_at,
+        "2026-10-03T16:30:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+            .timestamp()
+    );
+
+    // The same file again adds nothing, with or without a uniqueid.
+    let again = import_file(&app.store, &mapping, &file, None, &opts())
+        .await
+        .unwrap();
+    assert_eq!((again.imported, again.duplicates), (0, 4));
+}
+
 backend_tests!(
     bad_rows_are_reported_by_line_and_good_rows_kept,
     importing_the_same_file_again_adds_no_call,
@@ -361,6 +458,7 @@ backend_tests!(
     rerating_after_a_plan_change_prices_the_month_again,
     an_overlapping_file_adds_only_its_new_calls_to_the_summary,
     a_crash_mid_file_keeps_whole_batches_and_a_rerun_completes_it,
+    an_asterisk_master_csv_imports_with_its_example_mapping,
 );
 
 /// Day rollups of a database made before monthly rollups fold exactly into their month.
