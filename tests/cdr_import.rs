@@ -15,15 +15,16 @@ fn opts() -> ImportOptions {
     }
 }
 
-async fn sip(app: &TestApp) -> ServiceId {
+/// A VoIP service whose users are `users`.
+async fn voip_service(app: &TestApp, external_ref: &str, users: &[&str]) -> ServiceId {
     let (id, _) = app
         .store
         .import_service(
             &app.actor(),
             &ServiceImport {
-                external_ref: "sip".into(),
+                external_ref: external_ref.into(),
                 parent_ref: None,
-                name: NonEmpty::parse("n", "SIP 1").unwrap(),
+                name: NonEmpty::parse("n", &format!("VoIP {external_ref}")).unwrap(),
                 kind: "voip".into(),
                 rebill_enabled: true,
                 monthly_price: Money::ZERO,
@@ -31,7 +32,7 @@ async fn sip(app: &TestApp) -> ServiceId {
                 xero_account_code: None,
                 xero_tax_type: None,
                 xero_item_code: None,
-                users: ["0299990001", "0299990002", "0299990003"]
+                users: users
                     .iter()
                     .map(|u| ServiceUserImport {
                         user_ref: u.to_string(),
@@ -42,6 +43,12 @@ async fn sip(app: &TestApp) -> ServiceId {
         )
         .await
         .unwrap();
+    id
+}
+
+/// SIP 1: three numbers, rated at the wholesale cost × 1.5.
+async fn sip(app: &TestApp) -> ServiceId {
+    let id = voip_service(app, "sip", &["0299990001", "0299990002", "0299990003"]).await;
     let plan: RatePlan = toml::from_str("kind = \"cost_plus\"\nmultiplier = \"1.5\"\n").unwrap();
     app.store
         .set_rate_plan(&app.actor(), id, &plan)
@@ -353,32 +360,7 @@ async fn a_crash_mid_file_keeps_whole_batches_and_a_rerun_completes_it(app: Test
 }
 
 async fn an_asterisk_master_csv_imports_with_its_example_mapping(app: TestApp) {
-    let (pbx, _) = app
-        .store
-        .import_service(
-            &app.actor(),
-            &ServiceImport {
-                external_ref: "pbx".into(),
-                parent_ref: None,
-                name: NonEmpty::parse("n", "Hosted PBX").unwrap(),
-                kind: "voip".into(),
-                rebill_enabled: true,
-                monthly_price: Money::ZERO,
-                monthly_cost: Money::ZERO,
-                xero_account_code: None,
-                xero_tax_type: None,
-                xero_item_code: None,
-                users: ["201", "202"]
-                    .iter()
-                    .map(|u| ServiceUserImport {
-                        user_ref: u.to_string(),
-                        label: None,
-                    })
-                    .collect(),
-            },
-        )
-        .await
-        .unwrap();
+    let pbx = voip_service(&app, "pbx", &["201", "202"]).await;
     let plan: RatePlan =
         toml::from_str(&std::fs::read_to_string("config/rate-plan.example.toml").unwrap()).unwrap();
     app.store
