@@ -109,18 +109,24 @@ pub async fn rerate(
                     .and_then(|p| p.round_stored().to_micros().ok())
                     .map(|p| (p, *v))
             });
-            match price {
+            let (price, version) = match price {
                 Some((p, v)) => {
                     rated += 1;
-                    updates.push((*id, Some(p), Some(v)));
+                    (Some(p), Some(v))
                 }
                 None => {
                     unrated += 1;
-                    updates.push((*id, None, None));
+                    (None, None)
                 }
+            };
+            // Only what changed is written: a plan change on one service rewrites its calls alone.
+            if (price, version) != (c.price_micros, row.plan_version) {
+                updates.push((*id, price, version));
             }
         }
-        store.update_call_prices(&updates).await?;
+        if !updates.is_empty() {
+            store.update_call_prices(&updates).await?;
+        }
     }
     store.rebuild_rollups(period, tz).await?;
     Ok((rated, unrated))

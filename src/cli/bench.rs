@@ -222,6 +222,25 @@ pub async fn run(config: &Config, a: BenchArgs) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64() * 1000.0,
         s.totals.calls
     );
+    // A plan change on the busy service, then the month re-rated.
+    let dearer = RatePlan::CostPlus {
+        multiplier: "1.4".parse()?,
+        addon_per_minute: Money::parse("0.01")?,
+        charge_inbound_13: false,
+    };
+    store
+        .set_rate_plan(&Actor::new("bench"), busy, &dearer)
+        .await?;
+    let t = Instant::now();
+    let (rated, _) =
+        crate::cdr::rerate(&store, Period::parse("2026-10")?, config.business.tz()).await?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{:<28} {:>10.0} calls/s   ({rated} calls of 2026-10 rated, {} of them re-priced, rollups rebuilt, in {secs:.2} s)",
+        "re-rate a month (SQLite)",
+        rated as f64 / secs,
+        s.totals.calls
+    );
     store.close().await;
 
     if let Some(url) = &a.postgres_url {

@@ -95,6 +95,7 @@ pub struct CallDetail {
 pub struct RatedCallRow {
     pub call_key: Vec<u8>,
     pub service_id: i64,
+    pub plan_version: Option<i32>,
     #[sqlx(flatten)]
     pub call: CallDetail,
 }
@@ -627,8 +628,8 @@ impl Store {
     ) -> Result<Vec<RatedCallRow>, StoreError> {
         let from = after.map_or_else(|| key_floor(start), key_after);
         Ok(on_db!(self, p => sqlx::query_as(
-            "SELECT call_key, id, service_id, user_ref, started_at, duration_secs, destination, call_type, inbound, cost_micros, price_micros \
-             FROM calls WHERE call_key >= $1 AND call_key < $2 AND service_id IS NOT NULL ORDER BY call_key LIMIT $3")
+            "SELECT call_key, id, service_id, plan_version, user_ref, started_at, duration_secs, destination, call_type, inbound, \
+             cost_micros, price_micros FROM calls WHERE call_key >= $1 AND call_key < $2 AND service_id IS NOT NULL ORDER BY call_key LIMIT $3")
             .bind(from)
             .bind(key_floor(end))
             .bind(limit)
@@ -636,23 +637,47 @@ impl Store {
             .await?))
     }
 
-    /// Writes re-rated prices in one transaction.
+    /// Writes re-rated prices (call id, price, plan version) in one transaction, a few thousand
+    /// calls per statement.
     pub async fn update_call_prices(
         &self,
         prices: &[(i64, Option<i64>, Option<i32>)],
     ) -> Result<(), StoreError> {
-        on_db!(self, p => {
-            let mut tx = p.begin().await?;
-            for (id, price, version) in prices {
-                sqlx::query("UPDATE calls SET price_micros = $2, plan_version = $3 WHERE id = $1")
-                    .bind(id)
-                    .bind(price)
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await?;
+        match self.db() {
+            Db::Sqlite(p) => {
+                let mut tx = p.begin().await?;
+                for chunk in prices.chunks(SQLITE_ROWS_PER_STATEMENT) {
+                    let mut sql = String::from(
+                        "UPDATE calls SET price_micros = v.column2, plan_version = v.column3 FROM (VALUES ",
+                    );
+                    for i in 0..chunk.len() {
+                        if i > 0 {
+                            sql.push(',');
+                        }
+                        sql.push_str("(?,?,?)");
+                    }
+                    sql.push_str(") AS v WHERE calls.id = v.column1");
+                    // Only placeholders are formatted into the statement, never data.
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for (id, price, version) in chunk {
+                        q = q.bind(id).bind(price).bind(version);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
             }
-            tx.commit().await?;
-        });
+            Db::Postgres(p) => {
+                sqlx::query(
+                    "UPDATE calls SET price_micros = v.price, plan_version = v.version \
+                     FROM UNNEST($1::bigint[], $2::bigint[], $3::int[]) AS v(id, price, version) WHERE calls.id = v.id",
+                )
+                .bind(prices.iter().map(|x| x.0).collect::<Vec<_>>())
+                .bind(prices.iter().map(|x| x.1).collect::<Vec<_>>())
+                .bind(prices.iter().map(|x| x.2).collect::<Vec<_>>())
+                .execute(p)
+                .await?;
+            }
+        }
         Ok(())
     }
 
