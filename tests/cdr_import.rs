@@ -224,10 +224,10 @@ async fn rerating_after_a_plan_change_prices_the_month_again(app: TestApp) {
         .await
         .unwrap();
     let tz = "Australia/Sydney".parse().unwrap();
-    let (rated, _) = rebill::cdr::rerate(&app.store, Period::parse("2026-10").unwrap(), tz)
+    let r = rebill::cdr::rerate(&app.store, Period::parse("2026-10").unwrap(), tz)
         .await
         .unwrap();
-    assert_eq!(rated, 2);
+    assert_eq!((r.matched, r.rated, r.unrated), (0, 2, 0));
     let s = rebill::cdr::summary::summary(&app.store, service, Period::parse("2026-10").unwrap())
         .await
         .unwrap();
@@ -431,6 +431,34 @@ async fn an_asterisk_master_csv_imports_with_its_example_mapping(app: TestApp) {
     assert_eq!((again.imported, again.duplicates), (0, 4));
 }
 
+async fn rerate_matches_unmatched_calls_to_users_added_since(app: TestApp) {
+    sip(&app).await;
+    let file = copy(&app, "mixed.csv");
+    let r = import_file(&app.store, &Mapping::standard(), &file, None, &opts())
+        .await
+        .unwrap();
+    assert_eq!(
+        r.unmatched, 1,
+        "c8 is of 0299990009, a number no service has yet"
+    );
+    let later = voip_service(&app, "sip-2", &["0299990009"]).await;
+    let tz = "Australia/Sydney".parse().unwrap();
+    let october = Period::parse("2026-10").unwrap();
+    let r = rebill::cdr::rerate(&app.store, october, tz).await.unwrap();
+    assert_eq!(
+        (r.matched, r.unrated),
+        (1, 1),
+        "matched, but sip-2 has no plan yet"
+    );
+    let s = rebill::cdr::summary::summary(&app.store, later, october)
+        .await
+        .unwrap();
+    assert_eq!(s.totals.calls, 1);
+    assert_eq!(s.totals.wholesale_cost, Money::parse("0.02").unwrap());
+    let again = rebill::cdr::rerate(&app.store, october, tz).await.unwrap();
+    assert_eq!(again.matched, 0);
+}
+
 backend_tests!(
     bad_rows_are_reported_by_line_and_good_rows_kept,
     importing_the_same_file_again_adds_no_call,
@@ -441,6 +469,7 @@ backend_tests!(
     an_overlapping_file_adds_only_its_new_calls_to_the_summary,
     a_crash_mid_file_keeps_whole_batches_and_a_rerun_completes_it,
     an_asterisk_master_csv_imports_with_its_example_mapping,
+    rerate_matches_unmatched_calls_to_users_added_since,
 );
 
 /// Day rollups of a database made before monthly rollups fold exactly into their month.

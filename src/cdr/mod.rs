@@ -74,14 +74,29 @@ fn move_into(path: &Path, dir: &Path) -> std::io::Result<()> {
     std::fs::rename(path, dir.join(name))
 }
 
-/// Re-prices a month's calls with each service's current plan (after a plan change).
+/// What `cdr rerate` did to a month.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RerateReport {
+    /// Unmatched calls whose user now belongs to a service (added since the import).
+    pub matched: u64,
+    /// Calls priced by their service's current plan.
+    pub rated: u64,
+    /// Calls of a service without a plan, or without a rate for their type.
+    pub unrated: u64,
+}
+
+/// Re-prices a month's calls with each service's current plan (after a plan change); first, the
+/// month's unmatched calls are matched to users added since they were imported.
 pub async fn rerate(
     store: &Store,
     period: Period,
     tz: chrono_tz::Tz,
-) -> Result<(u64, u64), StoreError> {
+) -> Result<RerateReport, StoreError> {
     let plans = store.rate_plans().await?;
     let (start, end) = period.bounds(tz);
+    let matched = store
+        .match_unmatched_calls(start.timestamp(), end.timestamp())
+        .await?;
     let (mut rated, mut unrated, mut after) = (0u64, 0u64, None::<Vec<u8>>);
     loop {
         let page = store
@@ -129,5 +144,9 @@ pub async fn rerate(
         }
     }
     store.rebuild_rollups(period, tz).await?;
-    Ok((rated, unrated))
+    Ok(RerateReport {
+        matched,
+        rated,
+        unrated,
+    })
 }

@@ -107,12 +107,14 @@ pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
             Ok(())
         }
         CdrCmd::Rerate { period } => {
-            let (rated, unrated) =
-                crate::cdr::rerate(&ctx.store, period, ctx.config.business.tz()).await?;
+            let r = crate::cdr::rerate(&ctx.store, period, ctx.config.business.tz()).await?;
             say(
                 ctx,
-                &format!("{period}: {rated} calls re-rated, {unrated} without a plan or rate"),
-                json!({"rated": rated, "unrated": unrated}),
+                &format!(
+                    "{period}: {} unmatched calls matched to users added since, {} calls re-rated, {} without a plan or rate",
+                    r.matched, r.rated, r.unrated
+                ),
+                json!(r),
             );
             Ok(())
         }

@@ -637,6 +637,20 @@ impl Store {
             .await?))
     }
 
+    /// Gives the unmatched calls that started in `[start, end)` the service their user belongs to
+    /// now (a user added after the calls were imported); returns how many were matched.
+    pub async fn match_unmatched_calls(&self, start: i64, end: i64) -> Result<u64, StoreError> {
+        Ok(on_db!(self, p => sqlx::query(
+            "UPDATE calls SET service_id = (SELECT su.service_id FROM service_users su WHERE su.user_ref = calls.user_ref) \
+             WHERE service_id IS NULL AND call_key >= $1 AND call_key < $2 \
+             AND user_ref IN (SELECT user_ref FROM service_users)")
+            .bind(key_floor(start))
+            .bind(key_floor(end))
+            .execute(p)
+            .await?
+            .rows_affected()))
+    }
+
     /// Writes re-rated prices (call id, price, plan version) in one transaction, a few thousand
     /// calls per statement.
     pub async fn update_call_prices(
