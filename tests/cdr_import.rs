@@ -459,6 +459,57 @@ async fn rerate_matches_unmatched_calls_to_users_added_since(app: TestApp) {
     assert_eq!(again.matched, 0);
 }
 
+async fn the_spool_imports_settled_files_into_done_and_leaves_the_rest(app: TestApp) {
+    sip(&app).await;
+    let spool = app.dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::copy("tests/data/cdr/mixed.csv", spool.join("Master.csv")).unwrap();
+    std::fs::write(spool.join("no-user.csv"), "caller,when\n1,2\n").unwrap();
+    std::fs::write(spool.join(".copying.csv"), "call_id,user\n").unwrap();
+    let mut cfg = rebill::cdr::CdrConfig {
+        spool_dir: Some(spool.clone()),
+        spool_settle_secs: 0,
+        ..Default::default()
+    };
+
+    let reports = rebill::cdr::import_spool_once(&app.store, &cfg, &opts())
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!((reports[0].imported, reports[0].rejected), (3, 5));
+    assert!(spool.join("done/Master.csv").exists());
+    let rejects = std::fs::read_to_string(spool.join("done/Master.csv.rejects.csv")).unwrap();
+    assert!(rejects.starts_with("line,reason,row\n3,"), "{rejects}");
+    assert!(
+        spool.join("failed/no-user.csv").exists(),
+        "refused whole, not retried"
+    );
+    assert!(
+        spool.join(".copying.csv").exists(),
+        "a dot-file is being written"
+    );
+
+    // The PBX writes Master.csv again: a new name in done/, the first one kept.
+    std::fs::copy("tests/data/cdr/mixed.csv", spool.join("Master.csv")).unwrap();
+    // A file modified just now waits while the settle time has not passed.
+    cfg.spool_settle_secs = 3600;
+    let none = rebill::cdr::import_spool_once(&app.store, &cfg, &opts())
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert!(
+        spool.join("Master.csv").exists(),
+        "left in the spool for a later pass"
+    );
+    cfg.spool_settle_secs = 0;
+    let again = rebill::cdr::import_spool_once(&app.store, &cfg, &opts())
+        .await
+        .unwrap();
+    assert_eq!((again[0].imported, again[0].duplicates), (0, 3));
+    assert!(spool.join("done/Master.csv").exists() && spool.join("done/Master.1.csv").exists());
+    assert!(spool.join("done/Master.1.csv.rejects.csv").exists());
+}
+
 backend_tests!(
     bad_rows_are_reported_by_line_and_good_rows_kept,
     importing_the_same_file_again_adds_no_call,
@@ -470,6 +521,7 @@ backend_tests!(
     a_crash_mid_file_keeps_whole_batches_and_a_rerun_completes_it,
     an_asterisk_master_csv_imports_with_its_example_mapping,
     rerate_matches_unmatched_calls_to_users_added_since,
+    the_spool_imports_settled_files_into_done_and_leaves_the_rest,
 );
 
 /// Day rollups of a database made before monthly rollups fold exactly into their month.

@@ -9,6 +9,8 @@ pub struct CdrConfig {
     /// A directory the daemon watches for CDR files; processed files move to `done/`, their bad rows
     /// to `done/<file>.rejects.csv`.
     pub spool_dir: Option<std::path::PathBuf>,
+    /// A spool file is imported once unmodified for this long (one still being copied in waits).
+    pub spool_settle_secs: u64,
     /// The column mapping (see config/cdr-mapping.example.toml); without it, a header row named
     /// call_id,user,start,duration,destination,call_type,cost,direction,disposition.
     pub mapping_file: Option<std::path::PathBuf>,
@@ -21,6 +23,7 @@ impl Default for CdrConfig {
     fn default() -> Self {
         CdrConfig {
             spool_dir: None,
+            spool_settle_secs: 30,
             mapping_file: None,
             batch_rows: 50_000,
         }

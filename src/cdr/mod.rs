@@ -17,8 +17,11 @@ use crate::domain::Period;
 use crate::domain::rating::{CallForRating, Direction, rate_call};
 use crate::store::{Store, StoreError};
 
-/// Imports every file in the spool directory (oldest name first), moving each to `done/` with its
-/// rejects beside it. A file refused whole moves to `failed/`, so that it is not retried forever.
+/// Imports every settled file in the spool directory (oldest name first), moving each to `done/`
+/// with its rejects beside it. A file refused whole moves to `failed/`, so that it is not retried
+/// forever. A file is settled once unmodified for `cdr.spool_settle_secs`: one still being copied
+/// in is left for a later pass, never imported half-written. Names starting with a dot are ignored
+/// (write to `.name` and rename into place), and a name already in `done/` gets a numbered one.
 pub async fn import_spool_once(
     store: &Store,
     cfg: &CdrConfig,
@@ -38,6 +41,12 @@ pub async fn import_spool_once(
     let done = dir.join("done");
     let failed = dir.join("failed");
     std::fs::create_dir_all(&done).map_err(io)?;
+    let settle = std::time::Duration::from_secs(cfg.spool_settle_secs);
+    let settled = |p: &Path| {
+        p.metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= settle))
+    };
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map_err(io)?
         .filter_map(Result::ok)
@@ -52,6 +61,19 @@ pub async fn import_spool_once(
     files.sort();
     let mut reports = Vec::new();
     for path in files {
+        if !settled(&path) {
+            tracing::debug!(file = %path.display(), "CDR file still being written; left for the next pass");
+            continue;
+        }
+        // Its final name, free in done/ (and so its rejects file's name too).
+        let path = match free_name(&done, &path) {
+            Some(free) => {
+                let renamed = dir.join(free);
+                std::fs::rename(&path, &renamed).map_err(io)?;
+                renamed
+            }
+            None => path,
+        };
         match import_file(store, &mapping, &path, Some(&done), opts).await {
             Ok(r) => {
                 move_into(&path, &done).map_err(io)?;
@@ -60,6 +82,14 @@ pub async fn import_spool_once(
             }
             Err(ImportError::Refused { file, reason }) => {
                 std::fs::create_dir_all(&failed).map_err(io)?;
+                let path = match free_name(&failed, &path) {
+                    Some(free) => {
+                        let renamed = dir.join(free);
+                        std::fs::rename(&path, &renamed).map_err(io)?;
+                        renamed
+                    }
+                    None => path,
+                };
                 move_into(&path, &failed).map_err(io)?;
                 tracing::error!(%file, %reason, "CDR file refused; moved to failed/");
             }
@@ -72,6 +102,23 @@ pub async fn import_spool_once(
 fn move_into(path: &Path, dir: &Path) -> std::io::Result<()> {
     let name = path.file_name().unwrap_or_default();
     std::fs::rename(path, dir.join(name))
+}
+
+/// `None` when `path`'s name is free in `dir`; else the first free `stem.N.ext` (a PBX may write
+/// `Master.csv` again every day, and the earlier one must not be overwritten).
+fn free_name(dir: &Path, path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_string_lossy().to_string();
+    let taken = |n: &str| dir.join(n).exists() || dir.join(format!("{n}.rejects.csv")).exists();
+    if !taken(&name) {
+        return None;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
+        _ => (name.clone(), String::new()),
+    };
+    (1..)
+        .map(|n| format!("{stem}.{n}{ext}"))
+        .find(|n| !taken(n))
 }
 
 /// What `cdr rerate` did to a month.
