@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use super::mapping::{Column, Mapping, parse_start};
+use super::mapping::{Column, Mapping, parse_duration, parse_start};
 use crate::domain::Money;
 use crate::domain::rating::{CallForRating, Direction, RatePlan, rate_call};
 use crate::domain::service::normalise_user_ref;
@@ -448,14 +448,7 @@ fn to_call(
     }
     let started = parse_start(field(idx.start, "start time")?, &m.time.format, tz)?;
     let dur_text = field(idx.duration, "duration")?;
-    let duration: i64 = dur_text
-        .parse()
-        .map_err(|_| format!("duration {dur_text:?} is not a whole number of seconds"))?;
-    if !(0..=86_400 * 2).contains(&duration) {
-        return Err(format!(
-            "duration {duration} is negative or longer than two days"
-        ));
-    }
+    let duration = parse_duration(dur_text)?;
     let destination = normalise_user_ref(field(idx.destination, "destination")?);
     let call_type = match optional(idx.call_type, "call type")? {
         Some(t) => t.to_ascii_lowercase(),

@@ -159,6 +159,47 @@ fn read_start(s: &str, format: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
     }
 }
 
+/// Reads a call's duration: whole seconds ("65"), seconds with a fraction ("64.2", a started second
+/// counts whole: 65), or a clock reading ("1:05", "0:01:05") as carriers often write it.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    let bad = || format!("duration {s:?} is not seconds (65, 64.2) nor [h:]mm:ss");
+    if s.starts_with('-') {
+        return Err(format!("duration {s:?} is negative"));
+    }
+    let secs = if s.contains(':') {
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() > 3
+            || parts
+                .iter()
+                .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(bad());
+        }
+        let n: Vec<i64> = parts
+            .iter()
+            .map(|p| p.parse().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?;
+        if n[1..].iter().any(|&x| x >= 60) {
+            return Err(bad());
+        }
+        n.iter().fold(0, |acc, x| acc * 60 + x)
+    } else if let Some((whole, frac)) = s.split_once('.') {
+        let whole: i64 = whole.parse().map_err(|_| bad())?;
+        if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        whole + i64::from(frac.bytes().any(|b| b != b'0') && whole >= 0)
+    } else {
+        s.parse().map_err(|_| bad())?
+    };
+    if !(0..=86_400 * 2).contains(&secs) {
+        return Err(format!(
+            "duration {s:?} is negative or longer than two days"
+        ));
+    }
+    Ok(secs)
+}
+
 pub fn resolve_local(naive: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
     match tz.from_local_datetime(&naive) {
         LocalResult::Single(d) => d.with_timezone(&Utc),
@@ -216,6 +257,26 @@ mod tests {
         assert!(parse_start("1969-12-31T00:00:00Z", "rfc3339", syd()).is_err());
         assert!(parse_start("2100-01-01T00:00:00Z", "rfc3339", syd()).is_err());
         assert!(parse_start("2026-10-01T00:00:00+10:00", "rfc3339", syd()).is_ok());
+    }
+
+    #[test]
+    fn durations_in_seconds_fractions_and_clock_readings() {
+        for (text, secs) in [
+            ("0", 0),
+            ("65", 65),
+            ("65.0", 65),
+            ("64.2", 65),
+            ("1:05", 65),
+            ("0:01:05", 65),
+            ("1:00:00", 3600),
+        ] {
+            assert_eq!(parse_duration(text), Ok(secs), "{text}");
+        }
+        for bad in [
+            "-5", "1:75", "abc", "1::5", "65.", "1:2:3:4", "200000", "-0.5",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
