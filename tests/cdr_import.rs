@@ -510,6 +510,36 @@ async fn the_spool_imports_settled_files_into_done_and_leaves_the_rest(app: Test
     assert!(spool.join("done/Master.1.csv.rejects.csv").exists());
 }
 
+async fn carrier_costs_and_durations_are_read_as_carriers_write_them(app: TestApp) {
+    let service = sip(&app).await;
+    let file = app.dir.path().join("carrier.csv");
+    std::fs::write(
+        &file,
+        "call_id,user,start,duration,destination,call_type,cost,direction,disposition\n\
+         w1,0299990001,2026-10-03T09:00:00+10:00,0:01:05,0412345678,mobile,0.01234567,out,ANSWERED\n\
+         w2,0299990001,2026-10-03T10:00:00+10:00,64.2,0412345678,mobile,$0.10,out,ANSWERED\n",
+    )
+    .unwrap();
+    let r = import_file(&app.store, &Mapping::standard(), &file, None, &opts())
+        .await
+        .unwrap();
+    assert_eq!((r.imported, r.rejected), (2, 0), "{r:?}");
+    let calls = app
+        .store
+        .user_calls(service, "0299990001", 0, i64::MAX, (i64::MIN, 0), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        calls.iter().map(|c| c.duration_secs).collect::<Vec<_>>(),
+        [65, 65]
+    );
+    // Eight places rounded to the six stored; the $ sign read as the currency it is.
+    assert_eq!(
+        calls.iter().map(|c| c.cost_micros).collect::<Vec<_>>(),
+        [Some(12_346), Some(100_000)]
+    );
+}
+
 backend_tests!(
     bad_rows_are_reported_by_line_and_good_rows_kept,
     importing_the_same_file_again_adds_no_call,
@@ -522,6 +552,7 @@ backend_tests!(
     an_asterisk_master_csv_imports_with_its_example_mapping,
     rerate_matches_unmatched_calls_to_users_added_since,
     the_spool_imports_settled_files_into_done_and_leaves_the_rest,
+    carrier_costs_and_durations_are_read_as_carriers_write_them,
 );
 
 /// Day rollups of a database made before monthly rollups fold exactly into their month.

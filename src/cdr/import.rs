@@ -455,7 +455,13 @@ fn to_call(
         None => m.call_type_of(&destination),
     };
     let cost = match optional(idx.cost, "cost")? {
-        Some(c) => Some(Money::parse(c).map_err(|e| format!("cost: {e}"))?),
+        // A carrier may price to more places than the 6 stored: rounded, not refused.
+        Some(c) => Some(
+            c.trim_start_matches('$')
+                .parse::<rust_decimal::Decimal>()
+                .map(|d| Money::new(d).round_stored())
+                .map_err(|_| format!("cost {c:?} is not a decimal number"))?,
+        ),
         None => None,
     };
     let is_inbound = optional(idx.direction, "direction")?
