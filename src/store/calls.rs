@@ -1,6 +1,8 @@
-//! Calls and rate plans. Imports insert in batches (multi-row statements on SQLite, `UNNEST` arrays
-//! on PostgreSQL) with `ON CONFLICT (call_key) DO NOTHING`, so a re-import or an overlapping file
-//! adds no duplicate; the summary is answered by aggregates over the (service, time) index.
+//! Calls, their monthly rollups and rate plans. Imports insert in batches (multi-row statements on
+//! SQLite, `COPY` into a staging table on PostgreSQL) with `ON CONFLICT (call_key) DO NOTHING`, so a
+//! re-import or an overlapping file adds no duplicate, and add the new calls' sums to
+//! `call_rollups` in the same transaction. The summary reads the rollups and, per user, the
+//! (service, user, time) index; a month of calls is a range of the call key's index.
 
 use std::collections::{HashMap, HashSet};
 
