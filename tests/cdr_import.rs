@@ -4,8 +4,7 @@ mod common;
 use common::TestApp;
 use rebill::cdr::{ImportOptions, Mapping, import_file};
 use rebill::domain::rating::RatePlan;
-use rebill::domain::{Money, NonEmpty, Period, ServiceId};
-use rebill::store::{ServiceImport, ServiceUserImport};
+use rebill::domain::{Money, Period, ServiceId};
 
 fn opts() -> ImportOptions {
     ImportOptions {
@@ -17,30 +16,10 @@ fn opts() -> ImportOptions {
 
 /// A VoIP service whose users are `users`.
 async fn voip_service(app: &TestApp, external_ref: &str, users: &[&str]) -> ServiceId {
+    let service = common::world::service(external_ref, None, "0", users);
     let (id, _) = app
         .store
-        .import_service(
-            &app.actor(),
-            &ServiceImport {
-                external_ref: external_ref.into(),
-                parent_ref: None,
-                name: NonEmpty::parse("n", &format!("VoIP {external_ref}")).unwrap(),
-                kind: "voip".into(),
-                rebill_enabled: true,
-                monthly_price: Money::ZERO,
-                monthly_cost: Money::ZERO,
-                xero_account_code: None,
-                xero_tax_type: None,
-                xero_item_code: None,
-                users: users
-                    .iter()
-                    .map(|u| ServiceUserImport {
-                        user_ref: u.to_string(),
-                        label: None,
-                    })
-                    .collect(),
-            },
-        )
+        .import_service(&app.actor(), &service)
         .await
         .unwrap();
     id

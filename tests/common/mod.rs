@@ -114,7 +114,8 @@ pub mod world {
         pub coding: AutotaskCoding,
     }
 
-    fn service(r: &str, parent: Option<&str>, price: &str, users: &[&str]) -> ServiceImport {
+    /// A VoIP service import: `price` a month, cost 10, with these users.
+    pub fn service(r: &str, parent: Option<&str>, price: &str, users: &[&str]) -> ServiceImport {
         ServiceImport {
             external_ref: r.into(),
             parent_ref: parent.map(Into::into),
