@@ -490,7 +490,7 @@ impl Store {
         loop {
             let page: Vec<Sourced> = on_db!(self, p => sqlx::query_as(
                 "SELECT call_key, service_id, started_at, user_ref, call_type, duration_secs, cost_micros, price_micros \
-                 FROM calls WHERE call_key >= $1 AND call_key < $2 AND service_id IS NOT NULL ORDER BY call_key LIMIT 50000")
+                 FROM calls WHERE call_key >= $1 AND call_key < $2 AND service_id IS NOT NULL ORDER BY call_key LIMIT 10000")
                 .bind(&from)
                 .bind(&to)
                 .fetch_all(p)
