@@ -276,20 +276,6 @@ impl Rollups {
 const ROLLUP_SUMS: &str = "calls = call_rollups.calls + excluded.calls, seconds = call_rollups.seconds + excluded.seconds, \
      cost_micros = call_rollups.cost_micros + excluded.cost_micros, price_micros = call_rollups.price_micros + excluded.price_micros";
 
-/// The local months that `[min, max]` touches, each with its UTC seconds `[from, to)`.
-fn months_spanned(tz: Tz, min: i64, max: i64) -> Vec<(String, i64, i64)> {
-    let month =
-        |at: i64| Period::containing(DateTime::from_timestamp(at, 0).unwrap_or_default(), tz);
-    let (mut m, last) = (month(min), month(max));
-    let mut months = Vec::new();
-    while m <= last {
-        let (from, to) = m.bounds(tz);
-        months.push((m.to_string(), from.timestamp(), to.timestamp()));
-        m = m.next();
-    }
-    months
-}
-
 /// The lowest call key of the calls that started at or after `at`: a key begins with its start
 /// second, big-endian, so a time range is a key range (on the unique key's index).
 fn key_floor(at: i64) -> Vec<u8> {
@@ -426,7 +412,7 @@ impl Store {
             Db::Postgres(p) => {
                 let mut tx = p.begin().await?;
                 // COPY into a session-local staging table (emptied at commit), then one statement
-                // moves the new calls and adds their rollups, whatever the share of duplicates.
+                // moves the new calls; their rollups are summed here, as on SQLite.
                 let staged: bool =
                     sqlx::query_scalar("SELECT to_regclass('pg_temp.call_staging') IS NOT NULL")
                         .fetch_one(&mut *tx)
@@ -450,34 +436,36 @@ impl Store {
                 }
                 copy.send(buf).await?;
                 copy.finish().await?;
-                let (min, max) = batch.iter().fold((i64::MAX, i64::MIN), |(lo, hi), c| {
-                    (lo.min(c.started_at), hi.max(c.started_at))
-                });
-                let months = months_spanned(tz, min, max);
-                let inserted: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "WITH ins AS (\
-                       INSERT INTO calls (call_key, service_id, user_ref, started_at, duration_secs, destination, call_type, \
-                       inbound, cost_micros, price_micros, plan_version) SELECT * FROM call_staging \
-                       ON CONFLICT (call_key) DO NOTHING \
-                       RETURNING service_id, started_at, user_ref, call_type, duration_secs, cost_micros, price_micros), \
-                     sums AS (\
-                       INSERT INTO call_rollups (service_id, month, user_ref, call_type, calls, seconds, cost_micros, price_micros) \
-                       SELECT i.service_id, m.month, i.user_ref, i.call_type, COUNT(*), CAST(SUM(i.duration_secs) AS BIGINT), \
-                       CAST(COALESCE(SUM(i.cost_micros), 0) AS BIGINT), CAST(COALESCE(SUM(i.price_micros), 0) AS BIGINT) \
-                       FROM ins i JOIN UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS m(month, lo, hi) \
-                       ON i.started_at >= m.lo AND i.started_at < m.hi \
-                       WHERE i.service_id IS NOT NULL GROUP BY i.service_id, m.month, i.user_ref, i.call_type \
-                       ON CONFLICT (service_id, month, user_ref, call_type) DO UPDATE SET {ROLLUP_SUMS}) \
-                     SELECT COUNT(*) FROM ins"
-                )))
-                .bind(months.iter().map(|m| m.0.as_str()).collect::<Vec<_>>())
-                .bind(months.iter().map(|m| m.1).collect::<Vec<_>>())
-                .bind(months.iter().map(|m| m.2).collect::<Vec<_>>())
-                .fetch_one(&mut *tx)
-                .await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO calls (call_key, service_id, user_ref, started_at, duration_secs, destination, call_type, \
+                     inbound, cost_micros, price_micros, plan_version) SELECT * FROM call_staging \
+                     ON CONFLICT (call_key) DO NOTHING",
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let mut rollups = Rollups::new(tz);
+                if inserted == batch.len() as u64 {
+                    batch.iter().for_each(|c| rollups.add_new(c));
+                } else if inserted > 0 {
+                    // Some were duplicates: the new calls are the staged ones this transaction wrote.
+                    let keys: Vec<Vec<u8>> = sqlx::query_scalar(
+                        "SELECT c.call_key FROM call_staging s JOIN calls c ON c.call_key = s.call_key \
+                         WHERE c.xmin = pg_current_xact_id()::xid",
+                    )
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let mut fresh: HashSet<Vec<u8>> = keys.into_iter().collect();
+                    for c in batch {
+                        if fresh.remove(c.key.as_bytes()) {
+                            rollups.add_new(c);
+                        }
+                    }
+                }
+                rollups.write_postgres(&mut tx).await?;
                 crate::crash::crash_point("calls_before_commit");
                 tx.commit().await?;
-                Ok(inserted as u64)
+                Ok(inserted)
             }
         }
     }
