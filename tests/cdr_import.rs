@@ -519,6 +519,56 @@ async fn carrier_costs_and_durations_are_read_as_carriers_write_them(app: TestAp
     );
 }
 
+async fn a_rerate_killed_before_it_commits_leaves_the_month_as_it_was(app: TestApp) {
+    let service = sip(&app).await;
+    let file = copy(&app, "mixed.csv");
+    import_file(&app.store, &Mapping::standard(), &file, None, &opts())
+        .await
+        .unwrap();
+    let october = Period::parse("2026-10").unwrap();
+    let before = rebill::cdr::summary::summary(&app.store, service, october)
+        .await
+        .unwrap();
+    let plan: RatePlan = toml::from_str("kind = \"cost_plus\"\nmultiplier = \"2\"\n").unwrap();
+    app.store
+        .set_rate_plan(&app.actor(), service, &plan)
+        .await
+        .unwrap();
+    let rerate = |crash_at: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rebilld"));
+        c.env_remove("RUST_LOG")
+            .env("REBILL_DATABASE__URL", &app.database_url)
+            .args(["cdr", "rerate", "--period", "2026-10"]);
+        if let Some(p) = crash_at {
+            c.env("REBILL_CRASH_AT", p);
+        }
+        c.output().unwrap()
+    };
+    assert!(!rerate(Some("rerate_before_commit")).status.success());
+    let after_crash = rebill::cdr::summary::summary(&app.store, service, october)
+        .await
+        .unwrap();
+    assert_eq!(
+        after_crash.totals.total, before.totals.total,
+        "old prices, old rollups"
+    );
+    let calls = app
+        .store
+        .user_calls(service, "0299990001", 0, i64::MAX, (i64::MIN, 0), 10)
+        .await
+        .unwrap();
+    assert!(
+        calls.iter().all(|c| c.price_micros != Some(200_000)),
+        "no call re-priced: {calls:?}"
+    );
+
+    assert!(rerate(None).status.success());
+    let done = rebill::cdr::summary::summary(&app.store, service, october)
+        .await
+        .unwrap();
+    assert_eq!(done.totals.total, Money::parse("0.30").unwrap());
+}
+
 backend_tests!(
     bad_rows_are_reported_by_line_and_good_rows_kept,
     importing_the_same_file_again_adds_no_call,
@@ -532,6 +582,7 @@ backend_tests!(
     rerate_matches_unmatched_calls_to_users_added_since,
     the_spool_imports_settled_files_into_done_and_leaves_the_rest,
     carrier_costs_and_durations_are_read_as_carriers_write_them,
+    a_rerate_killed_before_it_commits_leaves_the_month_as_it_was,
 );
 
 /// Day rollups of a database made before monthly rollups fold exactly into their month.

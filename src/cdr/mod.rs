@@ -133,28 +133,19 @@ pub struct RerateReport {
 }
 
 /// Re-prices a month's calls with each service's current plan (after a plan change); first, the
-/// month's unmatched calls are matched to users added since they were imported.
+/// month's unmatched calls are matched to users added since they were imported. One transaction:
+/// an interrupted re-rate leaves the month as it was.
 pub async fn rerate(
     store: &Store,
     period: Period,
     tz: chrono_tz::Tz,
 ) -> Result<RerateReport, StoreError> {
     let plans = store.rate_plans().await?;
-    let (start, end) = period.bounds(tz);
-    let matched = store
-        .match_unmatched_calls(start.timestamp(), end.timestamp())
-        .await?;
-    let (mut rated, mut unrated, mut after) = (0u64, 0u64, None::<Vec<u8>>);
-    loop {
-        let page = store
-            .calls_page(start.timestamp(), end.timestamp(), after.as_deref(), 10_000)
-            .await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.call_key.clone());
-        let mut updates = Vec::with_capacity(page.len());
-        for row in &page {
-            let (id, c) = (&row.call.id, &row.call);
-            let price = plans.get(&row.service_id).and_then(|(v, plan)| {
+    let (mut rated, mut unrated) = (0u64, 0u64);
+    let done = store
+        .rerate_month(period, tz, |row| {
+            let c = &row.call;
+            let priced = plans.get(&row.service_id).and_then(|(v, plan)| {
                 let call = CallForRating {
                     duration_secs: c.duration_secs.max(0) as u32,
                     call_type: &c.call_type,
@@ -171,7 +162,7 @@ pub async fn rerate(
                     .and_then(|p| p.round_stored().to_micros().ok())
                     .map(|p| (p, *v))
             });
-            let (price, version) = match price {
+            match priced {
                 Some((p, v)) => {
                     rated += 1;
                     (Some(p), Some(v))
@@ -180,19 +171,11 @@ pub async fn rerate(
                     unrated += 1;
                     (None, None)
                 }
-            };
-            // Only what changed is written: a plan change on one service rewrites its calls alone.
-            if (price, version) != (c.price_micros, row.plan_version) {
-                updates.push((*id, price, version));
             }
-        }
-        if !updates.is_empty() {
-            store.update_call_prices(&updates).await?;
-        }
-    }
-    store.rebuild_rollups(period, tz).await?;
+        })
+        .await?;
     Ok(RerateReport {
-        matched,
+        matched: done.matched,
         rated,
         unrated,
     })

@@ -104,29 +104,9 @@ pub struct RatedCallRow {
 
 const SQLITE_ROWS_PER_STATEMENT: usize = 2_000;
 
-/// What the rollups need of a call.
-#[derive(sqlx::FromRow)]
-struct Rollable {
-    service_id: Option<i64>,
-    started_at: i64,
-    user_ref: String,
-    call_type: String,
-    duration_secs: i32,
-    cost_micros: Option<i64>,
-    price_micros: Option<i64>,
-}
-
-/// A stored call as the rollup rebuild reads it.
-#[derive(sqlx::FromRow)]
-struct Sourced {
-    call_key: Vec<u8>,
-    #[sqlx(flatten)]
-    call: Rollable,
-}
-
 /// Sums per (service, local month, user, call type), added to `call_rollups` in the same
 /// transaction as the calls.
-struct Rollups {
+pub(super) struct Rollups {
     tz: Tz,
     sums: HashMap<(i64, Period, String, String), [i64; 4]>,
     /// The month last computed and the UTC seconds `[from, to)` it covers: consecutive calls
@@ -135,7 +115,7 @@ struct Rollups {
 }
 
 impl Rollups {
-    fn new(tz: Tz) -> Rollups {
+    pub(super) fn new(tz: Tz) -> Rollups {
         Rollups {
             tz,
             sums: HashMap::new(),
@@ -157,7 +137,7 @@ impl Rollups {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn add(
+    pub(super) fn add(
         &mut self,
         service: Option<i64>,
         started_at: i64,
@@ -191,18 +171,6 @@ impl Rollups {
         );
     }
 
-    fn add_stored(&mut self, c: &Rollable) {
-        self.add(
-            c.service_id,
-            c.started_at,
-            &c.user_ref,
-            &c.call_type,
-            c.duration_secs,
-            c.cost_micros,
-            c.price_micros,
-        );
-    }
-
     /// Rows to write: months as `YYYY-MM`, the rollups' key.
     fn rows(&self) -> Vec<(i64, String, &str, &str, [i64; 4])> {
         self.sums
@@ -211,7 +179,7 @@ impl Rollups {
             .collect()
     }
 
-    async fn write_sqlite(
+    pub(super) async fn write_sqlite(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     ) -> Result<(), StoreError> {
@@ -245,7 +213,7 @@ impl Rollups {
         Ok(())
     }
 
-    async fn write_postgres(
+    pub(super) async fn write_postgres(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     ) -> Result<(), StoreError> {
@@ -278,12 +246,12 @@ const ROLLUP_SUMS: &str = "calls = call_rollups.calls + excluded.calls, seconds 
 
 /// The lowest call key of the calls that started at or after `at`: a key begins with its start
 /// second, big-endian, so a time range is a key range (on the unique key's index).
-fn key_floor(at: i64) -> Vec<u8> {
+pub(super) fn key_floor(at: i64) -> Vec<u8> {
     at.to_be_bytes().to_vec()
 }
 
 /// The lowest key above `key` (a key-ordered page starts there).
-fn key_after(key: &[u8]) -> Vec<u8> {
+pub(super) fn key_after(key: &[u8]) -> Vec<u8> {
     let mut k = key.to_vec();
     k.push(0);
     k
@@ -470,47 +438,6 @@ impl Store {
         }
     }
 
-    /// Rebuilds a month's rollups from its calls (after re-rating).
-    pub async fn rebuild_rollups(&self, period: Period, tz: Tz) -> Result<(), StoreError> {
-        let (start, end) = period.bounds(tz);
-        let mut rollups = Rollups::new(tz);
-        let (mut from, to) = (key_floor(start.timestamp()), key_floor(end.timestamp()));
-        loop {
-            let page: Vec<Sourced> = on_db!(self, p => sqlx::query_as(
-                "SELECT call_key, service_id, started_at, user_ref, call_type, duration_secs, cost_micros, price_micros \
-                 FROM calls WHERE call_key >= $1 AND call_key < $2 AND service_id IS NOT NULL ORDER BY call_key LIMIT 10000")
-                .bind(&from)
-                .bind(&to)
-                .fetch_all(p)
-                .await?);
-            let Some(last) = page.last() else { break };
-            from = key_after(&last.call_key);
-            page.iter().for_each(|s| rollups.add_stored(&s.call));
-        }
-        let month = period.to_string();
-        match self.db() {
-            Db::Sqlite(p) => {
-                let mut tx = p.begin().await?;
-                sqlx::query("DELETE FROM call_rollups WHERE month = $1")
-                    .bind(&month)
-                    .execute(&mut *tx)
-                    .await?;
-                rollups.write_sqlite(&mut tx).await?;
-                tx.commit().await?;
-            }
-            Db::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                sqlx::query("DELETE FROM call_rollups WHERE month = $1")
-                    .bind(&month)
-                    .execute(&mut *tx)
-                    .await?;
-                rollups.write_postgres(&mut tx).await?;
-                tx.commit().await?;
-            }
-        }
-        Ok(())
-    }
-
     /// Sums of the matched, rated calls that started in `[start, end)`, per service.
     pub async fn rated_call_totals(
         &self,
@@ -605,84 +532,6 @@ impl Store {
                 Ok((s, (v, plan)))
             })
             .collect()
-    }
-
-    /// Matched calls that started in `[start, end)`, in key order, `limit` at a time after the
-    /// call with key `after` (re-rating).
-    pub async fn calls_page(
-        &self,
-        start: i64,
-        end: i64,
-        after: Option<&[u8]>,
-        limit: i64,
-    ) -> Result<Vec<RatedCallRow>, StoreError> {
-        let from = after.map_or_else(|| key_floor(start), key_after);
-        Ok(on_db!(self, p => sqlx::query_as(
-            "SELECT call_key, id, service_id, plan_version, user_ref, started_at, duration_secs, destination, call_type, inbound, \
-             cost_micros, price_micros FROM calls WHERE call_key >= $1 AND call_key < $2 AND service_id IS NOT NULL ORDER BY call_key LIMIT $3")
-            .bind(from)
-            .bind(key_floor(end))
-            .bind(limit)
-            .fetch_all(p)
-            .await?))
-    }
-
-    /// Gives the unmatched calls that started in `[start, end)` the service their user belongs to
-    /// now (a user added after the calls were imported); returns how many were matched.
-    pub async fn match_unmatched_calls(&self, start: i64, end: i64) -> Result<u64, StoreError> {
-        Ok(on_db!(self, p => sqlx::query(
-            "UPDATE calls SET service_id = (SELECT su.service_id FROM service_users su WHERE su.user_ref = calls.user_ref) \
-             WHERE service_id IS NULL AND call_key >= $1 AND call_key < $2 \
-             AND user_ref IN (SELECT user_ref FROM service_users)")
-            .bind(key_floor(start))
-            .bind(key_floor(end))
-            .execute(p)
-            .await?
-            .rows_affected()))
-    }
-
-    /// Writes re-rated prices (call id, price, plan version) in one transaction, a few thousand
-    /// calls per statement.
-    pub async fn update_call_prices(
-        &self,
-        prices: &[(i64, Option<i64>, Option<i32>)],
-    ) -> Result<(), StoreError> {
-        match self.db() {
-            Db::Sqlite(p) => {
-                let mut tx = p.begin().await?;
-                for chunk in prices.chunks(SQLITE_ROWS_PER_STATEMENT) {
-                    let mut sql = String::from(
-                        "UPDATE calls SET price_micros = v.column2, plan_version = v.column3 FROM (VALUES ",
-                    );
-                    for i in 0..chunk.len() {
-                        if i > 0 {
-                            sql.push(',');
-                        }
-                        sql.push_str("(?,?,?)");
-                    }
-                    sql.push_str(") AS v WHERE calls.id = v.column1");
-                    // Only placeholders are formatted into the statement, never data.
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for (id, price, version) in chunk {
-                        q = q.bind(id).bind(price).bind(version);
-                    }
-                    q.execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-            }
-            Db::Postgres(p) => {
-                sqlx::query(
-                    "UPDATE calls SET price_micros = v.price, plan_version = v.version \
-                     FROM UNNEST($1::bigint[], $2::bigint[], $3::int[]) AS v(id, price, version) WHERE calls.id = v.id",
-                )
-                .bind(prices.iter().map(|x| x.0).collect::<Vec<_>>())
-                .bind(prices.iter().map(|x| x.1).collect::<Vec<_>>())
-                .bind(prices.iter().map(|x| x.2).collect::<Vec<_>>())
-                .execute(p)
-                .await?;
-            }
-        }
-        Ok(())
     }
 
     /// Per call type (or per user) sums of a service's month, from the rollups.

@@ -15,6 +15,7 @@ mod catalogue;
 mod connect;
 mod customers;
 mod items;
+mod rerate;
 pub mod runs;
 pub mod xero;
 
@@ -25,6 +26,7 @@ pub use audit::{Actor, AuditRecord};
 pub use catalogue::{ServiceImport, ServiceUserImport};
 pub use customers::Upsert;
 pub use items::NewItem;
+pub use rerate::Repriced;
 
 use crate::domain::DomainError;
 
