@@ -102,7 +102,15 @@ pub struct RatedCallRow {
     pub call: CallDetail,
 }
 
-const SQLITE_ROWS_PER_STATEMENT: usize = 2_000;
+pub(super) const SQLITE_ROWS_PER_STATEMENT: usize = 2_000;
+
+/// `(?,?,…),(?,?,…)…`: `rows` tuples of `columns` positional placeholders for a multi-row SQLite
+/// statement. Positional `?` parameters: SQLite binds thousands of them far faster than thousands
+/// of named `$N` ones. Only placeholders are formatted into a statement, never data.
+pub(super) fn sqlite_values(rows: usize, columns: usize) -> String {
+    let tuple = format!("({})", vec!["?"; columns].join(","));
+    vec![tuple; rows].join(",")
+}
 
 /// Sums per (service, local month, user, call type), added to `call_rollups` in the same
 /// transaction as the calls.
@@ -171,6 +179,17 @@ impl Rollups {
         );
     }
 
+    /// Adds the calls of `calls` whose keys are in `fresh` (those a statement inserted when some
+    /// of `calls` were duplicates); a key twice in `calls` is rolled up once.
+    fn add_fresh(&mut self, calls: &[NewCall], fresh: Vec<Vec<u8>>) {
+        let mut fresh: HashSet<Vec<u8>> = fresh.into_iter().collect();
+        for c in calls {
+            if fresh.remove(c.key.as_bytes()) {
+                self.add_new(c);
+            }
+        }
+    }
+
     /// Rows to write: months as `YYYY-MM`, the rollups' key.
     fn rows(&self) -> Vec<(i64, String, &str, &str, [i64; 4])> {
         self.sums
@@ -188,12 +207,7 @@ impl Rollups {
             let mut sql = String::from(
                 "INSERT INTO call_rollups (service_id, month, user_ref, call_type, calls, seconds, cost_micros, price_micros) VALUES ",
             );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str("(?,?,?,?,?,?,?,?)");
-            }
+            sql.push_str(&sqlite_values(chunk.len(), 8));
             sql.push_str(" ON CONFLICT (service_id, month, user_ref, call_type) DO UPDATE SET ");
             sql.push_str(ROLLUP_SUMS);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -322,16 +336,8 @@ impl Store {
                         "INSERT INTO calls (call_key, service_id, user_ref, started_at, duration_secs, destination, \
                          call_type, inbound, cost_micros, price_micros, plan_version) VALUES ",
                     );
-                    // Positional `?` parameters: SQLite binds thousands of them far faster than
-                    // thousands of named `$N` ones.
-                    for i in 0..chunk.len() {
-                        if i > 0 {
-                            sql.push(',');
-                        }
-                        sql.push_str("(?,?,?,?,?,?,?,?,?,?,?)");
-                    }
+                    sql.push_str(&sqlite_values(chunk.len(), 11));
                     sql.push_str(" ON CONFLICT (call_key) DO NOTHING");
-                    // Only placeholders are formatted into the statement, never data.
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for c in chunk {
                         q = q
@@ -355,18 +361,11 @@ impl Store {
                     } else if new > 0 {
                         // Some were duplicates: the new calls are those with ids above the highest
                         // before this statement (a skipped row may use up an id, so not a range).
-                        let keys: Vec<Vec<u8>> =
-                            sqlx::query_scalar("SELECT call_key FROM calls WHERE id > $1")
-                                .bind(high)
-                                .fetch_all(&mut *tx)
-                                .await?;
-                        let mut fresh: HashSet<Vec<u8>> = keys.into_iter().collect();
-                        for c in chunk {
-                            // `remove`, so a key twice in the chunk is rolled up once.
-                            if fresh.remove(c.key.as_bytes()) {
-                                rollups.add_new(c);
-                            }
-                        }
+                        let keys = sqlx::query_scalar("SELECT call_key FROM calls WHERE id > $1")
+                            .bind(high)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        rollups.add_fresh(chunk, keys);
                     }
                     if new > 0 {
                         high = done.last_insert_rowid();
@@ -417,18 +416,13 @@ impl Store {
                     batch.iter().for_each(|c| rollups.add_new(c));
                 } else if inserted > 0 {
                     // Some were duplicates: the new calls are the staged ones this transaction wrote.
-                    let keys: Vec<Vec<u8>> = sqlx::query_scalar(
+                    let keys = sqlx::query_scalar(
                         "SELECT c.call_key FROM call_staging s JOIN calls c ON c.call_key = s.call_key \
                          WHERE c.xmin = pg_current_xact_id()::xid",
                     )
                     .fetch_all(&mut *tx)
                     .await?;
-                    let mut fresh: HashSet<Vec<u8>> = keys.into_iter().collect();
-                    for c in batch {
-                        if fresh.remove(c.key.as_bytes()) {
-                            rollups.add_new(c);
-                        }
-                    }
+                    rollups.add_fresh(batch, keys);
                 }
                 rollups.write_postgres(&mut tx).await?;
                 crate::crash::crash_point("calls_before_commit");
@@ -579,5 +573,25 @@ impl Store {
             .bind(limit)
             .fetch_all(p)
             .await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_values_are_rows_of_positional_placeholders() {
+        assert_eq!(sqlite_values(2, 3), "(?,?,?),(?,?,?)");
+        assert_eq!(sqlite_values(1, 1), "(?)");
+    }
+
+    #[test]
+    fn a_call_key_begins_with_its_start_second_so_keys_sort_by_time() {
+        let early = CallKey::derive(1_790_812_800, &["id", "pbx", "zzz"]);
+        let late = CallKey::derive(1_790_812_801, &["id", "pbx", "aaa"]);
+        assert!(early.as_bytes() < late.as_bytes());
+        assert!(key_floor(1_790_812_801).as_slice() <= late.as_bytes());
+        assert!(late.as_bytes() < key_after(late.as_bytes()).as_slice());
     }
 }

@@ -5,7 +5,9 @@
 
 use chrono_tz::Tz;
 
-use super::calls::{RatedCallRow, Rollups, key_after, key_floor};
+use super::calls::{
+    RatedCallRow, Rollups, SQLITE_ROWS_PER_STATEMENT, key_after, key_floor, sqlite_values,
+};
 use super::{Db, Store, StoreError};
 use crate::domain::Period;
 
@@ -103,23 +105,17 @@ impl Store {
     }
 }
 
-/// Writes (call id, price, plan version) rows, 2,000 per statement.
+/// Writes (call id, price, plan version) rows, a few thousand per statement.
 async fn update_sqlite(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     prices: &[(i64, Option<i64>, Option<i32>)],
 ) -> Result<(), StoreError> {
-    for chunk in prices.chunks(2_000) {
-        let mut sql = String::from(
-            "UPDATE calls SET price_micros = v.column2, plan_version = v.column3 FROM (VALUES ",
+    for chunk in prices.chunks(SQLITE_ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE calls SET price_micros = v.column2, plan_version = v.column3 FROM (VALUES {}) AS v \
+             WHERE calls.id = v.column1",
+            sqlite_values(chunk.len(), 3)
         );
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str("(?,?,?)");
-        }
-        sql.push_str(") AS v WHERE calls.id = v.column1");
-        // Only placeholders are formatted into the statement, never data.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (id, price, version) in chunk {
             q = q.bind(id).bind(price).bind(version);
