@@ -307,7 +307,7 @@ impl Parser {
             }
             report.rows_read += 1;
             let line = record.position().map(|p| p.line()).unwrap_or(line);
-            match self.to_call(&record) {
+            match to_call(&record, &self) {
                 Ok(Row::Call(call, unmatched, unrated)) => {
                     report.unmatched += u64::from(unmatched);
                     report.unrated += u64::from(unrated);
@@ -342,19 +342,6 @@ impl Parser {
         }
         report.rejects_file = rejects.finish()?;
         Ok(report)
-    }
-
-    fn to_call(&self, r: &csv::ByteRecord) -> Result<Row, String> {
-        to_call(
-            r,
-            &self.idx,
-            &self.mapping,
-            self.tz,
-            &self.skip,
-            &self.inbound,
-            &self.users,
-            &self.plans,
-        )
     }
 }
 
@@ -407,17 +394,18 @@ enum Row {
     Skipped,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn to_call(
-    r: &csv::ByteRecord,
-    idx: &Indexes,
-    m: &Mapping,
-    tz: Tz,
-    skip: &[String],
-    inbound: &[String],
-    users: &HashMap<String, i64>,
-    plans: &HashMap<i64, (i32, RatePlan)>,
-) -> Result<Row, String> {
+/// One CSV row as a call (matched and rated), a row skipped by rule, or the reason it is bad.
+fn to_call(r: &csv::ByteRecord, p: &Parser) -> Result<Row, String> {
+    let Parser {
+        idx,
+        mapping: m,
+        skip,
+        inbound,
+        users,
+        plans,
+        ..
+    } = p;
+    let tz = p.tz;
     if let Some(w) = idx.width
         && r.len() != w
     {

@@ -65,31 +65,22 @@ pub async fn import_spool_once(
             tracing::debug!(file = %path.display(), "CDR file still being written; left for the next pass");
             continue;
         }
-        // Its final name, free in done/ (and so its rejects file's name too).
-        let path = match free_name(&done, &path) {
-            Some(free) => {
-                let renamed = dir.join(free);
-                std::fs::rename(&path, &renamed).map_err(io)?;
-                renamed
-            }
-            None => path,
-        };
+        // Its final name, free in done/, before the import names its rejects file after it.
+        let free = dir.join(free_name(&done, &path));
+        if free != path {
+            std::fs::rename(&path, &free).map_err(io)?;
+        }
+        let path = free;
         match import_file(store, &mapping, &path, Some(&done), opts).await {
             Ok(r) => {
-                move_into(&path, &done).map_err(io)?;
+                // Beside its rejects file, under the name chosen above.
+                let name = path.file_name().unwrap_or_default();
+                std::fs::rename(&path, done.join(name)).map_err(io)?;
                 tracing::info!(file = %path.display(), imported = r.imported, duplicates = r.duplicates, rejected = r.rejected, "CDR file imported");
                 reports.push(r);
             }
             Err(ImportError::Refused { file, reason }) => {
                 std::fs::create_dir_all(&failed).map_err(io)?;
-                let path = match free_name(&failed, &path) {
-                    Some(free) => {
-                        let renamed = dir.join(free);
-                        std::fs::rename(&path, &renamed).map_err(io)?;
-                        renamed
-                    }
-                    None => path,
-                };
                 move_into(&path, &failed).map_err(io)?;
                 tracing::error!(%file, %reason, "CDR file refused; moved to failed/");
             }
@@ -99,18 +90,22 @@ pub async fn import_spool_once(
     Ok(reports)
 }
 
+/// Moves `path` into `dir` under a name free there.
 fn move_into(path: &Path, dir: &Path) -> std::io::Result<()> {
-    let name = path.file_name().unwrap_or_default();
-    std::fs::rename(path, dir.join(name))
+    std::fs::rename(path, dir.join(free_name(dir, path)))
 }
 
-/// `None` when `path`'s name is free in `dir`; else the first free `stem.N.ext` (a PBX may write
-/// `Master.csv` again every day, and the earlier one must not be overwritten).
-fn free_name(dir: &Path, path: &Path) -> Option<String> {
-    let name = path.file_name()?.to_string_lossy().to_string();
+/// `path`'s name if it is free in `dir` (no file, no rejects file of that name), else the first
+/// free `stem.N.ext`: a PBX may write `Master.csv` again every day, and the earlier one must not be
+/// overwritten.
+fn free_name(dir: &Path, path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let taken = |n: &str| dir.join(n).exists() || dir.join(format!("{n}.rejects.csv")).exists();
     if !taken(&name) {
-        return None;
+        return name;
     }
     let (stem, ext) = match name.rsplit_once('.') {
         Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
@@ -119,6 +114,7 @@ fn free_name(dir: &Path, path: &Path) -> Option<String> {
     (1..)
         .map(|n| format!("{stem}.{n}{ext}"))
         .find(|n| !taken(n))
+        .unwrap_or(name)
 }
 
 /// What `cdr rerate` did to a month.

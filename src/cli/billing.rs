@@ -134,14 +134,7 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
     let ledger = ctx.store.ledger(Some(i.id)).await?;
     // Xero adds the tax: shown at the configured rates, as Xero will compute it.
     let tax = (i.destination == "xero")
-        .then(|| {
-            ctx.config.xero.tax_rates.invoice_tax(
-                lines
-                    .iter()
-                    .filter(|l| !l.removed)
-                    .map(|l| (l.tax_type.as_deref(), l.amount())),
-            )
-        })
+        .then(|| crate::store::billing::xero_tax(&lines, &ctx.config.xero.tax_rates))
         .flatten();
     if ctx.json {
         println!(

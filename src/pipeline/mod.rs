@@ -30,7 +30,7 @@ pub use resync::{PlannedAction, ResyncPlan, ResyncRequest};
 use crate::autotask::AutotaskClient;
 use crate::config::Config;
 use crate::domain::{Money, Period};
-use crate::store::billing::StoredInvoice;
+use crate::store::billing::{StoredInvoice, xero_tax};
 use crate::store::{Store, StoreError};
 use crate::xero::XeroClient;
 
@@ -140,13 +140,7 @@ impl Pipeline {
     /// at `xero.tax_rates` and rounded); `None` when a line's tax type has no configured rate.
     pub async fn total_with_tax(&self, inv: &StoredInvoice) -> Result<Option<Money>, StoreError> {
         let lines = self.store.invoice_lines(inv.id).await?;
-        let tax = self.config.xero.tax_rates.invoice_tax(
-            lines
-                .iter()
-                .filter(|l| !l.removed)
-                .map(|l| (l.tax_type.as_deref(), l.amount())),
-        );
-        Ok(tax.map(|t| inv.total() + t))
+        Ok(xero_tax(&lines, &self.config.xero.tax_rates).map(|t| inv.total() + t))
     }
 }
 

@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::{Store, StoreError, is_unique_violation, micros, money, on_db};
-use crate::domain::{CustomerId, ItemId, Money, Period};
+use crate::domain::{CustomerId, ItemId, Money, Period, TaxRates};
 
 /// A local invoice to record (numbers are given by the store).
 #[derive(Debug, Clone)]
@@ -100,6 +100,17 @@ pub struct StoredLine {
     pub source_item_id: Option<i64>,
     pub autotask_charge_id: Option<i64>,
     pub removed: bool,
+}
+
+/// The tax Xero adds to an invoice's lines (removed lines left out) at `rates`; `None` when a
+/// line's tax type has no configured rate.
+pub fn xero_tax(lines: &[StoredLine], rates: &TaxRates) -> Option<Money> {
+    rates.invoice_tax(
+        lines
+            .iter()
+            .filter(|l| !l.removed)
+            .map(|l| (l.tax_type.as_deref(), l.amount())),
+    )
 }
 
 impl StoredLine {
