@@ -569,6 +569,28 @@ async fn a_rerate_killed_before_it_commits_leaves_the_month_as_it_was(app: TestA
     assert_eq!(done.totals.total, Money::parse("0.30").unwrap());
 }
 
+async fn the_summarys_total_is_its_wholesale_cost_plus_its_margin_to_the_cent(app: TestApp) {
+    let service = sip(&app).await;
+    let file = app.dir.path().join("one.csv");
+    // Cost 0.016 at × 1.5: price 0.024. Rounded: total 0.02, wholesale 0.02, so the margin shown
+    // is 0.00 (rounding the unrounded margin 0.008 would show 0.01 and not add up).
+    std::fs::write(
+        &file,
+        "call_id,user,start,duration,destination,call_type,cost,direction,disposition\n\
+         m1,0299990001,2026-10-03T09:00:00+10:00,60,0412345678,mobile,0.016,out,ANSWERED\n",
+    )
+    .unwrap();
+    import_file(&app.store, &Mapping::standard(), &file, None, &opts())
+        .await
+        .unwrap();
+    let s = rebill::cdr::summary::summary(&app.store, service, Period::parse("2026-10").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(s.totals.total, Money::parse("0.02").unwrap());
+    assert_eq!(s.totals.wholesale_cost, Money::parse("0.02").unwrap());
+    assert_eq!(s.totals.total, s.totals.wholesale_cost + s.totals.margin);
+}
+
 backend_tests!(
     bad_rows_are_reported_by_line_and_good_rows_kept,
     importing_the_same_file_again_adds_no_call,
@@ -583,6 +605,7 @@ backend_tests!(
     the_spool_imports_settled_files_into_done_and_leaves_the_rest,
     carrier_costs_and_durations_are_read_as_carriers_write_them,
     a_rerate_killed_before_it_commits_leaves_the_month_as_it_was,
+    the_summarys_total_is_its_wholesale_cost_plus_its_margin_to_the_cent,
 );
 
 /// Day rollups of a database made before monthly rollups fold exactly into their month.

@@ -62,7 +62,8 @@ pub async fn summary(
             seconds: sum(|g| g.seconds),
             total: total.round_cents(),
             wholesale_cost: cost.round_cents(),
-            margin: (total - cost).round_cents(),
+            // From the rounded figures, so that the three shown add up: total = wholesale + margin.
+            margin: total.round_cents() - cost.round_cents(),
         },
         by_call_type,
         by_user,
