@@ -4,6 +4,7 @@
 pub mod autotask;
 pub mod cdr;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crash;
 pub mod daemon;

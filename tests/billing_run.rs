@@ -1,6 +1,8 @@
 //! The monthly billing run against the Xero and Autotask stand-ins, on both backends.
 mod common;
 
+use rebill::clock::Clock;
+
 use chrono::Utc;
 use common::TestApp;
 use common::world::{World, build};
@@ -427,9 +429,9 @@ async fn an_entry_left_in_flight_by_a_dead_worker_is_finished_once(app: TestApp)
     // in flight with an expired claim, as a killed process leaves them.
     rebill::on_db!(app.store, p => sqlx::query(
         "UPDATE outbox SET status = 'in_flight', claimed_by = 'dead', claimed_until = $1, attempts = 1 WHERE status = 'done'")
-        .bind(Utc::now() - chrono::Duration::minutes(10))
+        .bind(w.clock.now() - chrono::Duration::minutes(10))
         .execute(p).await.unwrap().rows_affected());
-    let retry = w.pipeline.drain(Utc::now()).await.unwrap();
+    let retry = w.pipeline.drain(w.clock.now()).await.unwrap();
     assert_eq!(retry.xero_invoices_found_again.len(), 2, "{retry:?}");
     assert!(retry.xero_invoices_created.is_empty());
     assert_eq!(w.sandboxes.xero.invoices().len(), 2, "no duplicate invoice");
@@ -511,7 +513,7 @@ mod limits_and_grace {
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].action, "xero_email");
         assert!(
-            open[0].next_attempt_at > Utc::now() + chrono::Duration::hours(1),
+            open[0].next_attempt_at > w.clock.now() + chrono::Duration::hours(1),
             "parked until the next day"
         );
         assert_eq!(
@@ -520,7 +522,7 @@ mod limits_and_grace {
         );
         // The next day it goes out, once.
         w.pipeline
-            .drain(Utc::now() + chrono::Duration::days(1))
+            .drain(w.clock.now() + chrono::Duration::days(1))
             .await
             .unwrap();
         assert_eq!(w.sandboxes.xero.emails().len(), 1);
@@ -530,6 +532,12 @@ mod limits_and_grace {
     async fn a_grace_period_keeps_invoices_local_until_it_ends(app: TestApp) {
         let mut w = build(&app).await;
         w.pipeline.config.invoices.grace_days = 27;
+        let start = Period::parse("2026-11")
+            .unwrap()
+            .bounds(chrono_tz::Australia::Sydney)
+            .0;
+        // The run on the 2nd, local time: inside the 27 days of grace.
+        w.clock.set(start + chrono::Duration::days(1));
         let report = w.pipeline.run_period(nov()).await.unwrap();
         assert_eq!(report.invoices_created.len(), 3);
         assert!(
@@ -537,12 +545,13 @@ mod limits_and_grace {
             "nothing pushed during the grace period"
         );
         assert!(w.sandboxes.autotask.charges().is_empty());
-        let after = Period::parse("2026-11")
-            .unwrap()
-            .bounds(chrono_tz::Australia::Sydney)
-            .0
-            + chrono::Duration::days(28);
-        w.pipeline.drain(after.max(Utc::now())).await.unwrap();
+        // One second before the grace ends nothing goes; at its end everything does.
+        w.clock
+            .set(start + chrono::Duration::days(27) - chrono::Duration::seconds(1));
+        w.pipeline.drain(w.clock.now()).await.unwrap();
+        assert!(w.sandboxes.xero.invoices().is_empty());
+        w.clock.set(start + chrono::Duration::days(27));
+        w.pipeline.drain(w.clock.now()).await.unwrap();
         assert_eq!(w.sandboxes.xero.invoices().len(), 2);
         assert_eq!(w.sandboxes.autotask.charges().len(), 2);
     }

@@ -438,6 +438,16 @@ async fn rerate_matches_unmatched_calls_to_users_added_since(app: TestApp) {
     assert_eq!(again.matched, 0);
 }
 
+/// "Now" for the spool: the moment the last file in `dir` was written (the wall clock is never read).
+fn last_write(dir: &std::path::Path) -> std::time::SystemTime {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max()
+        .unwrap()
+}
+
 async fn the_spool_imports_settled_files_into_done_and_leaves_the_rest(app: TestApp) {
     sip(&app).await;
     let spool = app.dir.path().join("spool");
@@ -451,7 +461,7 @@ async fn the_spool_imports_settled_files_into_done_and_leaves_the_rest(app: Test
         ..Default::default()
     };
 
-    let reports = rebill::cdr::import_spool_once(&app.store, &cfg, &opts())
+    let reports = rebill::cdr::import_spool_once(&app.store, &cfg, &opts(), last_write(&spool))
         .await
         .unwrap();
     assert_eq!(reports.len(), 1, "{reports:?}");
@@ -472,7 +482,7 @@ async fn the_spool_imports_settled_files_into_done_and_leaves_the_rest(app: Test
     std::fs::copy("tests/data/cdr/mixed.csv", spool.join("Master.csv")).unwrap();
     // A file modified just now waits while the settle time has not passed.
     cfg.spool_settle_secs = 3600;
-    let none = rebill::cdr::import_spool_once(&app.store, &cfg, &opts())
+    let none = rebill::cdr::import_spool_once(&app.store, &cfg, &opts(), last_write(&spool))
         .await
         .unwrap();
     assert!(none.is_empty());
@@ -481,7 +491,7 @@ async fn the_spool_imports_settled_files_into_done_and_leaves_the_rest(app: Test
         "left in the spool for a later pass"
     );
     cfg.spool_settle_secs = 0;
-    let again = rebill::cdr::import_spool_once(&app.store, &cfg, &opts())
+    let again = rebill::cdr::import_spool_once(&app.store, &cfg, &opts(), last_write(&spool))
         .await
         .unwrap();
     assert_eq!((again[0].imported, again[0].duplicates), (0, 3));

@@ -369,7 +369,7 @@ async fn database_itself_refuses_a_second_live_assignment(app: TestApp) {
     let w = world(&app).await;
     let insert = "INSERT INTO assignments (service_id, customer_id, state, starts_on, assigned_at, assigned_by, \
                   changed_at, changed_by) VALUES ($1, $2, $3, $4, $5, 'sql', $5, 'sql')";
-    let now = chrono::Utc::now();
+    let now: chrono::DateTime<chrono::Utc> = "2026-11-20T00:00:00Z".parse().unwrap();
     let run = |customer: i64, state: &'static str| {
         let store = app.store.clone();
         let service = w.child.get();

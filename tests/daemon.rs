@@ -8,8 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use common::TestApp;
 use common::world::build;
+use rebill::clock::Clock;
 use rebill::daemon::metrics::Metrics;
-use rebill::daemon::schedule::{Schedule, TestClock};
+use rebill::daemon::schedule::Schedule;
 use rebill::domain::Period;
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -24,23 +25,24 @@ async fn the_schedule_fires_the_run_once_at_its_local_time(app: TestApp) {
     let w = build(&app).await;
     let metrics = Metrics::default();
     // 2026-11-01 01:59 AEDT: not yet.
-    let clock = TestClock::at(at("2026-10-31T14:59:00Z"));
+    let clock = &w.clock;
+    clock.set(at("2026-10-31T14:59:00Z"));
     assert!(
-        rebill::daemon::tick(&w.pipeline, &schedule(), &clock, &metrics)
+        rebill::daemon::tick(&w.pipeline, &schedule(), &metrics)
             .await
             .unwrap()
             .is_empty()
     );
     assert!(w.sandboxes.xero.invoices().is_empty());
     clock.set(at("2026-10-31T15:00:30Z")); // 02:00:30 AEDT
-    let ran = rebill::daemon::tick(&w.pipeline, &schedule(), &clock, &metrics)
+    let ran = rebill::daemon::tick(&w.pipeline, &schedule(), &metrics)
         .await
         .unwrap();
     assert_eq!(ran, vec![Period::parse("2026-11").unwrap()]);
     assert_eq!(w.sandboxes.xero.invoices().len(), 2);
     clock.set(at("2026-11-05T00:00:00Z"));
     assert!(
-        rebill::daemon::tick(&w.pipeline, &schedule(), &clock, &metrics)
+        rebill::daemon::tick(&w.pipeline, &schedule(), &metrics)
             .await
             .unwrap()
             .is_empty(),
@@ -55,13 +57,17 @@ async fn missed_periods_are_caught_up_oldest_first_exactly_once(app: TestApp) {
     let metrics = Metrics::default();
     let sep = Period::parse("2026-09").unwrap();
     app.store
-        .try_acquire_period_lease(sep, "old", Utc::now(), chrono::Duration::seconds(1))
+        .try_acquire_period_lease(sep, "old", w.clock.now(), chrono::Duration::seconds(1))
         .await
         .unwrap();
-    app.store.mark_period_done(sep, Utc::now()).await.unwrap();
+    app.store
+        .mark_period_done(sep, w.clock.now())
+        .await
+        .unwrap();
     app.store.release_period_lease(sep, "old").await.unwrap();
-    let clock = TestClock::at(at("2026-11-10T00:00:00Z"));
-    let ran = rebill::daemon::tick(&w.pipeline, &schedule(), &clock, &metrics)
+    let clock = &w.clock;
+    clock.set(at("2026-11-10T00:00:00Z"));
+    let ran = rebill::daemon::tick(&w.pipeline, &schedule(), &metrics)
         .await
         .unwrap();
     assert_eq!(
@@ -71,7 +77,7 @@ async fn missed_periods_are_caught_up_oldest_first_exactly_once(app: TestApp) {
             Period::parse("2026-11").unwrap()
         ]
     );
-    let again = rebill::daemon::tick(&w.pipeline, &schedule(), &clock, &metrics)
+    let again = rebill::daemon::tick(&w.pipeline, &schedule(), &metrics)
         .await
         .unwrap();
     assert!(again.is_empty());
@@ -82,7 +88,7 @@ async fn missed_periods_are_caught_up_oldest_first_exactly_once(app: TestApp) {
 async fn a_dead_holders_lease_expires_and_another_daemon_finishes_the_period_once(app: TestApp) {
     let w = build(&app).await;
     let nov = Period::parse("2026-11").unwrap();
-    let now = Utc::now();
+    let now = w.clock.now();
     // Daemon A takes the lease, records the run, claims the pushes, and dies.
     assert!(
         app.store

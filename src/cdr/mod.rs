@@ -22,10 +22,12 @@ use crate::store::{Store, StoreError};
 /// forever. A file is settled once unmodified for `cdr.spool_settle_secs`: one still being copied
 /// in is left for a later pass, never imported half-written. Names starting with a dot are ignored
 /// (write to `.name` and rename into place), and a name already in `done/` gets a numbered one.
+/// `now` is the caller's clock (a file's age is `now` minus its modification time).
 pub async fn import_spool_once(
     store: &Store,
     cfg: &CdrConfig,
     opts: &ImportOptions,
+    now: std::time::SystemTime,
 ) -> Result<Vec<ImportReport>, ImportError> {
     let Some(dir) = &cfg.spool_dir else {
         return Ok(Vec::new());
@@ -45,7 +47,7 @@ pub async fn import_spool_once(
     let settled = |p: &Path| {
         p.metadata()
             .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= settle))
+            .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age >= settle))
     };
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map_err(io)?

@@ -312,7 +312,7 @@ fn print_push(p: &crate::pipeline::PushReport) {
 /// `rebilld push`: drain the outbox once.
 pub async fn push(ctx: &Ctx) -> anyhow::Result<()> {
     let p = pipeline(ctx).await?;
-    let r = p.drain(chrono::Utc::now()).await?;
+    let r = p.drain(p.now()).await?;
     if ctx.json {
         println!("{}", json!(r));
     } else {

@@ -138,8 +138,13 @@ pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
             Ok(())
         }
         CdrCmd::Spool => {
-            let reports =
-                crate::cdr::import_spool_once(&ctx.store, &ctx.config.cdr, &options(ctx)).await?;
+            let reports = crate::cdr::import_spool_once(
+                &ctx.store,
+                &ctx.config.cdr,
+                &options(ctx),
+                std::time::SystemTime::now(),
+            )
+            .await?;
             say(
                 ctx,
                 &format!("{} file(s) imported from the spool", reports.len()),

@@ -5,8 +5,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use chrono::Utc;
-
 use crate::domain::Period;
 use crate::pipeline::{Pipeline, RunReport};
 
@@ -28,7 +26,7 @@ where
     let mut said = false;
     while !p
         .store
-        .try_acquire_period_lease(period, &p.owner, Utc::now(), ttl)
+        .try_acquire_period_lease(period, &p.owner, p.now(), ttl)
         .await?
     {
         if no_wait {
@@ -43,12 +41,12 @@ where
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let renew = {
-        let (store, owner) = (p.store.clone(), p.owner.clone());
+        let (store, owner, clock) = (p.store.clone(), p.owner.clone(), p.clock.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(secs * 1000 / 3)).await;
                 match store
-                    .renew_period_lease(period, &owner, Utc::now() + ttl)
+                    .renew_period_lease(period, &owner, clock.now() + ttl)
                     .await
                 {
                     Ok(true) => {}
@@ -73,10 +71,10 @@ where
 /// `billing_runs`. Running a period again only pushes what is still due (recording is idempotent).
 pub async fn run_period(p: &Pipeline, period: Period, no_wait: bool) -> anyhow::Result<RunReport> {
     with_period_lease(p, period, no_wait, |p| async move {
-        p.store.mark_period_running(period, Utc::now()).await?;
+        p.store.mark_period_running(period, p.now()).await?;
         match p.run_period(period).await {
             Ok(r) => {
-                p.store.mark_period_done(period, Utc::now()).await?;
+                p.store.mark_period_done(period, p.now()).await?;
                 Ok(r)
             }
             Err(e) => {

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use super::metrics::Metrics;
-use super::schedule::{Clock, Schedule, SystemClock};
+use super::schedule::Schedule;
 use crate::config::Config;
 use crate::domain::Period;
 use crate::pipeline::Pipeline;
@@ -23,10 +23,9 @@ use crate::store::Store;
 pub async fn tick(
     p: &Pipeline,
     schedule: &Schedule,
-    clock: &dyn Clock,
     metrics: &Metrics,
 ) -> anyhow::Result<Vec<Period>> {
-    let now = clock.now();
+    let now = p.now();
     let runs = p.store.last_runs(1_000).await?;
     let done: Vec<Period> = runs
         .iter()
@@ -43,7 +42,7 @@ pub async fn tick(
         match super::run_period(p, period, true).await {
             Ok(r) => {
                 tracing::info!(%period, invoices = r.invoices_created.len(), "billing run done");
-                metrics.record_run(&period.to_string(), true, Utc::now().timestamp());
+                metrics.record_run(&period.to_string(), true, p.now().timestamp());
                 metrics.record_push(&r.push);
                 ran.push(period);
             }
@@ -128,7 +127,6 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
 
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(next = %next_run_description(&config, Utc::now()), backend = store.backend(), "rebilld started");
-    let clock = SystemClock;
     let mut outbox = tokio::time::interval(Duration::from_secs(config.schedule.outbox_every_secs));
     let mut spool = tokio::time::interval(Duration::from_secs(config.schedule.spool_every_secs));
     wake.notify_one(); // catch-up on start
@@ -136,7 +134,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
         heartbeat.store(Utc::now().timestamp(), Ordering::Relaxed);
         let idle = format!(
             "idle, next run {}",
-            next_run_description(&pipeline.config, Utc::now())
+            next_run_description(&pipeline.config, pipeline.now())
         );
         notify_status(&idle);
         tokio::select! {
@@ -156,12 +154,12 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
                 }
             }
             _ = wake.notified() => {
-                if let Err(e) = tick(&pipeline, &schedule, &clock, &metrics).await {
+                if let Err(e) = tick(&pipeline, &schedule, &metrics).await {
                     tracing::error!(error = %e, "could not check for due runs");
                 }
             }
             _ = outbox.tick() => {
-                match pipeline.drain(Utc::now()).await {
+                match pipeline.drain(pipeline.now()).await {
                     Ok(r) => {
                         metrics.record_push(&r);
                         let done = r.xero_invoices_created.len() + r.emailed.len() + r.autotask_charges + r.updated;
@@ -174,7 +172,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
             }
             _ = spool.tick() => {
                 let opts = crate::cdr::ImportOptions { tz: pipeline.config.business.tz(), batch_rows: pipeline.config.cdr.batch_rows, progress: false };
-                match crate::cdr::import_spool_once(&store, &pipeline.config.cdr, &opts).await {
+                match crate::cdr::import_spool_once(&store, &pipeline.config.cdr, &opts, pipeline.now().into()).await {
                     Ok(r) => { metrics.cdr_files_total.fetch_add(r.len() as u64, Ordering::Relaxed); }
                     Err(e) => tracing::error!(error = %e, "importing the CDR spool failed"),
                 }

@@ -9,39 +9,7 @@ use croner::Cron;
 
 use crate::domain::Period;
 
-/// Where time comes from: the system clock, or a test's.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// A clock a test sets by hand.
-#[derive(Default)]
-pub struct TestClock(std::sync::Mutex<Option<DateTime<Utc>>>);
-
-impl TestClock {
-    pub fn at(t: DateTime<Utc>) -> Self {
-        TestClock(std::sync::Mutex::new(Some(t)))
-    }
-    pub fn set(&self, t: DateTime<Utc>) {
-        if let Ok(mut g) = self.0.lock() {
-            *g = Some(t);
-        }
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> DateTime<Utc> {
-        self.0.lock().ok().and_then(|g| *g).unwrap_or_else(Utc::now)
-    }
-}
+pub use crate::clock::{Clock, SystemClock, TestClock};
 
 #[derive(Debug, Clone)]
 pub struct Schedule {

@@ -28,6 +28,7 @@ pub use reconcile::{Difference, ReconcileReport, reconcile};
 pub use resync::{PlannedAction, ResyncPlan, ResyncRequest};
 
 use crate::autotask::AutotaskClient;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::domain::{Money, Period};
 use crate::store::billing::{StoredInvoice, xero_tax};
@@ -58,6 +59,8 @@ pub struct Pipeline {
     pub owner: String,
     /// Set on shutdown: the push stops claiming new work; the action in flight finishes.
     pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// "Now" for every decision of a run (due entries, retries, grace, document dates).
+    pub clock: std::sync::Arc<dyn Clock>,
 }
 
 /// What one billing run did.
@@ -89,7 +92,18 @@ impl Pipeline {
             autotask,
             owner,
             stop: Default::default(),
+            clock: std::sync::Arc::new(SystemClock),
         }
+    }
+
+    /// The same pipeline on another clock (tests pin the time with `clock::TestClock`).
+    pub fn with_clock(self, clock: std::sync::Arc<dyn Clock>) -> Self {
+        Pipeline { clock, ..self }
+    }
+
+    /// The pipeline clock's time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// True once shutdown began: no new remote work is started.
@@ -121,7 +135,7 @@ impl Pipeline {
         let computed = crate::domain::billing::compute_invoices(&snapshot, period, &settings);
         let recorded = record::record(&self.store, &self.config, period, &computed).await?;
         crash_point("after_record");
-        let push = self.drain(Utc::now()).await?;
+        let push = self.drain(self.now()).await?;
         Ok(RunReport {
             period: period.to_string(),
             invoices_created: recorded.created,

@@ -111,7 +111,7 @@ async fn xero_invoices(
         return Ok(0);
     }
     let handled = entries.len();
-    let requested_at = Utc::now();
+    let requested_at = p.now();
     let mut to_create: Vec<(OutboxEntry, StoredInvoice, InvoiceDraft)> = Vec::new();
     for e in entries {
         let inv = p.store.invoice_by_id(e.invoice_id).await?;
@@ -235,7 +235,7 @@ async fn handle_xero_error_shared(
     requested_at: DateTime<Utc>,
     report: &mut PushReport,
 ) -> Result<(), PipelineError> {
-    let now = Utc::now();
+    let now = p.now();
     match err {
         XeroError::DayBudgetSpent { until } => {
             p.store.park_outbox(e, *until, &err.to_string()).await?;
@@ -282,7 +282,7 @@ async fn xero_emails(
         .await?;
     let handled = entries.len();
     for e in entries {
-        let requested_at = Utc::now();
+        let requested_at = p.now();
         let inv = p.store.invoice_by_id(e.invoice_id).await?;
         // Decided again at push time: the customer may have been disabled, or auto-send switched off.
         let customer = p
@@ -362,7 +362,7 @@ async fn xero_updates(
         .await?;
     let handled = entries.len();
     for e in entries {
-        let requested_at = Utc::now();
+        let requested_at = p.now();
         match super::update::push_xero_update(p, &e).await {
             Ok((l, effect)) => {
                 p.store.complete_outbox(&e, &l, &effect).await?;
@@ -398,7 +398,7 @@ async fn autotask_charges(
     let concurrency = p.config.autotask.max_concurrent.max(1) as usize;
     let results: Vec<ChargeResult> = futures::stream::iter(entries)
         .map(|e| async move {
-            let requested_at = Utc::now();
+            let requested_at = p.now();
             let r = push_charge(p, autotask, &e).await;
             (e, r, requested_at)
         })
@@ -429,12 +429,11 @@ async fn autotask_charges(
                 );
                 l.error = Some(err.to_string());
                 if let Some(wait) = err.retry_after() {
-                    let until =
-                        Utc::now() + Duration::from_std(wait).unwrap_or(Duration::minutes(5));
+                    let until = p.now() + Duration::from_std(wait).unwrap_or(Duration::minutes(5));
                     p.store.park_outbox(&e, until, &err.to_string()).await?;
                     report.parked.push(format!("{}: {err}", e.idempotency_key));
                 } else {
-                    let retry = (!permanent).then(|| retry_at(Utc::now(), e.attempts));
+                    let retry = (!permanent).then(|| retry_at(p.now(), e.attempts));
                     p.store.fail_outbox(&e, &l, retry).await?;
                     report.failed.push(format!("{}: {err}", e.idempotency_key));
                 }
@@ -449,7 +448,7 @@ async fn push_charge(
     autotask: &crate::autotask::AutotaskClient,
     e: &OutboxEntry,
 ) -> Result<(LedgerEntry, RemoteEffect), AutotaskError> {
-    let requested_at = Utc::now();
+    let requested_at = p.now();
     let local = |msg: String| AutotaskError::Local(msg);
     let inv = p
         .store

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
 use serde::Serialize;
 
 use super::record::{self, AUTOTASK_CHARGE, AUTOTASK_UPDATE, XERO_UPDATE};
@@ -291,10 +290,12 @@ pub async fn apply(p: &Pipeline, plan: &ResyncPlan) -> Result<super::PushReport,
                 invoice_id,
                 changes,
             } => {
-                p.store.apply_invoice_changes(*invoice_id, changes).await?;
+                p.store
+                    .apply_invoice_changes(*invoice_id, changes, p.now())
+                    .await?;
             }
             Work::Retry { invoice_id } => {
-                p.store.retry_failed_outbox(*invoice_id).await?;
+                p.store.retry_failed_outbox(*invoice_id, p.now()).await?;
             }
         }
     }
@@ -305,5 +306,5 @@ pub async fn apply(p: &Pipeline, plan: &ResyncPlan) -> Result<super::PushReport,
         };
         record::record(&p.store, &p.config, period, &computed).await?;
     }
-    p.drain(Utc::now()).await
+    p.drain(p.now()).await
 }

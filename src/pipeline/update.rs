@@ -3,8 +3,6 @@
 //! unpaid, else a credit note or an extra invoice; Autotask: the charge is patched while unbilled,
 //! else a correcting charge.
 
-use chrono::Utc;
-
 use super::drafts::xero_draft_for;
 use super::{Pipeline, PipelineError};
 use crate::autotask::{AutotaskClient, AutotaskError, ChargeDraft};
@@ -69,7 +67,7 @@ pub async fn push_xero_update(
         .as_ref()
         .ok_or_else(|| PipelineError::Refused("Xero is not configured".into()))?;
     let inv = p.store.invoice_by_id(e.invoice_id).await?;
-    let requested_at = Utc::now();
+    let requested_at = p.now();
     let remote_id = inv.xero_invoice_id.clone().ok_or_else(|| {
         PipelineError::Refused(format!("invoice {} is not in Xero yet", inv.number))
     })?;
@@ -142,9 +140,7 @@ async fn adjustment(
         let note = crate::xero::CreditNoteDraft {
             contact_id: draft.contact_id.clone(),
             reference: reference.clone(),
-            date: Utc::now()
-                .with_timezone(&p.config.business.tz())
-                .date_naive(),
+            date: p.now().with_timezone(&p.config.business.tz()).date_naive(),
             currency: inv.currency.clone(),
             lines: vec![line(
                 format!(

@@ -687,8 +687,8 @@ impl Store {
         &self,
         invoice_id: i64,
         c: &InvoiceChanges,
+        now: DateTime<Utc>,
     ) -> Result<i32, StoreError> {
-        let now = Utc::now();
         on_db!(self, p => {
             let mut tx = p.begin().await?;
             let (customer_id, period, revision): (i64, String, i32) =
@@ -763,9 +763,13 @@ impl Store {
         })
     }
 
-    /// Puts permanently failed entries of an invoice back in the queue (after a fix, on resync).
-    pub async fn retry_failed_outbox(&self, invoice_id: i64) -> Result<u64, StoreError> {
-        let now = Utc::now();
+    /// Puts permanently failed entries of an invoice back in the queue, due at `now` (after a fix,
+    /// on resync).
+    pub async fn retry_failed_outbox(
+        &self,
+        invoice_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         Ok(on_db!(self, p => sqlx::query(
             "UPDATE outbox SET status = 'pending', next_attempt_at = $2, updated_at = $2 WHERE invoice_id = $1 AND status = 'failed'",
         )

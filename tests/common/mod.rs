@@ -92,6 +92,7 @@ macro_rules! backend_tests {
 pub mod world {
     use super::TestApp;
     use chrono::NaiveDate;
+    use rebill::clock::TestClock;
     use rebill::domain::{
         AutotaskCoding, AutotaskCompanyId, BillingTarget, Customer, Email, ItemKind, Money,
         NewCustomer, NonEmpty, ServiceId, Transition, XeroContactId,
@@ -99,9 +100,12 @@ pub mod world {
     use rebill::pipeline::Pipeline;
     use rebill::sandbox::Sandboxes;
     use rebill::store::{NewItem, ServiceImport, ServiceUserImport};
+    use std::sync::Arc;
 
     pub struct World {
         pub sandboxes: Sandboxes,
+        /// The pipeline's clock: 00:30 on 2 December 2026 in Sydney, after November's run time.
+        pub clock: Arc<TestClock>,
         pub pipeline: Pipeline,
         pub enabled: Customer,
         pub disabled: Customer,
@@ -301,9 +305,14 @@ pub mod world {
             .unwrap();
         let disabled = s.customer(disabled.id).await.unwrap();
 
-        let pipeline = Pipeline::from_config(s.clone(), config).await.unwrap();
+        let clock = Arc::new(TestClock::at("2026-12-01T13:30:00Z".parse().unwrap()));
+        let pipeline = Pipeline::from_config(s.clone(), config)
+            .await
+            .unwrap()
+            .with_clock(clock.clone());
         World {
             sandboxes,
+            clock,
             pipeline,
             enabled,
             disabled,
