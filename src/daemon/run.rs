@@ -14,7 +14,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use super::metrics::Metrics;
 use super::schedule::Schedule;
 use crate::config::Config;
-use crate::domain::Period;
+use crate::domain::{Period, RunStatus};
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::store::Store;
 
@@ -29,8 +29,8 @@ pub async fn tick(
     let runs = p.store.last_runs(1_000).await?;
     let done: Vec<Period> = runs
         .iter()
-        .filter(|r| r.status == "done")
-        .filter_map(|r| Period::parse(&r.period).ok())
+        .filter(|r| r.status == RunStatus::Done)
+        .map(|r| r.period)
         .collect();
     let last_done = done.iter().max().copied();
     let mut ran = Vec::new();

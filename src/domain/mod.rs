@@ -21,7 +21,7 @@ pub use customer::{BillingTarget, Customer, NewCustomer};
 pub use ids::*;
 pub use item::{Item, ItemKind, ItemStatus};
 pub use money::Money;
-pub use outbox::{LedgerOutcome, OutboxAction, OutboxStatus, RemoteSystem};
+pub use outbox::{LedgerOutcome, OutboxAction, OutboxStatus, RemoteSystem, RunStatus};
 pub use period::Period;
 pub use service::{Service, ServiceUser};
 pub use tax::TaxRates;

@@ -138,6 +138,18 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// Where a period's billing run stands (`billing_runs.status`).
+    RunStatus, "billing run status" {
+        /// Known (its lease was taken) but not started.
+        Due = "due",
+        Running = "running",
+        Done = "done",
+        /// The last attempt failed; the next tick tries again.
+        Failed = "failed",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

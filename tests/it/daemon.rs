@@ -81,7 +81,11 @@ async fn missed_periods_are_caught_up_oldest_first_exactly_once(app: TestApp) {
         .unwrap();
     assert!(again.is_empty());
     let runs = app.store.last_runs(10).await.unwrap();
-    assert!(runs.iter().all(|r| r.status == "done"), "{runs:?}");
+    assert!(
+        runs.iter()
+            .all(|r| r.status == rebill::domain::RunStatus::Done),
+        "{runs:?}"
+    );
 }
 
 async fn a_dead_holders_lease_expires_and_another_daemon_finishes_the_period_once(app: TestApp) {
