@@ -92,8 +92,11 @@ pub struct ImportArgs {
     pub all_active: bool,
 }
 
+/// Exactly one of the three ways to find the contact. The group is declared on the command, not
+/// as the struct's own group: a struct-level `#[group]` also swallows the positional ID, which
+/// then "cannot be used with" every flag.
 #[derive(Debug, Args)]
-#[group(id = "how", required = true, multiple = false, args = ["contact_id", "contact_number", "create"])]
+#[command(group(clap::ArgGroup::new("how").required(true).multiple(false).args(["contact_id", "contact_number", "create"])))]
 pub struct LinkXeroArgs {
     pub id: CustomerId,
     /// The contact's ContactID
