@@ -51,16 +51,19 @@ pub async fn connect(
     if cfg.grant == "custom_connection" {
         // Nothing to consent to: check that the credentials work and find the organisation.
         let t = auth::client_credentials(cfg, &http).await?;
-        store
-            .save_xero_grant(&XeroTokenRow {
+        auth::save_grant(
+            cfg,
+            store,
+            &XeroTokenRow {
                 grant_type: "custom_connection".into(),
                 access_token: Some(t.access_token),
                 access_expires_at: Some(t.expires_at),
                 refresh_token: None,
                 tenant_id: None,
                 refresh_count: 0,
-            })
-            .await?;
+            },
+        )
+        .await?;
         let tenant = XeroClient::new(cfg, store.clone()).await?.tenant().await?;
         return Ok(Connected {
             tenant_id: tenant,
@@ -152,16 +155,19 @@ pub async fn connect(
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(1800),
         );
-    store
-        .save_xero_grant(&XeroTokenRow {
+    auth::save_grant(
+        cfg,
+        store,
+        &XeroTokenRow {
             grant_type: "authorization_code".into(),
             access_token: Some(token.access_token().secret().clone()),
             access_expires_at: Some(expires),
             refresh_token: token.refresh_token().map(|r| r.secret().clone()),
             tenant_id: cfg.tenant_id.clone(),
             refresh_count: 0,
-        })
-        .await?;
+        },
+    )
+    .await?;
     let tenant = XeroClient::new(cfg, store.clone()).await?.tenant().await?;
     Ok(Connected {
         tenant_id: tenant,
