@@ -120,6 +120,18 @@ pub async fn run(ctx: &Ctx, cmd: CustomerCmd) -> anyhow::Result<()> {
         CustomerCmd::Disable { id } => set_enabled(ctx, id, false).await,
         CustomerCmd::LinkXero(a) => link_xero(ctx, a).await,
         CustomerCmd::LinkAutotask { id, company } => {
+            let customer = ctx.store.customer(id).await?;
+            let at = crate::autotask::AutotaskClient::new(&ctx.config.autotask, ctx.store.clone())
+                .await?;
+            let (name, active) = at.check_company(company).await.with_context(|| {
+                format!(
+                    "customer {} ({}) was not linked to Autotask company {company}",
+                    customer.id, customer.name
+                )
+            })?;
+            if !active {
+                eprintln!("note: Autotask company {company} ({name}) is inactive");
+            }
             let c = ctx.store.link_autotask(&ctx.actor, id, company).await?;
             say(
                 ctx,

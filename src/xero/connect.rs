@@ -128,12 +128,25 @@ pub async fn connect(
             .await;
         Ok::<String, XeroError>(target)
     };
+    let listening = listener.is_some();
     let from_paste = async {
         let mut line = String::new();
-        BufReader::new(tokio::io::stdin())
+        let n = BufReader::new(tokio::io::stdin())
             .read_line(&mut line)
             .await
             .map_err(|e| XeroError::Transport(e.to_string()))?;
+        // stdin closed (run from a script, or `< /dev/null`): nothing will be pasted, so wait
+        // for the browser's redirect alone, if we could listen for it.
+        if n == 0 {
+            if listening {
+                return std::future::pending::<Result<String, XeroError>>().await;
+            }
+            return Err(XeroError::Auth(format!(
+                "stdin is closed and port {} is busy: nothing can bring the redirect back; \
+                 free the port (xero.redirect_port) or run `rebilld xero connect` at a terminal",
+                cfg.redirect_port
+            )));
+        }
         Ok::<String, XeroError>(line)
     };
     let answer: String = tokio::select! {

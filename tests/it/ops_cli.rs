@@ -5,6 +5,7 @@ use std::process::{Command as StdCommand, Stdio};
 
 use assert_cmd::Command;
 use chrono::TimeZone;
+use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use rebill::domain::{BillingTarget, NewCustomer, NonEmpty};
 use rebill::sandbox::Sandboxes;
@@ -469,4 +470,247 @@ fn a_new_database_and_its_wal_and_shm_are_private_whatever_the_umask() {
     for (f, m) in modes {
         assert_eq!(m, 0o600, "{f} is {m:o}");
     }
+}
+
+/// A config file whose Autotask section talks to the stand-in at `url`, secrets in files.
+fn autotask_config_file(dir: &Path, url: &str) -> PathBuf {
+    use rebill::sandbox::autotask::{INTEGRATION_CODE, SECRET, USERNAME};
+    std::fs::write(dir.join("autotask.secret"), SECRET).unwrap();
+    std::fs::write(dir.join("autotask.integration_code"), INTEGRATION_CODE).unwrap();
+    let path = dir.join("rebill.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[autotask]\nusername = \"{USERNAME}\"\nsecret_file = \"{}\"\nintegration_code_file = \"{}\"\n\
+             zone_lookup_url = \"{url}/atservicesrest/v1.0/zoneInformation\"\nretry_base_ms = 10\ntimeout_secs = 5\n",
+            dir.join("autotask.secret").display(),
+            dir.join("autotask.integration_code").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn importing_all_active_autotask_companies_skips_autotasks_own_company_and_disables_inactive_ones()
+ {
+    let sb = Sandboxes::start(0, 0).await.unwrap();
+    // Autotask lists the tenant's own company, id 0, among the active ones.
+    sb.autotask.insert(
+        "companies",
+        serde_json::json!({"id": 0, "companyName": "Our Own MSP", "isActive": true}),
+    );
+    sb.autotask.seed_company(175, "Acme Hosting");
+    sb.autotask.insert(
+        "companies",
+        serde_json::json!({"id": 176, "companyName": "Closed Down Pty Ltd", "isActive": false}),
+    );
+    let url = sb.autotask_url.clone();
+    let (all, inactive, listed) = tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let cfg = autotask_config_file(d, &url);
+        let run = |args: &[&str]| {
+            rebilld(d)
+                .arg("--config")
+                .arg(&cfg)
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let all = run(&["customer", "import", "--from", "autotask", "--all-active"]);
+        let inactive = run(&[
+            "customer",
+            "import",
+            "--from",
+            "autotask",
+            "--company",
+            "176",
+        ]);
+        let listed = run(&["--json", "customer", "list"]);
+        (all, inactive, listed)
+    })
+    .await
+    .unwrap();
+    assert!(
+        all.status.success(),
+        "--all-active: {}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    assert!(
+        inactive.status.success(),
+        "--company 176: {}",
+        String::from_utf8_lossy(&inactive.stderr)
+    );
+    let customers = json_out(&listed);
+    let customers = customers.as_array().unwrap();
+    let names: Vec<&str> = customers
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Acme Hosting", "Closed Down Pty Ltd"],
+        "{customers:?}"
+    );
+    assert_eq!(customers[0]["enabled"], true);
+    assert_eq!(
+        customers[1]["enabled"], false,
+        "an inactive company comes in disabled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linking_to_an_autotask_company_that_does_not_exist_is_refused_naming_it() {
+    let sb = Sandboxes::start(0, 0).await.unwrap();
+    sb.autotask.seed_company(175, "Acme Hosting");
+    let url = sb.autotask_url.clone();
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let cfg = autotask_config_file(d, &url);
+        rebilld(d)
+            .args(["customer", "add", "--name", "Beta"])
+            .assert()
+            .success();
+        rebilld(d)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["customer", "link-autotask", "1", "--company", "999"])
+            .assert()
+            .failure()
+            .stderr(contains("company 999"))
+            .stderr(contains("customer 1 (Beta) was not linked"));
+        let shown = rebilld(d)
+            .args(["--json", "customer", "show", "1"])
+            .output()
+            .unwrap();
+        assert_eq!(json_out(&shown)["customer"]["target"]["kind"], "xero");
+        rebilld(d)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["customer", "link-autotask", "1", "--company", "175"])
+            .assert()
+            .success()
+            .stdout(contains("Autotask company 175"));
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xero_status_after_a_revoked_grant_says_to_reconnect_not_1970() {
+    let app = TestApp::sqlite().await;
+    // What a refused refresh token leaves behind: the grant without its tokens.
+    app.store
+        .save_xero_grant(&rebill::store::xero::XeroTokenRow {
+            grant_type: "authorization_code".into(),
+            access_token: None,
+            access_expires_at: None,
+            refresh_token: None,
+            tenant_id: Some("70784a63-d24b-46a9-a4db-0e70a274b056".into()),
+            refresh_count: 4,
+        })
+        .await
+        .unwrap();
+    let dir = app.dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        rebilld(&dir)
+            .args(["xero", "status"])
+            .assert()
+            .success()
+            .stdout(contains("revoked: run `rebilld xero connect`"))
+            .stdout(contains("1970").not());
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xero_connect_with_stdin_closed_waits_for_the_browsers_redirect() {
+    use wiremock::matchers::{body_string_contains, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    crate::common::fixtures::mount(&server, "xero/connections.json").await;
+    Mock::given(method("POST"))
+        .and(path("/connect/token"))
+        .and(body_string_contains("grant_type=authorization_code"))
+        .and(body_string_contains("code=the-code"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "access_token": "access-1", "refresh_token": "refresh-1", "expires_in": 1800, "token_type": "Bearer"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let url = server.uri();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::{BufRead, Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let cfg = xero_config_file(d, &url);
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text.push_str(&format!(
+            "grant = \"authorization_code\"\nredirect_port = {port}\nauthorize_url = \"{url}/identity/connect/authorize\"\n"
+        ));
+        std::fs::write(&cfg, text).unwrap();
+        let mut child = StdCommand::new(bin())
+            .current_dir(d)
+            .env_remove("RUST_LOG")
+            .env("REBILL_DATABASE__URL", db_url(d))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["xero", "connect"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The consent URL carries the state the redirect must return.
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut state = None;
+        let mut seen = String::new();
+        while state.is_none() {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            seen.push_str(&line);
+            if let Some(u) = line.split_whitespace().find(|w| w.contains("state=")) {
+                let u = url::Url::parse(u).unwrap();
+                state = u
+                    .query_pairs()
+                    .find(|(k, _)| k == "state")
+                    .map(|(_, v)| v.to_string());
+            }
+        }
+        let state = state.unwrap_or_else(|| panic!("no consent URL: {seen}"));
+        // Wait for "Waiting for the redirect" to be acted on: the browser comes back a moment
+        // later, by which time a closed stdin must not have ended the command.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let mut browser = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // One write, as a browser sends its request line and headers in one segment.
+        let request =
+            format!("GET /callback?code=the-code&state={state} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        browser.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = browser.read_to_string(&mut answer);
+        let out = child.wait_with_output().unwrap();
+        let mut rest = String::new();
+        let _ = stderr.read_to_string(&mut rest);
+        (out, seen + &rest, answer)
+    })
+    .await
+    .unwrap();
+    let (out, stderr, answer) = out;
+    assert!(out.status.success(), "{stderr}");
+    assert!(answer.contains("connected to Xero"), "{answer}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("connected to Xero organisation"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
