@@ -13,4 +13,5 @@ mod core_lifecycle;
 mod crash;
 mod daemon;
 mod ops_cli;
+mod wiremock_fixtures;
 mod xero_client;
