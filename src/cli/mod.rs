@@ -188,9 +188,10 @@ pub fn exit_quietly_on_broken_pipe() {
     }));
 }
 
-/// The panic of `print!`/`println!` when stdout's reader has gone.
+/// The panic of `print!`/`println!` (or `eprint!`) when the reader of stdout (stderr) has gone.
 fn is_broken_pipe_panic(text: &str) -> bool {
-    text.starts_with("failed printing to stdout") && text.contains("Broken pipe")
+    (text.starts_with("failed printing to stdout") || text.starts_with("failed printing to stderr"))
+        && text.contains("Broken pipe")
 }
 
 /// Shell completions generated from the CLI definition.
