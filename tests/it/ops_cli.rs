@@ -714,3 +714,24 @@ async fn xero_connect_with_stdin_closed_waits_for_the_browsers_redirect() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn a_token_key_that_is_not_32_bytes_of_base64_is_a_config_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("key"), "c2hvcnQ=\n").unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!(
+            "[xero]\ntoken_key_file = \"{}\"\n",
+            dir.path().join("key").display()
+        ),
+    )
+    .unwrap();
+    rebilld(dir.path())
+        .args(["--config", "c.toml", "customer", "list"])
+        .assert()
+        .code(78)
+        .stderr(contains("xero.token_key"))
+        .stderr(contains("32"))
+        .stderr(contains("c2hvcnQ").not());
+}
