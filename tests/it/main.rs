@@ -12,5 +12,7 @@ mod cli_core;
 mod core_lifecycle;
 mod crash;
 mod daemon;
+mod ops_cli;
 mod who_owes_what;
+mod wiremock_fixtures;
 mod xero_client;
