@@ -2,12 +2,10 @@
 //! (`lease.rs`), systemd notify and watchdog, signals, the metrics endpoint. Sits on top of
 //! `pipeline`.
 
-mod config;
 mod lease;
 pub mod metrics;
 mod run;
 pub mod schedule;
 
-pub use config::{MetricsConfig, ScheduleConfig};
 pub use lease::{run_period, with_period_lease};
 pub use run::{next_run_description, run, schedule_of, tick};
