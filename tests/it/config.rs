@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use assert_cmd::Command;
+use predicates::prelude::*;
 use predicates::str::contains;
 
 /// `rebilld` in `dir`, with nothing of this machine's environment that the configuration reads.
@@ -60,13 +61,48 @@ fn admin_commands_that_call_no_remote_api_run_without_secrets() {
 }
 
 #[test]
-fn a_command_that_calls_xero_without_its_secret_exits_78_naming_the_key() {
+fn a_command_that_calls_an_api_without_its_secret_exits_78_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = installed_config(dir.path());
     rebilld(dir.path())
         .arg("--config")
         .arg(&config)
         .arg("push")
+        .assert()
+        .code(78)
+        .stderr(contains("xero.client_secret"));
+    // Autotask alone, with its secret given and its integration code missing.
+    let secret = dir.path().join("autotask.secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let only_autotask = dir.path().join("autotask.toml");
+    std::fs::write(
+        &only_autotask,
+        format!(
+            "[database]\nurl = \"sqlite://{}\"\n\
+             [autotask]\nusername = \"api@example.com\"\nsecret_file = \"{}\"\n",
+            dir.path().join("rebill.db").display(),
+            secret.display()
+        ),
+    )
+    .unwrap();
+    rebilld(dir.path())
+        .arg("--config")
+        .arg(&only_autotask)
+        .args(["autotask", "products"])
+        .assert()
+        .code(78)
+        .stderr(contains("autotask.integration_code"))
+        .stderr(contains("s3cret").not());
+}
+
+#[test]
+fn the_daemon_without_a_secret_of_a_configured_integration_exits_78_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = installed_config(dir.path());
+    rebilld(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .timeout(std::time::Duration::from_secs(60))
         .assert()
         .code(78)
         .stderr(contains("xero.client_secret"));
@@ -135,19 +171,20 @@ fn an_unreadable_config_file_is_an_error_naming_it_and_creates_no_database() {
 #[test]
 fn rebilld_sandbox_leaves_no_database_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-            .to_string()
-    };
+    // Two free ports, both held until both are known so that they differ.
+    let listeners: Vec<_> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port().to_string())
+        .collect();
+    drop(listeners);
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rebilld"))
         .current_dir(dir.path())
         .env_remove("RUST_LOG")
-        .args(["sandbox", "--xero-port", &free_port()])
-        .args(["--autotask-port", &free_port()])
+        .args(["sandbox", "--xero-port", &ports[0]])
+        .args(["--autotask-port", &ports[1]])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
