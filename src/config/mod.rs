@@ -198,9 +198,9 @@ impl Config {
 }
 
 /// The file to read: `explicit`, else the first candidate that exists. A candidate whose
-/// existence cannot even be checked (its directory is not readable by this user, say) is an error
-/// naming it: falling back to the defaults would run on a fresh `./rebill.db` as if nothing was
-/// configured.
+/// existence cannot be checked (its directory is closed to this user) is passed over for the next
+/// one, but it is never a reason to run on the built-in defaults: with no other file, it is the
+/// error, naming it (the defaults would run on a fresh `./rebill.db` as if nothing was configured).
 fn find_file(
     explicit: Option<&Path>,
     candidates: &[PathBuf],
@@ -209,14 +209,17 @@ fn find_file(
     if let Some(p) = explicit {
         return Ok(Some(p.to_path_buf()));
     }
+    let mut closed = None;
     for p in candidates {
         match exists(p) {
             Ok(true) => return Ok(Some(p.clone())),
             Ok(false) => {}
-            Err(e) => return Err(unreadable(p, &e)),
+            Err(e) => {
+                closed.get_or_insert_with(|| unreadable(p, &e));
+            }
         }
     }
-    Ok(None)
+    closed.map_or(Ok(None), Err)
 }
 
 fn unreadable(path: &Path, e: &std::io::Error) -> ConfigError {

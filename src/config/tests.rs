@@ -260,6 +260,18 @@ fn an_unreadable_config_file_is_an_error_naming_it_never_the_defaults() {
     assert_eq!(e.source_name, "/etc/rebill/rebill.toml");
     assert!(e.reason.contains("sudo -u rebill"), "{e}");
     assert_eq!(find_file(None, &candidates, |_| Ok(false)).unwrap(), None);
+    // A working directory closed to the service user passes over to /etc/rebill/rebill.toml.
+    let cwd_closed = |p: &Path| -> std::io::Result<bool> {
+        if p == Path::new("rebill.toml") {
+            Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
+        } else {
+            Ok(true)
+        }
+    };
+    assert_eq!(
+        find_file(None, &candidates, cwd_closed).unwrap(),
+        Some(PathBuf::from("/etc/rebill/rebill.toml"))
+    );
 }
 
 /// Every key of the configuration appears in config/rebill.example.toml, which parses.
