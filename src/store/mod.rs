@@ -16,6 +16,7 @@ mod config;
 mod connect;
 mod customers;
 mod items;
+pub mod outbox;
 mod rerate;
 pub mod runs;
 pub mod xero;
