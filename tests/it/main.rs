@@ -13,4 +13,5 @@ mod config;
 mod core_lifecycle;
 mod crash;
 mod daemon;
+mod who_owes_what;
 mod xero_client;
