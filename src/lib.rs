@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod domain;
 pub mod pipeline;
 pub mod sandbox;
+pub mod settings;
 pub mod store;
 pub mod table;
 pub mod telemetry;

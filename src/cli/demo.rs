@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use chrono::{Duration, Utc};
 use clap::Args;
 
-use super::Ctx;
 use crate::cdr::{ImportOptions, Mapping, import_file};
 use crate::config::Config;
 use crate::domain::rating::RatePlan;
@@ -557,7 +556,7 @@ pub async fn demo(base: &Config, args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// `rebilld sandbox`: serve the stand-ins until interrupted.
-pub async fn sandbox(_ctx: &Ctx, a: SandboxArgs) -> anyhow::Result<()> {
+pub async fn sandbox(a: SandboxArgs) -> anyhow::Result<()> {
     let sb = Sandboxes::start(a.xero_port, a.autotask_port).await?;
     let (contract, product, code) = sb.autotask.seed_company(174, "Autotask Corporation");
     println!(

@@ -38,9 +38,9 @@ pub struct Cli {
     /// Print JSON instead of tables
     #[arg(long, global = true)]
     pub json: bool,
-    /// Log format: text (journald-friendly) or json [default: log.format]
-    #[arg(long, global = true, value_name = "FORMAT")]
-    pub log_format: Option<String>,
+    /// Log format [default: log.format]
+    #[arg(long, global = true, value_name = "FORMAT", value_enum)]
+    pub log_format: Option<crate::telemetry::LogFormat>,
     #[command(flatten)]
     pub resync: billing::ResyncArgs,
     #[command(subcommand)]
@@ -151,7 +151,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
         Command::Reconcile(a) => billing::reconcile(ctx, a).await,
         Command::Status => billing::status(ctx).await,
         Command::Demo(a) => demo::demo(&ctx.config, a).await,
-        Command::Sandbox(a) => demo::sandbox(ctx, a).await,
+        Command::Sandbox(a) => demo::sandbox(a).await,
         Command::Completions { shell } => {
             print_completions(shell);
             Ok(())

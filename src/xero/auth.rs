@@ -325,7 +325,7 @@ pub async fn access_token(
         if let Some(t) = usable(&row) {
             return Ok(t);
         }
-        if cfg.grant == "custom_connection" {
+        if cfg.grant == super::XeroGrant::CustomConnection {
             let t = client_credentials(cfg, http).await?;
             save_grant(
                 cfg,

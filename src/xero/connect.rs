@@ -48,7 +48,7 @@ pub async fn connect(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| XeroError::Transport(e.to_string()))?;
-    if cfg.grant == "custom_connection" {
+    if cfg.grant == super::XeroGrant::CustomConnection {
         // Nothing to consent to: check that the credentials work and find the organisation.
         let t = auth::client_credentials(cfg, &http).await?;
         auth::save_grant(
@@ -67,7 +67,7 @@ pub async fn connect(
         let tenant = XeroClient::new(cfg, store.clone()).await?.tenant().await?;
         return Ok(Connected {
             tenant_id: tenant,
-            grant: cfg.grant.clone(),
+            grant: cfg.grant.to_string(),
         });
     }
     let id = cfg
@@ -184,7 +184,7 @@ pub async fn connect(
     let tenant = XeroClient::new(cfg, store.clone()).await?.tenant().await?;
     Ok(Connected {
         tenant_id: tenant,
-        grant: cfg.grant.clone(),
+        grant: cfg.grant.to_string(),
     })
 }
 

@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 pub use client::XeroClient;
-pub use config::XeroConfig;
+pub use config::{InvoiceStatus, XeroConfig, XeroGrant};
 
 use crate::domain::{Money, XeroContactId};
 use crate::store::StoreError;

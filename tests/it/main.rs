@@ -9,6 +9,7 @@ mod autotask_client;
 mod billing_run;
 mod cdr_import;
 mod cli_core;
+mod config;
 mod core_lifecycle;
 mod crash;
 mod daemon;

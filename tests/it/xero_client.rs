@@ -16,7 +16,7 @@ const SECRET: &str = "super-secret-client-value";
 
 fn config(server: &MockServer, grant: &str) -> XeroConfig {
     let mut c = rebill::sandbox::xero_config(&server.uri());
-    c.grant = grant.into();
+    c.grant = grant.parse().unwrap();
     c.client_secret = Some(SecretString::from(SECRET));
     c.retry_base_ms = 5;
     c

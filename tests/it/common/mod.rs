@@ -199,7 +199,7 @@ pub mod world {
         let sandboxes = Sandboxes::start(0, 0).await.unwrap();
         let mut config = app.config.clone();
         sandboxes.configure(&mut config);
-        config.business.timezone = "Australia/Sydney".into();
+        config.business.timezone = chrono_tz::Australia::Sydney;
         let s = &app.store;
         let a = app.actor();
         s.import_service(&a, &service("prov", None, "0", &[]))
