@@ -12,4 +12,5 @@ mod cli_core;
 mod core_lifecycle;
 mod crash;
 mod daemon;
+mod demo;
 mod xero_client;
