@@ -126,7 +126,7 @@ pub async fn demo(base: &Config, args: DemoArgs) -> anyhow::Result<()> {
     );
 
     let pipeline = Pipeline::from_config(store.clone(), config.clone()).await?;
-    let report = crate::daemon::run_period(&pipeline, period, true).await?;
+    let report = pipeline.run_period(period).await?;
     println!(
         "billing run {period}: {} invoice(s) recorded",
         report.invoices_created.len()
@@ -161,7 +161,7 @@ pub async fn demo(base: &Config, args: DemoArgs) -> anyhow::Result<()> {
                     .count(),
                 lines
                     .first()
-                    .and_then(|l| l.autotask_contract_id)
+                    .and_then(|l| l.autotask.map(|a| a.contract_id.get()))
                     .unwrap_or_default()
             ),
         }
@@ -170,10 +170,7 @@ pub async fn demo(base: &Config, args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     for (c, why) in &report.skipped {
-        let name = store
-            .customer(crate::domain::CustomerId::new(*c)?)
-            .await?
-            .name;
+        let name = store.customer(*c).await?.name;
         println!("  skipped {name}: {why}");
     }
     println!(

@@ -20,8 +20,9 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::{
-    AssignmentState, AutotaskCoding, AutotaskCompanyId, BillingTarget, Customer, CustomerId, Item,
-    ItemId, ItemKind, ItemStatus, Money, Period, Service, ServiceId, XeroContactId,
+    AssignmentState, AutotaskCoding, AutotaskCompanyId, BillingTarget, Customer, CustomerId,
+    DomainError, Item, ItemId, ItemKind, ItemStatus, Money, Period, Service, ServiceId,
+    XeroContactId,
 };
 
 /// What the computation reads.
@@ -80,6 +81,16 @@ impl ChargeKey {
     fn item(i: ItemId) -> Self {
         ChargeKey(format!("item-{i}"))
     }
+    /// A key read back from the store: ASCII, 1 to 40 characters.
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        if s.is_empty() || s.len() > 40 || !s.is_ascii() {
+            return Err(DomainError::InvalidText {
+                what: "charge key",
+                reason: format!("{s:?} must be 1 to 40 ASCII characters"),
+            });
+        }
+        Ok(ChargeKey(s.to_string()))
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -111,6 +122,24 @@ impl LineKind {
     }
     pub fn is_once_off(self) -> bool {
         self == LineKind::OnceOff
+    }
+}
+
+impl std::str::FromStr for LineKind {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, DomainError> {
+        [
+            LineKind::ServiceFee,
+            LineKind::Usage,
+            LineKind::OnceOff,
+            LineKind::Recurring,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| DomainError::UnknownValue {
+            what: "line kind",
+            value: s.to_string(),
+        })
     }
 }
 

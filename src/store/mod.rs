@@ -15,6 +15,7 @@ mod catalogue;
 mod connect;
 mod customers;
 mod items;
+pub mod outbox;
 mod rerate;
 pub mod runs;
 pub mod xero;
