@@ -349,7 +349,9 @@ pub fn seed_sample_company(autotask: &AutotaskSandbox) -> Result<AutotaskCoding,
 
 impl Catalogue<'_> {
     /// Checks every row without a database: the values parse and every reference is to a row
-    /// of the catalogue. [`Catalogue::seed`] checks first, so a broken catalogue writes nothing.
+    /// of the catalogue. [`Catalogue::seed`] checks first, so a catalogue with a bad value or
+    /// reference writes nothing (the store's own refusals, such as a number already held by
+    /// another service, still stop a seed part-way).
     pub fn check(&self) -> Result<(), WorldError> {
         let unknown = |what, reference: &str| WorldError::Unknown {
             what,
@@ -418,13 +420,18 @@ impl Catalogue<'_> {
         contacts: &impl ContactBook,
     ) -> Result<SampleWorld, WorldError> {
         self.check()?;
-        let needs_company = self
+        let autotask_customer = self
             .customers
             .iter()
-            .any(|c| c.account == SampleAccount::Autotask);
-        let coding = match autotask {
-            Some(at) if needs_company => Some(seed_sample_company(at)?),
-            _ => None,
+            .find(|c| c.account == SampleAccount::Autotask);
+        let coding = match (autotask_customer, autotask) {
+            (None, _) => None,
+            (Some(_), Some(at)) => Some(seed_sample_company(at)?),
+            (Some(c), None) => {
+                return Err(WorldError::NoAutotask {
+                    customer: c.name.to_string(),
+                });
+            }
         };
         let mut world = SampleWorld {
             customers: Vec::with_capacity(self.customers.len()),

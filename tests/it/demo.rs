@@ -82,4 +82,32 @@ async fn a_broken_sample_catalogue_writes_nothing(app: TestApp) {
     );
 }
 
-backend_tests!(a_broken_sample_catalogue_writes_nothing);
+/// A world with an Autotask customer needs the Autotask stand-in for its company's coding:
+/// without it the seed is refused before the first row.
+async fn an_autotask_sample_without_the_stand_in_is_refused_before_any_write(app: TestApp) {
+    let dates = SampleDates {
+        since: "2026-01-01".parse().unwrap(),
+        mid: "2026-11-16".parse().unwrap(),
+    };
+    let refused = RULES
+        .seed(&app.store, &app.actor(), dates, None, &NoContacts)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("Autotask Corporation"),
+        "{refused}"
+    );
+    assert!(app.store.services().await.unwrap().is_empty());
+    assert!(
+        app.store
+            .audit_log(None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+backend_tests!(
+    a_broken_sample_catalogue_writes_nothing,
+    an_autotask_sample_without_the_stand_in_is_refused_before_any_write,
+);
