@@ -188,13 +188,14 @@ impl SampleDates {
     }
 }
 
-/// A service assigned to a customer; `excluded` services are put in the trash can at once.
+/// A service assigned to a customer; an `excluded` one is put in the trash can right after,
+/// recorded as of that day.
 #[derive(Debug, Clone, Copy)]
 pub struct SampleAssignment<'a> {
     pub service: &'a str,
     pub customer: &'a str,
     pub starts: SampleDay,
-    pub excluded: bool,
+    pub excluded: Option<SampleDay>,
 }
 
 /// A once-off or recurring item of a customer.
@@ -460,9 +461,9 @@ impl Catalogue<'_> {
             store
                 .assign(actor, service, customer.id, dates.day(a.starts), coding)
                 .await?;
-            if a.excluded {
+            if let Some(on) = a.excluded {
                 store
-                    .transition(actor, service, Transition::Exclude)
+                    .transition(actor, service, Transition::Exclude, dates.day(on))
                     .await?;
             }
         }
@@ -551,7 +552,7 @@ const fn assign<'a>(
         service,
         customer,
         starts,
-        excluded: false,
+        excluded: None,
     }
 }
 
@@ -651,7 +652,7 @@ pub const DEMO: Catalogue<'static> = Catalogue {
         assign("pbx-beta", "beta", SampleDay::Since),
         assign("hns-auto", "autotask:174", SampleDay::Since),
         SampleAssignment {
-            excluded: true,
+            excluded: Some(SampleDay::Since),
             ..assign("sip-echo-old", "echo", SampleDay::Since)
         },
         assign("sip-echo", "echo", SampleDay::Mid),
@@ -828,7 +829,7 @@ pub const RULES: Catalogue<'static> = Catalogue {
     assignments: &[
         assign("sip", "enabled pty ltd", SampleDay::Since),
         SampleAssignment {
-            excluded: true,
+            excluded: Some(SampleDay::Mid),
             ..assign("old", "enabled pty ltd", SampleDay::Since)
         },
         assign("trunk", "disabled pty ltd", SampleDay::Since),

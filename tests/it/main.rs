@@ -13,4 +13,5 @@ mod core_lifecycle;
 mod crash;
 mod daemon;
 mod demo;
+mod who_owes_what;
 mod xero_client;
