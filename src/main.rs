@@ -9,6 +9,7 @@ use rebill::config::{Config, EXIT_CONFIG};
 use rebill::store::Store;
 
 fn main() -> ExitCode {
+    cli::exit_quietly_on_broken_pipe();
     let args = Cli::parse();
     let config = match Config::load(args.config.as_deref()) {
         Ok(c) => c,
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rebilld: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(cli::exit_code(&e))
         }
     }
 }

@@ -26,6 +26,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use assignments::AssignmentView;
 pub use audit::{Actor, AuditRecord};
 pub use catalogue::{ServiceImport, ServiceUserImport};
+pub use connect::{BackupError, BackupReport};
 pub use customers::Upsert;
 pub use items::NewItem;
 pub use rerate::Repriced;

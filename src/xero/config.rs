@@ -16,6 +16,11 @@ pub struct XeroConfig {
     #[serde(skip_serializing)]
     pub client_secret: Option<SecretString>,
     pub client_secret_file: Option<std::path::PathBuf>,
+    /// Secret: the key (32 bytes, base64) that seals the stored Xero tokens; prefer
+    /// `token_key_file` or the systemd credential `xero.token_key`.
+    #[serde(skip_serializing)]
+    pub token_key: Option<SecretString>,
+    pub token_key_file: Option<std::path::PathBuf>,
     /// The organisation when the grant reaches several (else the only one from /connections).
     pub tenant_id: Option<String>,
     /// Loopback port for the authorization-code redirect (http://localhost:PORT/callback).
@@ -52,6 +57,8 @@ impl Default for XeroConfig {
             client_id: None,
             client_secret: None,
             client_secret_file: None,
+            token_key: None,
+            token_key_file: None,
             tenant_id: None,
             redirect_port: 8765,
             scopes: "offline_access accounting.transactions accounting.contacts".into(),
@@ -84,6 +91,15 @@ impl XeroConfig {
             self.client_secret.take(),
             self.client_secret_file.as_deref(),
         )?;
+        self.token_key = secrets.resolve(
+            "xero.token_key",
+            self.token_key.take(),
+            self.token_key_file.as_deref(),
+        )?;
+        if let Some(k) = &self.token_key {
+            super::auth::TokenKey::parse(k)
+                .map_err(|e| ConfigError::new("xero.token_key", e.to_string()))?;
+        }
         if !matches!(
             self.grant.as_str(),
             "custom_connection" | "authorization_code"

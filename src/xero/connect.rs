@@ -51,16 +51,19 @@ pub async fn connect(
     if cfg.grant == "custom_connection" {
         // Nothing to consent to: check that the credentials work and find the organisation.
         let t = auth::client_credentials(cfg, &http).await?;
-        store
-            .save_xero_grant(&XeroTokenRow {
+        auth::save_grant(
+            cfg,
+            store,
+            &XeroTokenRow {
                 grant_type: "custom_connection".into(),
                 access_token: Some(t.access_token),
                 access_expires_at: Some(t.expires_at),
                 refresh_token: None,
                 tenant_id: None,
                 refresh_count: 0,
-            })
-            .await?;
+            },
+        )
+        .await?;
         let tenant = XeroClient::new(cfg, store.clone()).await?.tenant().await?;
         return Ok(Connected {
             tenant_id: tenant,
@@ -125,12 +128,25 @@ pub async fn connect(
             .await;
         Ok::<String, XeroError>(target)
     };
+    let listening = listener.is_some();
     let from_paste = async {
         let mut line = String::new();
-        BufReader::new(tokio::io::stdin())
+        let n = BufReader::new(tokio::io::stdin())
             .read_line(&mut line)
             .await
             .map_err(|e| XeroError::Transport(e.to_string()))?;
+        // stdin closed (run from a script, or `< /dev/null`): nothing will be pasted, so wait
+        // for the browser's redirect alone, if we could listen for it.
+        if n == 0 {
+            if listening {
+                return std::future::pending::<Result<String, XeroError>>().await;
+            }
+            return Err(XeroError::Auth(format!(
+                "stdin is closed and port {} is busy: nothing can bring the redirect back; \
+                 free the port (xero.redirect_port) or run `rebilld xero connect` at a terminal",
+                cfg.redirect_port
+            )));
+        }
         Ok::<String, XeroError>(line)
     };
     let answer: String = tokio::select! {
@@ -152,16 +168,19 @@ pub async fn connect(
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(1800),
         );
-    store
-        .save_xero_grant(&XeroTokenRow {
+    auth::save_grant(
+        cfg,
+        store,
+        &XeroTokenRow {
             grant_type: "authorization_code".into(),
             access_token: Some(token.access_token().secret().clone()),
             access_expires_at: Some(expires),
             refresh_token: token.refresh_token().map(|r| r.secret().clone()),
             tenant_id: cfg.tenant_id.clone(),
             refresh_count: 0,
-        })
-        .await?;
+        },
+    )
+    .await?;
     let tenant = XeroClient::new(cfg, store.clone()).await?.tenant().await?;
     Ok(Connected {
         tenant_id: tenant,

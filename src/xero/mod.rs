@@ -3,7 +3,7 @@
 //! `Reference`, updates, credit notes, email, contacts. Every write carries an `Idempotency-Key`, so
 //! a retry after a timeout, a 5xx or a 429 never creates twice. Depends on `domain` and `store`.
 
-mod auth;
+pub mod auth;
 mod client;
 mod config;
 pub mod connect;
