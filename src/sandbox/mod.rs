@@ -22,6 +22,7 @@ pub async fn serve(
 
 pub mod autotask;
 pub mod faults;
+pub mod world;
 pub mod xero;
 
 pub use faults::Fault;

@@ -13,6 +13,7 @@ mod config;
 mod core_lifecycle;
 mod crash;
 mod daemon;
+mod demo;
 mod ops_cli;
 mod who_owes_what;
 mod wiremock_fixtures;
