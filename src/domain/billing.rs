@@ -173,7 +173,7 @@ pub enum EmailDecision {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct InvoiceDraft {
+pub struct ComputedInvoice {
     pub customer_id: CustomerId,
     pub period: Period,
     pub destination: Destination,
@@ -213,7 +213,7 @@ pub struct Skipped {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Computed {
-    pub invoices: Vec<InvoiceDraft>,
+    pub invoices: Vec<ComputedInvoice>,
     pub skipped: Vec<Skipped>,
 }
 
@@ -521,7 +521,7 @@ fn assemble(
     period: Period,
     settings: &BillingSettings,
     lines: Vec<Line>,
-) -> InvoiceDraft {
+) -> ComputedInvoice {
     let (destination, email) = match &c.target {
         BillingTarget::Autotask { company_id } => (
             Destination::Autotask {
@@ -550,7 +550,7 @@ fn assemble(
     let terms = c.payment_terms_days.unwrap_or(settings.payment_terms_days);
     let issue_date = period.first_day();
     let total = lines.iter().map(|l| l.amount).sum();
-    InvoiceDraft {
+    ComputedInvoice {
         customer_id: c.id,
         period,
         destination,
