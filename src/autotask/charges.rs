@@ -13,6 +13,8 @@ use super::query::Filter;
 use super::wire::{ContractCharge, CreateResult};
 use super::{AutotaskError, ChargeChange, ChargeDraft, RemoteCharge};
 use crate::domain::{ContractId, Money};
+// Autotask's fields are numbers, not strings: exact ones.
+use crate::http::json::number;
 
 fn remote(c: ContractCharge) -> RemoteCharge {
     RemoteCharge {
@@ -24,11 +26,6 @@ fn remote(c: ContractCharge) -> RemoteCharge {
         unit_cost: Money::new(c.unit_cost.unwrap_or_default()),
         is_billed: c.is_billed.unwrap_or(false),
     }
-}
-
-/// A decimal as a JSON number (Autotask's fields are numbers, not strings).
-fn number(d: Decimal) -> serde_json::Value {
-    serde_json::from_str(&d.normalize().to_string()).unwrap_or(serde_json::Value::Null)
 }
 
 fn body(d: &ChargeDraft) -> serde_json::Value {

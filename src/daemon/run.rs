@@ -97,7 +97,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
     if let Some(listen) = config.metrics.listen.as_deref().filter(|l| !l.is_empty()) {
         let addr = listen.parse()?;
         let (bound, _) =
-            crate::sandbox::serve(super::metrics::router(metrics.clone(), store.clone()), addr)
+            crate::http::serve(super::metrics::router(metrics.clone(), store.clone()), addr)
                 .await?;
         tracing::info!(%bound, "metrics and health endpoint listening");
     }
