@@ -230,4 +230,24 @@ mod tests {
         assert_eq!(m, "rebill 2026-11 c12 svc-3-fee adjm1250");
         assert!(correction_marker(&"x".repeat(50), Money::parse("1").unwrap()).len() <= 50);
     }
+
+    #[test]
+    fn a_charges_amounts_go_out_as_exact_json_numbers() {
+        let draft = ChargeDraft {
+            contract_id: ContractId::new(29684183).unwrap(),
+            product_id: crate::domain::ProductId::new(1).unwrap(),
+            material_code_id: crate::domain::MaterialCodeId::new(2).unwrap(),
+            name: "n".into(),
+            description: "d".into(),
+            unit_quantity: Decimal::ONE,
+            unit_price: Money::parse("12345678901234.56").unwrap(),
+            unit_cost: Money::parse("1234567890123456.78").unwrap(),
+            date_purchased: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            billable: true,
+            marker: "m".into(),
+        };
+        let text = serde_json::to_string(&body(&draft)).unwrap();
+        assert!(text.contains(r#""unitPrice":12345678901234.56"#), "{text}");
+        assert!(text.contains(r#""unitCost":1234567890123456.78"#), "{text}");
+    }
 }

@@ -243,7 +243,33 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&line).unwrap(),
-            r#"{"Description":"x","Quantity":1.0,"UnitAmount":24.98}"#
+            r#"{"Description":"x","Quantity":1,"UnitAmount":24.98}"#
         );
+    }
+
+    #[test]
+    fn amounts_an_f64_cannot_hold_go_out_and_come_back_exactly() {
+        let line = LineItem {
+            description: "x".into(),
+            quantity: "0.3333333333333333333333333333".parse().unwrap(),
+            unit_amount: "12345678901234567.89".parse().unwrap(),
+            account_code: None,
+            tax_type: None,
+            item_code: None,
+            line_amount: None,
+        };
+        let text = serde_json::to_string(&line).unwrap();
+        assert!(
+            text.contains(r#""UnitAmount":12345678901234567.89"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""Quantity":0.3333333333333333333333333333"#),
+            "{text}"
+        );
+        let inv: Invoice =
+            serde_json::from_str(r#"{"Total": 1234567890123456.78, "SubTotal": 0.30}"#).unwrap();
+        assert_eq!(inv.total.unwrap().to_string(), "1234567890123456.78");
+        assert_eq!(inv.sub_total.unwrap().to_string(), "0.30");
     }
 }
