@@ -173,7 +173,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
             _ = spool.tick() => {
                 let opts = crate::cdr::ImportOptions { tz: pipeline.config.business.tz(), batch_rows: pipeline.config.cdr.batch_rows, progress: false };
                 match crate::cdr::import_spool_once(&store, &pipeline.config.cdr, &opts, pipeline.now().into()).await {
-                    Ok(r) => { metrics.cdr_files_total.fetch_add(r.len() as u64, Ordering::Relaxed); }
+                    Ok(r) => metrics.record_cdr_files(r.len()),
                     Err(e) => tracing::error!(error = %e, "importing the CDR spool failed"),
                 }
             }
