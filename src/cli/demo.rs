@@ -323,7 +323,9 @@ async fn seed(
         .await?;
     let old = get(id("sip-echo-old").await?)?;
     store.assign(&a, old, echo.id, long_ago, None).await?;
-    store.transition(&a, old, Transition::Exclude).await?;
+    store
+        .transition(&a, old, Transition::Exclude, long_ago)
+        .await?;
     store
         .assign(&a, get(id("sip-echo").await?)?, echo.id, mid, None)
         .await?;

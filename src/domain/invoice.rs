@@ -77,13 +77,19 @@ impl StoredLine {
     }
 
     /// Whether the recorded line says what the recomputed one says (the figures and the words
-    /// that reach the customer).
+    /// that reach the customer). A calls line is compared by its money only: calls imported after
+    /// it was made are billed on a later invoice, and its count of calls and their wholesale cost
+    /// then describe more calls than it bills, without anything owed having changed.
     pub fn same_as(&self, l: &Line) -> bool {
-        self.description == l.description
-            && self.quantity == l.quantity
+        let money = self.quantity == l.quantity
             && self.unit_price == l.unit_price
-            && self.amount == l.amount
-            && self.unit_cost == l.unit_cost
+            && self.amount == l.amount;
+        match l.kind {
+            LineKind::Usage => money,
+            LineKind::ServiceFee | LineKind::OnceOff | LineKind::Recurring => {
+                money && self.description == l.description && self.unit_cost == l.unit_cost
+            }
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod invoice;
 pub mod item;
 pub mod money;
 pub mod outbox;
+pub mod owed;
 pub mod period;
 pub mod rating;
 pub mod service;

@@ -156,8 +156,14 @@ impl Pipeline {
 
     /// Snapshot, compute, record and push one period; the caller holds its lease.
     async fn bill_period(&self, period: Period) -> Result<RunReport, PipelineError> {
-        let snapshot =
-            snapshot::take(&self.store, period, self.config.business.tz(), false).await?;
+        let snapshot = snapshot::take(
+            &self.store,
+            period,
+            self.config.business.tz(),
+            self.config.invoices.catch_up_months,
+            false,
+        )
+        .await?;
         let settings = record::settings(&self.config);
         let computed = crate::domain::billing::compute_invoices(&snapshot, period, &settings);
         let recorded = record::record(&self.store, &self.config, period, &computed).await?;

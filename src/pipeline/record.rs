@@ -21,6 +21,7 @@ pub fn settings(config: &Config) -> BillingSettings {
         number_prefix: config.invoices.number_prefix.clone(),
         default_account_code: Some(config.xero.account_code.clone()),
         default_tax_type: Some(config.xero.tax_type.clone()),
+        catch_up_months: config.invoices.catch_up_months,
     }
 }
 

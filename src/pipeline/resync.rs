@@ -126,7 +126,14 @@ pub async fn resync(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncOutcome, 
 /// Builds the plan: reads only.
 pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, PipelineError> {
     let tz = p.config.business.tz();
-    let snap = snapshot::take(&p.store, req.period, tz, true).await?;
+    let snap = snapshot::take(
+        &p.store,
+        req.period,
+        tz,
+        p.config.invoices.catch_up_months,
+        true,
+    )
+    .await?;
     let computed = compute_invoices(&snap, req.period, &record::settings(&p.config));
     let names: BTreeMap<CustomerId, String> = snap
         .customers

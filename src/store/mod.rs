@@ -16,6 +16,7 @@ mod connect;
 mod customers;
 mod items;
 pub mod outbox;
+pub mod owed;
 mod rerate;
 pub mod runs;
 pub mod xero;

@@ -245,7 +245,12 @@ async fn a_resync_after_payment_makes_a_credit_note_not_an_edit(app: TestApp) {
     w.sandboxes.xero.pay(&number);
     // The SIP service is excluded after the run: November's fee comes off.
     app.store
-        .transition(&app.actor(), w.sip, rebill::domain::Transition::Exclude)
+        .transition(
+            &app.actor(),
+            w.sip,
+            rebill::domain::Transition::Exclude,
+            crate::common::world::day("2026-11-20"),
+        )
         .await
         .unwrap();
     resync(
