@@ -1,7 +1,7 @@
 //! Requests to the Accounting API: tenant header, a bearer token, at most `max_concurrent` in
-//! flight, and retries of 429/5xx/timeouts with exponential back-off and jitter (`backon`),
-//! honouring `Retry-After`. Only requests that are safe to repeat are retried: reads, and writes
-//! that carry an `Idempotency-Key`.
+//! flight, and retries of 429/5xx/timeouts through `crate::http::retry` (exponential back-off with
+//! jitter, honouring `Retry-After`). Only requests that are safe to repeat are retried: reads, and
+//! writes that carry an `Idempotency-Key`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
