@@ -12,6 +12,7 @@ pub mod domain;
 pub mod http;
 pub mod pipeline;
 pub mod sandbox;
+pub mod settings;
 pub mod store;
 pub mod table;
 pub mod telemetry;

@@ -65,12 +65,15 @@ pub(super) enum Repeat {
 
 impl AutotaskClient {
     pub async fn new(cfg: &AutotaskConfig, store: Store) -> Result<Self, AutotaskError> {
-        if cfg.username.is_none() || cfg.secret.is_none() || cfg.integration_code.is_none() {
+        if cfg.username.is_none() {
             return Err(AutotaskError::NotConfigured(
                 "autotask.username, autotask.secret and autotask.integration_code are all needed"
                     .into(),
             ));
         }
+        // A secret is asked for only here, when a command uses Autotask.
+        cfg.secrets()
+            .map_err(|e| AutotaskError::NotConfigured(e.to_string()))?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(cfg.timeout_secs))

@@ -226,10 +226,31 @@ impl AutotaskClient {
         self.get("Companies", id.get()).await
     }
 
+    /// The company a customer is about to be linked to, checked: it exists in Autotask. Returns
+    /// its name and whether it is active.
+    pub async fn check_company(
+        &self,
+        id: AutotaskCompanyId,
+    ) -> Result<(String, bool), AutotaskError> {
+        let c = self.company(id).await.map_err(|e| match e {
+            AutotaskError::NotFound(_) => {
+                AutotaskError::NotFound(format!("company {id} (check the id in Autotask)"))
+            }
+            other => other,
+        })?;
+        Ok((
+            c.company_name.unwrap_or_else(|| format!("company {id}")),
+            c.is_active != Some(false),
+        ))
+    }
+
     pub async fn active_companies(&self) -> Result<Vec<Company>, AutotaskError> {
         self.query("Companies", &Filter::eq("isActive", true)).await
     }
 }
+
+/// The id Autotask gives the tenant's own company.
+pub const OWN_COMPANY: i64 = 0;
 
 /// Which companies `customer import --from autotask` takes.
 pub enum CompanyImport {
@@ -246,7 +267,14 @@ pub async fn import_companies(
     which: CompanyImport,
 ) -> Result<Vec<(i64, Result<Upsert, String>)>, AutotaskError> {
     let companies = match which {
-        CompanyImport::AllActive => client.active_companies().await?,
+        // Autotask lists the tenant's own company (id 0) among the active ones: it is not a
+        // customer, and no customer can be linked to id 0.
+        CompanyImport::AllActive => client
+            .active_companies()
+            .await?
+            .into_iter()
+            .filter(|c| c.id != OWN_COMPANY)
+            .collect(),
         CompanyImport::Ids(ids) => {
             let mut v = Vec::new();
             for id in ids {
@@ -275,8 +303,10 @@ pub async fn import_companies(
             let new = NewCustomer {
                 external_ref: Some(reference),
                 name,
-                // Keep a local decision to disable the customer; Autotask does not own that.
-                enabled: existing.as_ref().map(|e| e.enabled).unwrap_or(true),
+                // An inactive company comes in disabled (never emailed); otherwise a local
+                // decision to disable the customer stands: Autotask does not own that.
+                enabled: c.is_active != Some(false)
+                    && existing.as_ref().map(|e| e.enabled).unwrap_or(true),
                 target: BillingTarget::Autotask { company_id },
                 email: existing.as_ref().and_then(|e| e.email.clone()),
                 details: BusinessDetails {

@@ -251,16 +251,7 @@ fn spawn_signals(p: Pipeline, stop: Arc<Notify>, reload: Arc<Notify>, grace: Dur
 
 /// The schedule of a configuration (its zone defaults to `business.timezone`).
 pub fn schedule_of(config: &Config) -> Result<Schedule, String> {
-    let tz = if config.schedule.timezone.is_empty() {
-        config.business.tz()
-    } else {
-        config
-            .schedule
-            .timezone
-            .parse()
-            .map_err(|_| format!("schedule.timezone {:?}", config.schedule.timezone))?
-    };
-    Schedule::parse(&config.schedule.cron, tz)
+    Schedule::parse(&config.schedule.cron, config.schedule_tz())
 }
 
 /// "2026-12-01 02:00 AEDT (period 2026-12)".

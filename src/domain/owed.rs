@@ -30,6 +30,9 @@ pub struct Holding {
     pub starts_on: NaiveDate,
     /// The first day no longer held; `None` while the customer still holds it.
     pub ends_on: Option<NaiveDate>,
+    /// The day it last came back from the trash can. Runs left it off while it was excluded, so
+    /// nothing from before this day is billed late.
+    pub restored_on: Option<NaiveDate>,
     pub autotask: Option<AutotaskCoding>,
 }
 
@@ -38,6 +41,15 @@ impl Holding {
     /// invoices, with its calls, until restored.
     pub fn is_excluded(&self) -> bool {
         self.ends_on.is_none() && self.state == AssignmentState::Excluded
+    }
+
+    /// The holding as far as late billing goes: from the day it last came back from the trash can.
+    pub fn since_restore(&self) -> Holding {
+        let mut h = self.clone();
+        if let Some(r) = self.restored_on {
+            h.starts_on = h.starts_on.max(r);
+        }
+        h
     }
 
     /// Whether the customer held the service on `day`.
@@ -256,6 +268,7 @@ mod tests {
             },
             starts_on: d(starts),
             ends_on: ends.map(d),
+            restored_on: None,
             autotask: None,
         }
     }

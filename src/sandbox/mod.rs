@@ -5,6 +5,7 @@
 
 pub mod autotask;
 pub mod faults;
+pub mod world;
 pub mod xero;
 
 pub use faults::Fault;
@@ -17,12 +18,17 @@ use crate::autotask::AutotaskConfig;
 use crate::http::serve;
 use crate::xero::XeroConfig;
 
+/// The token key of the stand-ins' configuration (the demo and the tests): public, never for a
+/// real connection.
+pub const SANDBOX_TOKEN_KEY: &str = "c2FuZGJveC10b2tlbi1rZXktMzItYnl0ZXMtbG9uZyE=";
+
 /// A Xero configuration that talks to a stand-in served at `base` (a custom connection).
 pub fn xero_config(base: &str) -> XeroConfig {
     let base = base.trim_end_matches('/');
     XeroConfig {
         client_id: Some("sandbox-client".into()),
         client_secret: Some(SecretString::from("sandbox-client-secret")),
+        token_key: Some(SecretString::from(SANDBOX_TOKEN_KEY)),
         api_url: format!("{base}/api.xro/2.0"),
         identity_url: base.to_string(),
         token_url: format!("{base}/connect/token"),

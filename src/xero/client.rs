@@ -54,6 +54,11 @@ struct Reply {
 
 impl XeroClient {
     pub async fn new(cfg: &XeroConfig, store: Store) -> Result<Self, XeroError> {
+        // A secret is asked for only here, when a command uses Xero.
+        if cfg.is_configured() {
+            cfg.client_secret()
+                .map_err(|e| XeroError::NotConfigured(e.to_string()))?;
+        }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(cfg.timeout_secs))
@@ -351,7 +356,7 @@ impl XeroClient {
             invoice_number: d.invoice_number.clone(),
             reference: Some(d.reference.clone()),
             currency_code: Some(d.currency.clone()),
-            status: Some(self.inner.cfg.invoice_status.clone()),
+            status: Some(self.inner.cfg.invoice_status.to_string()),
             line_items: line_items(&d.lines),
             ..Default::default()
         }

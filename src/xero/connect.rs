@@ -110,23 +110,26 @@ pub async fn connect(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| XeroError::Transport(e.to_string()))?;
-    if cfg.grant == "custom_connection" {
+    if cfg.grant == super::XeroGrant::CustomConnection {
         // Nothing to consent to: check that the credentials work and find the organisation.
         let t = auth::client_credentials(cfg, &http).await?;
-        store
-            .save_xero_grant(&XeroTokenRow {
+        auth::save_grant(
+            cfg,
+            store,
+            &XeroTokenRow {
                 grant_type: "custom_connection".into(),
                 access_token: Some(t.access_token),
                 access_expires_at: Some(t.expires_at),
                 refresh_token: None,
                 tenant_id: None,
                 refresh_count: 0,
-            })
-            .await?;
+            },
+        )
+        .await?;
         let tenant = XeroClient::new(cfg, store.clone()).await?.tenant().await?;
         return Ok(Connected {
             tenant_id: tenant,
-            grant: cfg.grant.clone(),
+            grant: cfg.grant.to_string(),
         });
     }
     let id = cfg
@@ -167,6 +170,7 @@ pub async fn connect(
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.redirect_port))
         .await
         .ok();
+    let listening = listener.is_some();
     let from_browser = async {
         match listener {
             Some(l) => receive_redirect(l, state.secret().clone()).await,
@@ -176,10 +180,22 @@ pub async fn connect(
     };
     let from_paste = async {
         let mut line = String::new();
-        BufReader::new(tokio::io::stdin())
+        let n = BufReader::new(tokio::io::stdin())
             .read_line(&mut line)
             .await
             .map_err(|e| XeroError::Transport(e.to_string()))?;
+        // stdin closed (run from a script, or `< /dev/null`): nothing will be pasted, so wait
+        // for the browser's redirect alone, if we could listen for it.
+        if n == 0 {
+            if listening {
+                return std::future::pending::<Result<String, XeroError>>().await;
+            }
+            return Err(XeroError::Auth(format!(
+                "stdin is closed and port {} is busy: nothing can bring the redirect back; \
+                 free the port (xero.redirect_port) or run `rebilld xero connect` at a terminal",
+                cfg.redirect_port
+            )));
+        }
         code_from(line.trim(), state.secret())
     };
     let code: String = tokio::select! {
@@ -200,20 +216,23 @@ pub async fn connect(
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(1800),
         );
-    store
-        .save_xero_grant(&XeroTokenRow {
+    auth::save_grant(
+        cfg,
+        store,
+        &XeroTokenRow {
             grant_type: "authorization_code".into(),
             access_token: Some(token.access_token().secret().clone()),
             access_expires_at: Some(expires),
             refresh_token: token.refresh_token().map(|r| r.secret().clone()),
             tenant_id: cfg.tenant_id.clone(),
             refresh_count: 0,
-        })
-        .await?;
+        },
+    )
+    .await?;
     let tenant = XeroClient::new(cfg, store.clone()).await?.tenant().await?;
     Ok(Connected {
         tenant_id: tenant,
-        grant: cfg.grant.clone(),
+        grant: cfg.grant.to_string(),
     })
 }
 

@@ -279,6 +279,10 @@ async fn sigterm_during_a_push_lets_the_action_finish_and_records_it() {
             "REBILL_XERO__CLIENT_SECRET",
             "sandbox-client-secret".to_string(),
         ),
+        (
+            "REBILL_XERO__TOKEN_KEY",
+            rebill::sandbox::SANDBOX_TOKEN_KEY.to_string(),
+        ),
         ("REBILL_XERO__API_URL", format!("{x}/api.xro/2.0")),
         ("REBILL_XERO__IDENTITY_URL", x.clone()),
         ("REBILL_XERO__TOKEN_URL", format!("{x}/connect/token")),
