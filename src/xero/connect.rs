@@ -73,8 +73,8 @@ async fn receive_redirect(
             let page = match &outcome {
                 Ok(_) => (
                     StatusCode::OK,
-                    "rebilld received Xero's authorization. You can close this tab and return to \
-                     the terminal.\n"
+                    "rebilld has Xero's authorization and is finishing the connection; the terminal \
+                     says when it is connected to Xero. You can close this tab.\n"
                         .to_string(),
                 ),
                 Err(e) => (
@@ -281,7 +281,7 @@ mod tests {
         )
         .await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        assert!(answer.contains("You can close this tab"), "{answer}");
+        assert!(answer.contains("connected to Xero"), "{answer}");
         assert_eq!(outcome.unwrap(), "abc123");
     }
 
