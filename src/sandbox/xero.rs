@@ -84,13 +84,6 @@ impl XeroSandbox {
         self.with(|s| s.emails.clone())
     }
 
-    /// Issues a refresh token, as a completed `xero connect` would have received.
-    pub fn issue_refresh_token(&self) -> String {
-        let t = format!("refresh-{}", uuid::Uuid::new_v4().simple());
-        self.with(|s| s.refresh_tokens.push(t.clone()));
-        t
-    }
-
     /// How many times the token endpoint was called.
     pub fn token_requests(&self) -> usize {
         self.with(|s| s.token_requests)
