@@ -107,4 +107,27 @@ mod tests {
         assert_eq!(line.amount, Decimal::from(1500));
         assert_eq!(line.total, None);
     }
+
+    /// arbitrary_precision is known to trouble numbers inside internally tagged enums (serde
+    /// buffers them); a rate plan is one, read from a JSON file and from the database.
+    #[test]
+    fn numbers_inside_a_tagged_rate_plan_still_read() {
+        use crate::domain::rating::RatePlan;
+        let plan: RatePlan = serde_json::from_str(
+            r#"{"kind": "per_minute", "rates": {"local": {"per_minute": 0.1, "first_secs": 30}}}"#,
+        )
+        .unwrap();
+        let RatePlan::PerMinute { rates, .. } = &plan else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(rates["local"].per_minute, Decimal::from_str("0.1").unwrap());
+        assert_eq!(rates["local"].first_secs, 30);
+        let again: RatePlan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
+        assert_eq!(again, plan);
+        let plan: RatePlan =
+            serde_json::from_str(r#"{"kind": "cost_plus", "multiplier": 1.3}"#).unwrap();
+        assert!(
+            matches!(plan, RatePlan::CostPlus { multiplier, .. } if multiplier == Decimal::from_str("1.3").unwrap())
+        );
+    }
 }
