@@ -282,6 +282,12 @@ pub fn print_run(ctx: &Ctx, r: &crate::pipeline::RunReport) {
     for (c, why) in &r.skipped {
         println!("  skipped customer {c}: {why}");
     }
+    if r.unrated_calls > 0 {
+        println!(
+            "  {} call(s) of the month billed in arrears have no price and are not billed: fix the rate plan, then `rebilld cdr rerate`",
+            r.unrated_calls
+        );
+    }
     print_push(&r.push);
 }
 
@@ -435,14 +441,24 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     let open = ctx.store.outbox(None).await?;
     let runs = ctx.store.last_runs(12).await?;
     let next = crate::daemon::next_run_description(&ctx.config, chrono::Utc::now());
+    // The calls the current period's invoice bills in arrears that have no price yet.
+    let usage_month = current_period(ctx).previous();
+    let (start, end) = usage_month.bounds(ctx.config.business.tz());
+    let unrated = ctx.store.unrated_calls(start, end).await?;
     if ctx.json {
         println!(
             "{}",
-            json!({"runs": runs, "outbox": counts, "open": open, "next_run": next})
+            json!({"runs": runs, "outbox": counts, "open": open, "next_run": next,
+                   "unrated_calls": {"month": usage_month, "calls": unrated}})
         );
         return Ok(());
     }
     println!("next scheduled run: {next}");
+    if unrated > 0 {
+        println!(
+            "unrated calls in {usage_month}: {unrated} (not billed until the rate plan covers them and `rebilld cdr rerate --period {usage_month}` prices them)"
+        );
+    }
     println!("\nlast runs:");
     let rows: Vec<Vec<String>> = runs.iter().map(|r| r.table_row()).collect();
     table(&crate::store::runs::RUN_HEADERS, &rows);

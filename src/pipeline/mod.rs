@@ -77,6 +77,9 @@ pub struct RunReport {
     pub invoices_created: Vec<String>,
     pub invoices_already_recorded: usize,
     pub skipped: Vec<(CustomerId, String)>,
+    /// Calls of the month billed in arrears that have no price (no plan or no rate for their
+    /// type): not billed until the plan is fixed and `cdr rerate` prices them.
+    pub unrated_calls: i64,
     pub push: PushReport,
 }
 
@@ -169,11 +172,17 @@ impl Pipeline {
         let recorded = record::record(&self.store, &self.config, period, &computed).await?;
         crash_point("after_record");
         let push = self.drain(self.now()).await?;
+        let (start, end) = period.previous().bounds(self.config.business.tz());
+        let unrated_calls = self.store.unrated_calls(start, end).await?;
+        if unrated_calls > 0 {
+            tracing::warn!(%period, unrated_calls, "calls without a price are not billed: fix the rate plan, then `rebilld cdr rerate`");
+        }
         Ok(RunReport {
             period: period.to_string(),
             invoices_created: recorded.created,
             invoices_already_recorded: recorded.already_recorded,
             skipped: self.store.skips(period).await?,
+            unrated_calls,
             push,
         })
     }

@@ -308,7 +308,35 @@ async fn calls_imported_after_their_invoice_are_billed_once_on_the_next(app: Tes
     );
 }
 
+async fn unrated_calls_are_reported_by_the_run_and_not_billed(app: TestApp) {
+    let w = build(&app).await;
+    let mut unrated = call(1, "0299990001", w.sip, "2026-10-10T01:00:00Z", "0");
+    unrated.price_micros = None;
+    unrated.plan_version = None;
+    app.store
+        .insert_calls(
+            &[
+                unrated,
+                call(2, "0299990001", w.sip, "2026-10-11T01:00:00Z", "1.00"),
+            ],
+            chrono_tz::UTC,
+        )
+        .await
+        .unwrap();
+    w.clock.set(run_time("2026-11"));
+    let report = w.pipeline.run_period(p("2026-11")).await.unwrap();
+    assert_eq!(report.unrated_calls, 1, "{report:?}");
+    let lines = lines_of(&app, &w.enabled, "2026-11").await;
+    let calls: Vec<&StoredLine> = lines
+        .iter()
+        .filter(|l| l.description.contains("calls in October"))
+        .collect();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].amount, m("1.00"), "only the rated call is billed");
+}
+
 crate::backend_tests!(
+    unrated_calls_are_reported_by_the_run_and_not_billed,
     calls_belong_to_the_customer_who_held_the_service_when_they_were_made,
     a_part_month_entered_after_its_run_is_billed_on_the_next_invoice,
     calls_imported_after_their_invoice_are_billed_once_on_the_next,
