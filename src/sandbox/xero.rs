@@ -494,9 +494,11 @@ async fn email_invoice(
     if let Err(r) = authorised(&h) {
         return r;
     }
-    if let Some(Err(r)) = fault(&sb, "POST", "/Email").await {
-        return r;
-    }
+    let dropped = match fault(&sb, "POST", "/Email").await {
+        Some(Err(r)) => return r,
+        Some(Ok(())) => true,
+        None => false,
+    };
     let answer = idempotent(&sb, &h, |s| {
         let Some(inv) = s.invoices.iter().find(|i| i["InvoiceID"] == id.as_str()) else {
             return (404, json!({"Title": "Not Found"}));
@@ -518,6 +520,9 @@ async fn email_invoice(
         }
         (204, Value::Null)
     });
+    if dropped {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "").into_response();
+    }
     if answer.0 == 204 {
         return StatusCode::NO_CONTENT.into_response();
     }

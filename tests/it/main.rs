@@ -14,6 +14,7 @@ mod core_lifecycle;
 mod crash;
 mod daemon;
 mod demo;
+mod faults;
 mod ops_cli;
 mod who_owes_what;
 mod wiremock_fixtures;
