@@ -20,7 +20,11 @@ fn nov() -> Period {
 
 /// A second pipeline on the world's database, stand-ins and clock, with its configuration changed
 /// by `tune` and its own owner name (another process).
-async fn pipeline(w: &World, owner: &str, tune: impl FnOnce(&mut rebill::config::Config)) -> Pipeline {
+async fn pipeline(
+    w: &World,
+    owner: &str,
+    tune: impl FnOnce(&mut rebill::config::Config),
+) -> Pipeline {
     let mut config = w.pipeline.config.clone();
     tune(&mut config);
     let mut p = Pipeline::from_config(w.pipeline.store.clone(), config)
@@ -37,7 +41,10 @@ fn charge_markers_once(w: &World) -> usize {
     let mut seen = HashSet::new();
     for c in &charges {
         let marker = c["purchaseOrderNumber"].as_str().unwrap_or("").to_string();
-        assert!(seen.insert(marker.clone()), "charge {marker:?} created twice: {charges:#?}");
+        assert!(
+            seen.insert(marker.clone()),
+            "charge {marker:?} created twice: {charges:#?}"
+        );
     }
     charges.len()
 }
@@ -62,10 +69,11 @@ async fn an_autotask_create_landing_after_the_timeout_is_found_not_sent_again(ap
         c.autotask.settle_secs = 60;
     })
     .await;
-    w.sandboxes
-        .autotask
-        .faults
-        .push("POST", "/Charges", Fault::LateApply(StdDuration::from_secs(2)));
+    w.sandboxes.autotask.faults.push(
+        "POST",
+        "/Charges",
+        Fault::LateApply(StdDuration::from_secs(2)),
+    );
     let report = p.run_period(nov()).await.unwrap();
     assert_eq!(report.push.autotask_charges, 1, "{report:?}");
     let open = app.store.outbox(None).await.unwrap();
@@ -88,7 +96,11 @@ async fn an_autotask_create_landing_after_the_timeout_is_found_not_sent_again(ap
 
     w.clock.advance(Duration::minutes(5));
     p.drain(w.clock.now()).await.unwrap();
-    assert_eq!(charge_markers_once(&w), 2, "found by its marker, not created again");
+    assert_eq!(
+        charge_markers_once(&w),
+        2,
+        "found by its marker, not created again"
+    );
     assert!(app.store.outbox(None).await.unwrap().is_empty());
 }
 
@@ -120,7 +132,9 @@ async fn a_lost_xero_create_then_a_park_then_key_expiry_creates_each_invoice_onc
         .filter(|e| e.action == OutboxAction::XeroInvoice)
         .collect();
     assert!(
-        parked.iter().all(|e| e.uncertain_since.is_some() && e.attempts == 0),
+        parked
+            .iter()
+            .all(|e| e.uncertain_since.is_some() && e.attempts == 0),
         "parked: attempt given back, uncertainty kept: {parked:?}"
     );
 
@@ -168,10 +182,11 @@ async fn a_claim_in_flight_is_renewed_so_a_second_process_does_not_take_it(app: 
     let tune = |c: &mut rebill::config::Config| c.schedule.claim_secs = 3;
     let a = pipeline(&w, "worker-a", tune).await;
     let b = pipeline(&w, "worker-b", tune).await;
-    w.sandboxes
-        .autotask
-        .faults
-        .push("POST", "/Charges", Fault::LateApply(StdDuration::from_secs(4)));
+    w.sandboxes.autotask.faults.push(
+        "POST",
+        "/Charges",
+        Fault::LateApply(StdDuration::from_secs(4)),
+    );
     let run = tokio::spawn({
         let a = a.clone();
         async move { a.run_period(nov()).await }
@@ -180,9 +195,10 @@ async fn a_claim_in_flight_is_renewed_so_a_second_process_does_not_take_it(app: 
     let mut in_flight = false;
     for _ in 0..200 {
         let open = app.store.outbox(None).await.unwrap();
-        if open.iter().any(|e| {
-            e.action == OutboxAction::AutotaskCharge && e.status == OutboxStatus::InFlight
-        }) {
+        if open
+            .iter()
+            .any(|e| e.action == OutboxAction::AutotaskCharge && e.status == OutboxStatus::InFlight)
+        {
             in_flight = true;
             break;
         }
@@ -245,7 +261,10 @@ async fn a_worker_that_lost_its_claim_writes_nothing(app: TestApp) {
     let w = build(&app).await;
     let store = &app.store;
     let now = w.clock.now();
-    let invoice = store.invoice_by_number(&report_first(&w, &app).await).await.unwrap();
+    let invoice = store
+        .invoice_by_number(&report_first(&w, &app).await)
+        .await
+        .unwrap();
     let entries = store.outbox(Some(invoice.id)).await.unwrap();
     let e = &entries[0];
     assert_eq!(e.status, OutboxStatus::Done);
@@ -256,11 +275,17 @@ async fn a_worker_that_lost_its_claim_writes_nothing(app: TestApp) {
         now,
     );
     assert!(
-        !store.fail_outbox(e, "worker-a", &l, Some(now)).await.unwrap(),
+        !store
+            .fail_outbox(e, "worker-a", &l, Some(now))
+            .await
+            .unwrap(),
         "a done entry is not failed by a worker that does not hold it"
     );
     assert!(!store.park_outbox(e, "worker-a", now, "x").await.unwrap());
-    assert_eq!(store.outbox_entry(e.id).await.unwrap().status, OutboxStatus::Done);
+    assert_eq!(
+        store.outbox_entry(e.id).await.unwrap().status,
+        OutboxStatus::Done
+    );
 }
 
 backend_tests!(
