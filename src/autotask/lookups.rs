@@ -1,5 +1,5 @@
 //! Lookups: contracts, products and material codes of a company (validated before an assignment is
-//! saved, names cached for display), and customers imported from Autotask companies.
+//! saved, their names returned for display), and customers imported from Autotask companies.
 
 use chrono::NaiveDate;
 use reqwest::Method;
@@ -72,8 +72,14 @@ impl AutotaskClient {
                 &Filter::eq("companyID", company.get()).and(Filter::eq("status", CONTRACT_ACTIVE)),
             )
             .await?;
+        // Only contracts that take charges are offered (Autotask refuses them on the others).
         Ok(found
             .into_iter()
+            .filter(|c| {
+                c.contract_type
+                    .and_then(super::chargeless_contract_type)
+                    .is_none()
+            })
             .map(|c| Named {
                 id: c.id,
                 name: c.contract_name.unwrap_or_default(),
@@ -160,6 +166,17 @@ impl AutotaskClient {
                 contract.id
             )));
         }
+        if let Some(kind) = contract
+            .contract_type
+            .and_then(super::chargeless_contract_type)
+        {
+            return Err(invalid(format!(
+                "contract {} ({contract_name}) is a {kind} contract: Autotask takes no contract \
+                 charges on Block Hours, Retainer or Per Ticket contracts; choose a Recurring \
+                 Service, Fixed Price or Time and Materials contract",
+                contract.id
+            )));
+        }
         let (start, end) = (date_of(&contract.start_date), date_of(&contract.end_date));
         if start.is_some_and(|s| on < s) || end.is_some_and(|e| on > e) {
             return Err(invalid(format!(
@@ -215,16 +232,6 @@ impl AutotaskClient {
                 code.id
             )));
         }
-        let store = &self.inner.store;
-        store
-            .cache_autotask_name("contract", contract.id, &contract_name)
-            .await?;
-        store
-            .cache_autotask_name("product", product.id, &product_name)
-            .await?;
-        store
-            .cache_autotask_name("material_code", code.id, &code_name)
-            .await?;
         Ok(CodingNames {
             contract: contract_name,
             product: product_name,

@@ -16,6 +16,7 @@ mod daemon;
 mod demo;
 mod faults;
 mod ops_cli;
+mod stale_actions;
 mod who_owes_what;
 mod wiremock_fixtures;
 mod xero_client;
