@@ -1,7 +1,8 @@
 //! Contract charges that are never created twice. Autotask has no idempotency key, so each charge
 //! carries a marker in `purchaseOrderNumber`, and the client queries for it before any create it
 //! might already have made: after a timeout, a dropped response or a 500 (Autotask reports
-//! validation errors as 500), it looks before it creates again.
+//! validation errors as 500), it looks before it creates again. It never sends a create twice
+//! itself: a create with no known outcome is the caller's to settle (`autotask.settle_secs`).
 
 use chrono::NaiveDate;
 use reqwest::Method;
@@ -60,7 +61,11 @@ impl AutotaskClient {
             .map(remote))
     }
 
-    /// Creates the charge unless one with its marker exists. Never creates twice.
+    /// Creates the charge unless one with its marker exists, with one POST and never a blind
+    /// second one. When the POST's outcome is unknown (a timeout, a dropped connection, a 5xx
+    /// without Autotask's words) the marker is looked for once at once (a dropped response after
+    /// the insert); found nothing, the error is returned: the request may still land later, so the
+    /// caller keeps the action uncertain and looks again only after `autotask.settle_secs`.
     pub async fn push_charge(&self, d: &ChargeDraft) -> Result<RemoteCharge, AutotaskError> {
         if d.marker.is_empty() || d.marker.len() > 50 {
             return Err(AutotaskError::Local(format!(
@@ -72,50 +77,43 @@ impl AutotaskClient {
             return Ok(existing);
         }
         let path = format!("V1.0/Contracts/{}/Charges", d.contract_id);
-        for _ in 0..=self.inner.cfg.max_retries {
-            let outcome = self
-                .request(Method::POST, &path, Some(&body(d)), Repeat::Never)
-                .await
-                .and_then(Self::check);
-            match outcome {
-                Ok(text) => {
-                    let created: CreateResult = decode(&text)?;
-                    tracing::info!(charge = created.item_id, contract = %d.contract_id, marker = %d.marker, "Autotask charge created");
-                    return Ok(RemoteCharge {
-                        id: created.item_id,
-                        contract_id: d.contract_id.get(),
-                        marker: Some(d.marker.clone()),
-                        unit_quantity: d.unit_quantity,
-                        unit_price: d.unit_price,
-                        unit_cost: d.unit_cost,
-                        is_billed: false,
-                    });
-                }
-                Err(
-                    e @ (AutotaskError::Refused(_)
-                    | AutotaskError::Http { .. }
-                    | AutotaskError::Transport(_)),
-                ) => {
-                    // The create may have happened (a dropped response, or a 500 after the insert):
-                    // look before deciding.
-                    if let Some(existing) =
-                        self.find_charge_by_marker(d.contract_id, &d.marker).await?
-                    {
-                        tracing::warn!(charge = existing.id, marker = %d.marker, "found the charge a failed create had made");
-                        return Ok(existing);
-                    }
-                    if matches!(e, AutotaskError::Refused(_)) {
-                        return Err(e); // Autotask's validation words: retrying will not help.
-                    }
-                    tracing::warn!(error = %e, marker = %d.marker, "charge create failed and nothing was created; trying again");
-                }
-                Err(other) => return Err(other),
+        let outcome = self
+            .request(Method::POST, &path, Some(&body(d)), Repeat::Never)
+            .await
+            .and_then(Self::check);
+        match outcome {
+            Ok(text) => {
+                let created: CreateResult = decode(&text)?;
+                tracing::info!(charge = created.item_id, contract = %d.contract_id, marker = %d.marker, "Autotask charge created");
+                Ok(RemoteCharge {
+                    id: created.item_id,
+                    contract_id: d.contract_id.get(),
+                    marker: Some(d.marker.clone()),
+                    unit_quantity: d.unit_quantity,
+                    unit_price: d.unit_price,
+                    unit_cost: d.unit_cost,
+                    is_billed: false,
+                })
             }
+            Err(
+                e @ (AutotaskError::Refused(_)
+                | AutotaskError::Http { .. }
+                | AutotaskError::Transport(_)),
+            ) => {
+                // The create may have happened (a dropped response, or a 500 after the insert):
+                // look before deciding.
+                if let Some(existing) = self.find_charge_by_marker(d.contract_id, &d.marker).await?
+                {
+                    tracing::warn!(charge = existing.id, marker = %d.marker, "found the charge a failed create had made");
+                    return Ok(existing);
+                }
+                if !matches!(e, AutotaskError::Refused(_)) {
+                    tracing::warn!(error = %e, marker = %d.marker, "charge create has no known outcome and its marker is not there yet; not sending again before the settle time");
+                }
+                Err(e)
+            }
+            Err(other) => Err(other),
         }
-        Err(AutotaskError::Transport(format!(
-            "could not create the charge {:?} after several tries",
-            d.marker
-        )))
     }
 
     /// Brings a charge in line with `wanted`: PATCH while not billed (DELETE when the quantity is

@@ -38,6 +38,13 @@ pub struct AutotaskConfig {
     pub timeout_secs: u64,
     pub max_retries: usize,
     pub retry_base_ms: u64,
+    /// How long after a charge create whose outcome is unknown (a timeout, a dropped connection, a
+    /// 5xx) the client waits before it looks for the charge's marker and, finding none, creates it
+    /// again. Autotask has no idempotency key, and a request that timed out on our side can still be
+    /// in its queue and land later: the look-up must come after any such request has landed or been
+    /// dropped. Default 60 s: twice the request timeout, so that a request still held by Autotask
+    /// when the client gave up has been applied (or abandoned) by then.
+    pub settle_secs: u64,
 }
 
 impl Default for AutotaskConfig {
@@ -59,6 +66,7 @@ impl Default for AutotaskConfig {
             timeout_secs: 30,
             max_retries: 4,
             retry_base_ms: 500,
+            settle_secs: 60,
         }
     }
 }

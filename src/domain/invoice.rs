@@ -116,6 +116,10 @@ pub struct OutboxEntry {
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
     pub remote_id: Option<String>,
+    /// Since when the action may have reached the remote without its outcome being known (a
+    /// request sent and no answer, or a claim taken over from a worker that may have sent it): the
+    /// remote is read before anything is sent again.
+    pub uncertain_since: Option<DateTime<Utc>>,
 }
 
 /// One outcome in the ledger.

@@ -132,8 +132,17 @@ fn errors(status: u16, words: &[&str]) -> Response {
         .into_response()
 }
 
+/// How a request that passed the checks is carried out.
+enum Apply {
+    Now,
+    /// Do the work, then answer 500 with an empty body.
+    DropAnswer,
+    /// Do the work after this long (in the background: the client may be gone by then).
+    Late(std::time::Duration),
+}
+
 #[allow(clippy::result_large_err)] // an axum Response is the early answer of a handler
-fn check(sb: &AutotaskSandbox, h: &HeaderMap, method: &str, path: &str) -> Result<bool, Response> {
+fn check(sb: &AutotaskSandbox, h: &HeaderMap, method: &str, path: &str) -> Result<Apply, Response> {
     sb.with(|d| d.requests += 1);
     let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
     if get("ApiIntegrationCode") != INTEGRATION_CODE {
@@ -162,8 +171,9 @@ fn check(sb: &AutotaskSandbox, h: &HeaderMap, method: &str, path: &str) -> Resul
                 .into_response())
         }
         Some(Fault::Delay(d)) => Err(DelayMarker(d).into_response()),
-        Some(Fault::DropAfterWork) => Ok(true),
-        None => Ok(false),
+        Some(Fault::DropAfterWork) => Ok(Apply::DropAnswer),
+        Some(Fault::LateApply(d)) => Ok(Apply::Late(d)),
+        None => Ok(Apply::Now),
     }
 }
 
@@ -336,14 +346,39 @@ async fn create_charge(
     Path(contract): Path<i64>,
     body: Bytes,
 ) -> Response {
-    let drop = match check(&sb, &h, "POST", "/Charges") {
+    let apply = match check(&sb, &h, "POST", "/Charges") {
         Err(r) => return apply_delay(r).await,
-        Ok(d) => d,
+        Ok(a) => a,
     };
-    let Ok(mut charge) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(charge) = serde_json::from_slice::<Value>(&body) else {
         return errors(500, &["The request body could not be read."]);
     };
-    let result = sb.with(|d| {
+    let result = match apply {
+        Apply::Late(d) => {
+            // The work lands after `d` whether or not the client is still waiting.
+            let late = sb.clone();
+            let work = tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                insert_charge(&late, contract, charge)
+            });
+            match work.await {
+                Ok(r) => r,
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Apply::Now | Apply::DropAnswer => insert_charge(&sb, contract, charge),
+    };
+    match result {
+        Ok(_) if matches!(apply, Apply::DropAnswer) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "").into_response()
+        }
+        Ok(id) => axum::Json(json!({"itemId": id})).into_response(),
+        Err(e) => errors(500, &[&e]),
+    }
+}
+
+fn insert_charge(sb: &AutotaskSandbox, contract: i64, mut charge: Value) -> Result<i64, String> {
+    sb.with(|d| {
         let has = |e: &str, id: &Value| {
             d.entities
                 .get(e)
@@ -387,12 +422,7 @@ async fn create_charge(
             .or_default()
             .push(charge.clone());
         Ok(d.next_id)
-    });
-    match result {
-        Ok(_) if drop => (StatusCode::INTERNAL_SERVER_ERROR, "").into_response(),
-        Ok(id) => axum::Json(json!({"itemId": id})).into_response(),
-        Err(e) => errors(500, &[&e]),
-    }
+    })
 }
 
 async fn patch_charge(

@@ -17,6 +17,9 @@ pub enum Fault {
     Delay(Duration),
     /// Do the work (e.g. create), then answer 500 with an empty body, as if the response was lost.
     DropAfterWork,
+    /// Apply the request only after this long, and answer then: a client whose timeout is shorter
+    /// has given up by the time it lands (a create that reaches the remote late).
+    LateApply(Duration),
 }
 
 #[derive(Debug, Default)]

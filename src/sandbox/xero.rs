@@ -26,7 +26,9 @@ struct State_ {
     invoices: Vec<Value>,
     credit_notes: Vec<Value>,
     emails: Vec<String>,
-    idempotency: HashMap<String, (u16, Value)>,
+    idempotency: HashMap<String, (u16, Value, std::time::Instant)>,
+    /// How long Xero remembers an Idempotency-Key (None: for ever).
+    idempotency_lifetime: Option<std::time::Duration>,
     refresh_tokens: Vec<String>,
     token_requests: usize,
     requests: usize,
@@ -85,6 +87,16 @@ impl XeroSandbox {
     }
 
     /// How many times the token endpoint was called.
+    /// How long an Idempotency-Key is remembered (Xero keeps them for a limited time); None: for ever.
+    pub fn set_idempotency_lifetime(&self, lifetime: Option<std::time::Duration>) {
+        self.with(|s| s.idempotency_lifetime = lifetime);
+    }
+
+    /// Forgets every Idempotency-Key, as Xero does once they expire.
+    pub fn expire_idempotency_keys(&self) {
+        self.with(|s| s.idempotency.clear());
+    }
+
     pub fn token_requests(&self) -> usize {
         self.with(|s| s.token_requests)
     }
@@ -196,6 +208,10 @@ async fn fault(sb: &XeroSandbox, method: &str, path: &str) -> Option<Result<(), 
             None
         }
         Fault::DropAfterWork => Some(Ok(())),
+        Fault::LateApply(d) => {
+            tokio::time::sleep(d).await;
+            None
+        }
     }
 }
 
@@ -281,13 +297,15 @@ fn idempotent(
         .map(str::to_string);
     sb.with(|s| {
         if let Some(k) = &key
-            && let Some(prev) = s.idempotency.get(k)
+            && let Some((status, body, at)) = s.idempotency.get(k)
+            && s.idempotency_lifetime.is_none_or(|l| at.elapsed() < l)
         {
-            return prev.clone();
+            return (*status, body.clone());
         }
         let answer = work(s);
         if let Some(k) = key {
-            s.idempotency.insert(k, answer.clone());
+            s.idempotency
+                .insert(k, (answer.0, answer.1.clone(), std::time::Instant::now()));
         }
         answer
     })
@@ -466,14 +484,17 @@ async fn email_invoice(
     if let Err(r) = authorised(&h) {
         return r;
     }
-    if let Some(Err(r)) = fault(&sb, "POST", "/Email").await {
-        return r;
-    }
+    let dropped = match fault(&sb, "POST", "/Email").await {
+        Some(Err(r)) => return r,
+        Some(Ok(())) => true,
+        None => false,
+    };
     let answer = idempotent(&sb, &h, |s| {
         let Some(inv) = s.invoices.iter().find(|i| i["InvoiceID"] == id.as_str()) else {
             return (404, json!({"Title": "Not Found"}));
         };
         let contact = inv["Contact"]["ContactID"].clone();
+        let id_of = inv["InvoiceID"].clone();
         let has_email = s.contacts.iter().any(|c| {
             c["ContactID"] == contact && c["EmailAddress"].as_str().is_some_and(|e| !e.is_empty())
         });
@@ -484,8 +505,14 @@ async fn email_invoice(
             );
         }
         s.emails.push(id.clone());
+        if let Some(inv) = s.invoices.iter_mut().find(|i| i["InvoiceID"] == id_of) {
+            inv["SentToContact"] = json!(true);
+        }
         (204, Value::Null)
     });
+    if dropped {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "").into_response();
+    }
     if answer.0 == 204 {
         return StatusCode::NO_CONTENT.into_response();
     }

@@ -1,7 +1,10 @@
 //! The outbox of remote actions and the ledger of their outcomes. Every remote action is an outbox
 //! entry written with its invoice; a worker claims it (counting the attempt) before the call and
-//! finishes it with its ledger row in one transaction. Rows are parsed into the domain's
-//! `OutboxEntry` and `LedgerRow` here.
+//! finishes it with its ledger row in one transaction. Claims are owned: a claim is renewed while
+//! its work is in flight, and every write that finishes, fails or parks an entry is made only
+//! while the writer still holds the claim (`WHERE claimed_by = owner AND status = 'in_flight'`):
+//! a worker whose claim was taken over learns it (`false`) and stops that entry. Rows are parsed
+//! into the domain's `OutboxEntry` and `LedgerRow` here.
 
 use chrono::{DateTime, Utc};
 
@@ -72,6 +75,7 @@ struct OutboxRow {
     next_attempt_at: DateTime<Utc>,
     last_error: Option<String>,
     remote_id: Option<String>,
+    uncertain_since: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<OutboxRow> for OutboxEntry {
@@ -93,6 +97,7 @@ impl TryFrom<OutboxRow> for OutboxEntry {
             next_attempt_at: r.next_attempt_at,
             last_error: r.last_error,
             remote_id: r.remote_id,
+            uncertain_since: r.uncertain_since,
         })
     }
 }
@@ -142,7 +147,7 @@ macro_rules! select_outbox {
     ($tail:literal) => {
         concat!(
             "SELECT id, idempotency_key, action, invoice_id, line_id, depends_on, status, attempts, not_before, \
-             next_attempt_at, last_error, remote_id FROM outbox ",
+             next_attempt_at, last_error, remote_id, uncertain_since FROM outbox ",
             $tail
         )
     };
@@ -172,9 +177,16 @@ macro_rules! insert_ledger {
 }
 
 impl Store {
-    /// Claims up to `limit` due entries of `action` for `owner` until `until`. An entry is due when it
-    /// is pending (or in flight with an expired claim: its worker died), its time has come and the
-    /// entry it depends on is done. Claiming counts an attempt before any remote call is made.
+    /// Claims up to `limit` due entries of `action` for `owner` until `until` (the caller computes
+    /// it from the time of the claim, not of the push). An entry is due when it is pending (or in
+    /// flight with an expired claim: its worker died or stalled), its time has come and the entry
+    /// it depends on is done. Claiming counts an attempt before any remote call is made. Taking
+    /// over an expired claim makes the entry uncertain: its worker may have sent the request.
+    ///
+    /// One `UPDATE … WHERE id IN (SELECT …) RETURNING id` statement: on SQLite a single write
+    /// (the busy timeout makes a second process wait, never fail with "database is locked"); on
+    /// PostgreSQL the sub-select takes its rows `FOR UPDATE SKIP LOCKED`, so processes claim
+    /// disjoint entries.
     pub async fn claim_outbox(
         &self,
         action: OutboxAction,
@@ -183,41 +195,64 @@ impl Store {
         until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let ids: Vec<i64> = on_db!(self, p => {
-            let mut tx = p.begin().await?;
-            // SKIP LOCKED lets several daemons on PostgreSQL claim disjoint entries; SQLite has one writer.
+        let mut ids: Vec<i64> = on_db!(self, p => {
             let sql = if self.is_postgres() {
-                "SELECT o.id FROM outbox o WHERE o.action = $1 AND o.not_before <= $2 AND o.next_attempt_at <= $2 \
-                 AND (o.status = 'pending' OR (o.status = 'in_flight' AND o.claimed_until < $2)) \
+                "UPDATE outbox SET status = 'in_flight', claimed_by = $2, claimed_until = $3, attempts = attempts + 1, \
+                 uncertain_since = CASE WHEN status = 'in_flight' THEN COALESCE(uncertain_since, $4) ELSE uncertain_since END, \
+                 updated_at = $4 WHERE id IN (SELECT o.id FROM outbox o WHERE o.action = $1 AND o.not_before <= $4 \
+                 AND o.next_attempt_at <= $4 \
+                 AND (o.status = 'pending' OR (o.status = 'in_flight' AND o.claimed_until < $4)) \
                  AND (o.depends_on IS NULL OR EXISTS (SELECT 1 FROM outbox d WHERE d.id = o.depends_on AND d.status = 'done')) \
-                 ORDER BY o.id LIMIT $3 FOR UPDATE SKIP LOCKED"
+                 ORDER BY o.id LIMIT $5 FOR UPDATE SKIP LOCKED) RETURNING id"
             } else {
-                "SELECT o.id FROM outbox o WHERE o.action = $1 AND o.not_before <= $2 AND o.next_attempt_at <= $2 \
-                 AND (o.status = 'pending' OR (o.status = 'in_flight' AND o.claimed_until < $2)) \
+                "UPDATE outbox SET status = 'in_flight', claimed_by = $2, claimed_until = $3, attempts = attempts + 1, \
+                 uncertain_since = CASE WHEN status = 'in_flight' THEN COALESCE(uncertain_since, $4) ELSE uncertain_since END, \
+                 updated_at = $4 WHERE id IN (SELECT o.id FROM outbox o WHERE o.action = $1 AND o.not_before <= $4 \
+                 AND o.next_attempt_at <= $4 \
+                 AND (o.status = 'pending' OR (o.status = 'in_flight' AND o.claimed_until < $4)) \
                  AND (o.depends_on IS NULL OR EXISTS (SELECT 1 FROM outbox d WHERE d.id = o.depends_on AND d.status = 'done')) \
-                 ORDER BY o.id LIMIT $3"
+                 ORDER BY o.id LIMIT $5) RETURNING id"
             };
-            let ids: Vec<i64> = sqlx::query_scalar(sql).bind(action.as_str()).bind(now).bind(limit).fetch_all(&mut *tx).await?;
-            for id in &ids {
-                sqlx::query(
-                    "UPDATE outbox SET status = 'in_flight', claimed_by = $2, claimed_until = $3, attempts = attempts + 1, \
-                     updated_at = $4 WHERE id = $1",
-                )
-                .bind(id)
+            sqlx::query_scalar(sql)
+                .bind(action.as_str())
                 .bind(owner)
                 .bind(until)
                 .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            ids
+                .bind(limit)
+                .fetch_all(p)
+                .await?
         });
+        ids.sort_unstable();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             out.push(self.outbox_entry(OutboxId::new(id)?).await?);
         }
         Ok(out)
+    }
+
+    /// Renews `owner`'s claim on an entry until `until`; with `sending_at`, also records that its
+    /// request is about to be sent (the entry is uncertain from then until its outcome is written).
+    /// Returns false when the claim is no longer held (taken over, or finished by another worker):
+    /// the caller must not send, nor write anything for the entry.
+    pub async fn hold_claim(
+        &self,
+        id: OutboxId,
+        owner: &str,
+        until: DateTime<Utc>,
+        sending_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let n = on_db!(self, p => sqlx::query(
+            "UPDATE outbox SET claimed_until = $3, uncertain_since = COALESCE($4, uncertain_since) \
+             WHERE id = $1 AND claimed_by = $2 AND status = 'in_flight'",
+        )
+        .bind(id.get())
+        .bind(owner)
+        .bind(until)
+        .bind(sending_at)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
     }
 
     pub async fn outbox_entry(&self, id: OutboxId) -> Result<OutboxEntry, StoreError> {
@@ -254,23 +289,32 @@ impl Store {
             .collect()
     }
 
-    /// Writes a finished action: the ledger row, the outbox entry done, and its local effect, at once.
+    /// Writes a finished action: the ledger row, the outbox entry done, and its local effect, at
+    /// once, while `owner` holds the claim. Returns false (and writes nothing) when it does not.
     pub async fn complete_outbox(
         &self,
         entry: &OutboxEntry,
+        owner: &str,
         ledger: &LedgerEntry,
         effect: &RemoteEffect,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let now = Utc::now();
-        on_db!(self, p => {
+        let held = on_db!(self, p => {
             let mut tx = p.begin().await?;
-            insert_ledger!(&mut *tx, entry, ledger, now)?;
-            sqlx::query("UPDATE outbox SET status = 'done', remote_id = $2, last_error = NULL, claimed_by = NULL, updated_at = $3 WHERE id = $1")
+            let n = sqlx::query("UPDATE outbox SET status = 'done', remote_id = $2, last_error = NULL, claimed_by = NULL, \
+                                 uncertain_since = NULL, updated_at = $3 WHERE id = $1 AND claimed_by = $4 AND status = 'in_flight'")
                 .bind(entry.id.get())
                 .bind(ledger.remote_id.as_deref())
                 .bind(now)
+                .bind(owner)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+            if n != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            insert_ledger!(&mut *tx, entry, ledger, now)?;
             match effect {
                 RemoteEffect::None => {}
                 RemoteEffect::XeroInvoice { invoice_id, status } => {
@@ -298,61 +342,76 @@ impl Store {
                 }
             }
             tx.commit().await?;
+            true
         });
-        Ok(())
+        Ok(held)
     }
 
-    /// Records a failed attempt. A permanent failure (validation) waits for a fix and a resync;
-    /// others are retried at `retry_at`.
+    /// Records a failed attempt while `owner` holds the claim (false, and nothing written, when it
+    /// does not). A permanent failure (validation) waits for a fix and a resync; others are
+    /// retried at `retry_at`. An uncertain entry stays uncertain: only a known outcome clears it.
     pub async fn fail_outbox(
         &self,
         entry: &OutboxEntry,
+        owner: &str,
         ledger: &LedgerEntry,
         retry_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let now = Utc::now();
         let error = ledger.error.clone().unwrap_or_default();
-        on_db!(self, p => {
+        let held = on_db!(self, p => {
             let mut tx = p.begin().await?;
-            insert_ledger!(&mut *tx, entry, ledger, now)?;
             let (status, next) = match retry_at {
                 Some(t) => (OutboxStatus::Pending, t),
                 None => (OutboxStatus::Failed, now),
             };
-            sqlx::query(
-                "UPDATE outbox SET status = $2, next_attempt_at = $3, last_error = $4, claimed_by = NULL, updated_at = $5 WHERE id = $1",
+            let n = sqlx::query(
+                "UPDATE outbox SET status = $2, next_attempt_at = $3, last_error = $4, claimed_by = NULL, updated_at = $5 \
+                 WHERE id = $1 AND claimed_by = $6 AND status = 'in_flight'",
             )
             .bind(entry.id.get())
             .bind(status.as_str())
             .bind(next)
             .bind(&error)
             .bind(now)
+            .bind(owner)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if n != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            insert_ledger!(&mut *tx, entry, ledger, now)?;
             tx.commit().await?;
+            true
         });
-        Ok(())
+        Ok(held)
     }
 
-    /// Puts an entry back for later without counting a failure (parked: day budget, email cap).
+    /// Puts an entry back for later without counting a failure (parked: day budget, email cap,
+    /// a settle time), while `owner` holds the claim. The attempt is given back, but an uncertain
+    /// entry stays uncertain: the look-up before the next send never depends on the count.
     pub async fn park_outbox(
         &self,
         entry: &OutboxEntry,
+        owner: &str,
         until: DateTime<Utc>,
         why: &str,
-    ) -> Result<(), StoreError> {
-        on_db!(self, p => sqlx::query(
+    ) -> Result<bool, StoreError> {
+        let n = on_db!(self, p => sqlx::query(
             "UPDATE outbox SET status = 'pending', next_attempt_at = $2, last_error = $3, attempts = attempts - 1, \
-             claimed_by = NULL, updated_at = $4 WHERE id = $1",
+             claimed_by = NULL, updated_at = $4 WHERE id = $1 AND claimed_by = $5 AND status = 'in_flight'",
         )
         .bind(entry.id.get())
         .bind(until)
         .bind(why)
         .bind(Utc::now())
+        .bind(owner)
         .execute(p)
         .await?
         .rows_affected());
-        Ok(())
+        Ok(n == 1)
     }
 
     pub async fn ledger(

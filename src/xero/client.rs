@@ -703,6 +703,7 @@ fn remote(i: wire::Invoice) -> RemoteInvoice {
         sub_total: m(i.sub_total),
         amount_paid: m(i.amount_paid),
         amount_due: m(i.amount_due),
+        sent_to_contact: i.sent_to_contact.unwrap_or(false),
     }
 }
 

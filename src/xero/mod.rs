@@ -88,6 +88,8 @@ pub struct RemoteInvoice {
     pub sub_total: Money,
     pub amount_paid: Money,
     pub amount_due: Money,
+    /// Xero's `SentToContact`: the invoice was emailed (or marked sent).
+    pub sent_to_contact: bool,
 }
 
 impl RemoteInvoice {

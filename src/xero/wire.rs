@@ -96,6 +96,8 @@ pub struct Invoice {
     )]
     pub amount_paid: Option<Decimal>,
     #[serde(skip_serializing, default)]
+    pub sent_to_contact: Option<bool>,
+    #[serde(skip_serializing, default)]
     pub has_validation_errors: Option<bool>,
     #[serde(skip_serializing, default)]
     pub validation_errors: Vec<ValidationError>,

@@ -38,6 +38,8 @@ fn env(w: &World, database_url: &str) -> Vec<(&'static str, String)> {
             format!("{a}/atservicesrest/v1.0/zoneInformation"),
         ),
         ("REBILL_SCHEDULE__CLAIM_SECS", "1".into()),
+        // A create cut short by the crash is looked for by its marker once this has passed.
+        ("REBILL_AUTOTASK__SETTLE_SECS", "1".into()),
         ("REBILL_SCHEDULE__LEASE_SECS", "1".into()),
     ]
 }

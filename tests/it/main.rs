@@ -14,6 +14,7 @@ mod core_lifecycle;
 mod crash;
 mod daemon;
 mod demo;
+mod faults;
 mod ops_cli;
 mod stale_actions;
 mod who_owes_what;
