@@ -72,8 +72,14 @@ impl AutotaskClient {
                 &Filter::eq("companyID", company.get()).and(Filter::eq("status", CONTRACT_ACTIVE)),
             )
             .await?;
+        // Only contracts that take charges are offered (Autotask refuses them on the others).
         Ok(found
             .into_iter()
+            .filter(|c| {
+                c.contract_type
+                    .and_then(super::chargeless_contract_type)
+                    .is_none()
+            })
             .map(|c| Named {
                 id: c.id,
                 name: c.contract_name.unwrap_or_default(),
@@ -157,6 +163,17 @@ impl AutotaskClient {
         if contract.status != Some(CONTRACT_ACTIVE) {
             return Err(invalid(format!(
                 "contract {} ({contract_name}) is not active",
+                contract.id
+            )));
+        }
+        if let Some(kind) = contract
+            .contract_type
+            .and_then(super::chargeless_contract_type)
+        {
+            return Err(invalid(format!(
+                "contract {} ({contract_name}) is a {kind} contract: Autotask takes no contract \
+                 charges on Block Hours, Retainer or Per Ticket contracts; choose a Recurring \
+                 Service, Fixed Price or Time and Materials contract",
                 contract.id
             )));
         }

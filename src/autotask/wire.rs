@@ -91,6 +91,8 @@ pub struct Contract {
     pub contract_name: Option<String>,
     #[serde(default, deserialize_with = "int")]
     pub status: Option<i64>,
+    #[serde(default, deserialize_with = "int")]
+    pub contract_type: Option<i64>,
     #[serde(default)]
     pub start_date: Option<String>,
     #[serde(default)]

@@ -274,6 +274,20 @@ fn invoice_changes(
 ) -> InvoiceChanges {
     let rev = inv.revision + 1;
     let mut actions = Vec::new();
+    // A refused action for a line that changes or goes is superseded by what is queued now (for
+    // a re-coded line, the push with its new coding), never replayed.
+    let touched: Vec<crate::domain::LineId> = lines
+        .changed
+        .iter()
+        .map(|(id, _)| *id)
+        .chain(lines.removed.iter().copied())
+        .collect();
+    let cancel = outbox
+        .iter()
+        .filter(|o| o.status == OutboxStatus::Failed)
+        .filter(|o| o.line_id.is_some_and(|l| touched.contains(&l)))
+        .map(|o| o.id)
+        .collect();
     match inv.destination {
         RemoteSystem::Autotask => {
             let n_changed = lines.changed.len();
@@ -310,7 +324,7 @@ fn invoice_changes(
     InvoiceChanges {
         lines,
         actions,
-        cancel: Vec::new(),
+        cancel,
     }
 }
 

@@ -15,6 +15,7 @@ mod crash;
 mod daemon;
 mod demo;
 mod ops_cli;
+mod stale_actions;
 mod who_owes_what;
 mod wiremock_fixtures;
 mod xero_client;
