@@ -290,3 +290,64 @@ async fn xero_difference(
     }
     Ok(None)
 }
+
+/// What a resync must send again to repair an invoice whose lines did not change but whose remote
+/// documents drifted (what reconcile reports): a Xero update (edit while unpaid, else adjust) and,
+/// per Autotask line whose charges no longer total its amount, an update (create, patch or
+/// correct). Each with the reason, for the plan.
+pub(super) async fn drift(
+    p: &Pipeline,
+    inv: &crate::store::billing::StoredInvoice,
+) -> Result<
+    Vec<(
+        crate::domain::OutboxAction,
+        Option<crate::domain::LineId>,
+        String,
+    )>,
+    PipelineError,
+> {
+    use crate::domain::OutboxAction;
+    let mut out = Vec::new();
+    match inv.destination {
+        RemoteSystem::Xero => {
+            let (Some(xero), Some(id)) = (&p.xero, &inv.xero_invoice_id) else {
+                return Ok(out);
+            };
+            let remote = match xero.get_invoice(id).await {
+                Ok(r) => r,
+                Err(crate::xero::XeroError::NotFound { .. }) => return Ok(out),
+                Err(e) => return Err(e.into()),
+            };
+            if let Some((_, why)) = xero_difference(p, xero, inv, &remote).await? {
+                out.push((OutboxAction::XeroUpdate, None, why));
+            }
+        }
+        RemoteSystem::Autotask => {
+            let Some(autotask) = &p.autotask else {
+                return Ok(out);
+            };
+            for l in p.store.invoice_lines(inv.id).await? {
+                let Some(coding) = l.autotask else { continue };
+                let marker = autotask_marker(inv.period, inv.customer_id, &l.charge_key, 1);
+                let billed: Money = autotask
+                    .charges_with_marker(coding.contract_id, &marker)
+                    .await?
+                    .iter()
+                    .map(|c| Money::new(c.unit_price.amount() * c.unit_quantity).round_cents())
+                    .sum();
+                let owed = if l.removed { Money::ZERO } else { l.amount() };
+                if billed != owed {
+                    out.push((
+                        OutboxAction::AutotaskUpdate,
+                        Some(l.id),
+                        format!(
+                            "{}: Autotask bills {billed}, the ledger {owed}",
+                            l.description
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}

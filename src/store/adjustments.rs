@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Store, StoreError, micros, money, on_db};
-use crate::domain::{InvoiceId, Money};
+use crate::domain::{InvoiceId, LineId, Money, OutboxAction};
 
 /// What kind of document an adjustment is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -244,5 +244,38 @@ impl Store {
             .await?
             .rows_affected());
         Ok(())
+    }
+
+    /// Queues the remote actions that repair drift reconcile found on an invoice whose lines did not
+    /// change (an amount edited in Xero, a charge deleted in Autotask), in one transaction. Keys
+    /// are numbered after the invoice's outbox entries, so a later repair never reuses one.
+    pub async fn queue_repairs(
+        &self,
+        invoice: InvoiceId,
+        repairs: &[(OutboxAction, Option<LineId>)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_db!(self, p => {
+            let mut tx = p.begin().await?;
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE invoice_id = $1")
+                .bind(invoice.get())
+                .fetch_one(&mut *tx)
+                .await?;
+            for (i, (action, line)) in repairs.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO outbox (idempotency_key, action, invoice_id, line_id, status, not_before, next_attempt_at, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5, $5)",
+                )
+                .bind(format!("repair:{}:{}:{i}", invoice, n))
+                .bind(action.as_str())
+                .bind(invoice.get())
+                .bind(line.map(|l| l.get()))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 }

@@ -325,7 +325,57 @@ async fn reconcile_follows_xero_and_catches_voids_deletions_and_orphans(app: Tes
     );
 }
 
+async fn resync_repairs_what_reconcile_reports(app: TestApp) {
+    let w = build(&app).await;
+    w.pipeline.run_period(nov()).await.unwrap();
+    let enabled = number_of(&app, &w.enabled).await;
+    // Drift: an amount edited in Xero, a charge deleted in Autotask.
+    w.sandboxes.xero.tamper_amount(&enabled, d("40"));
+    let marker = w.sandboxes.autotask.charges()[0]["purchaseOrderNumber"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.sandboxes.autotask.delete_charge(&marker);
+    let red = reconcile(&w.pipeline, nov()).await.unwrap();
+    assert_eq!(red.differences.len(), 2, "{red:#?}");
+    let dry = resync(
+        &w.pipeline,
+        &ResyncRequest {
+            period: nov(),
+            customer: None,
+            dry_run: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        dry.plan
+            .actions
+            .iter()
+            .filter(|a| a.description.starts_with("repair:"))
+            .count(),
+        2,
+        "{:#?}",
+        dry.plan
+    );
+    resync_nov(&w).await;
+    let clean = reconcile(&w.pipeline, nov()).await.unwrap();
+    assert!(clean.is_clean(), "{clean:#?}");
+    let again = resync(
+        &w.pipeline,
+        &ResyncRequest {
+            period: nov(),
+            customer: None,
+            dry_run: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(again.plan.is_noop(), "repaired once: {:#?}", again.plan);
+}
+
 backend_tests!(
+    resync_repairs_what_reconcile_reports,
     a_paid_invoice_raised_then_lowered_nets_what_is_owed_now,
     two_raises_of_five_bill_ten_not_fifteen,
     a_credited_line_restored_is_billed_again,
