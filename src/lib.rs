@@ -9,6 +9,7 @@ pub mod config;
 pub mod crash;
 pub mod daemon;
 pub mod domain;
+pub mod http;
 pub mod pipeline;
 pub mod sandbox;
 pub mod settings;

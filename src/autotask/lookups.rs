@@ -1,5 +1,5 @@
 //! Lookups: contracts, products and material codes of a company (validated before an assignment is
-//! saved, names cached for display), and customers imported from Autotask companies.
+//! saved, their names returned for display), and customers imported from Autotask companies.
 
 use chrono::NaiveDate;
 use reqwest::Method;
@@ -232,16 +232,6 @@ impl AutotaskClient {
                 code.id
             )));
         }
-        let store = &self.inner.store;
-        store
-            .cache_autotask_name("contract", contract.id, &contract_name)
-            .await?;
-        store
-            .cache_autotask_name("product", product.id, &product_name)
-            .await?;
-        store
-            .cache_autotask_name("material_code", code.id, &code_name)
-            .await?;
         Ok(CodingNames {
             contract: contract_name,
             product: product_name,

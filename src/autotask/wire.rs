@@ -8,9 +8,7 @@ use serde::{Deserialize, Deserializer};
 fn decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
     match Option::<serde_json::Value>::deserialize(d)? {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::Number(n)) => n
-            .to_string()
-            .parse()
+        Some(serde_json::Value::Number(n)) => crate::http::json::decimal(&n)
             .map(Some)
             .map_err(serde::de::Error::custom),
         Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),

@@ -26,7 +26,7 @@ use super::{
     ItemId, ItemKind, ItemStatus, Money, Period, Service, ServiceId, XeroContactId,
 };
 
-pub use super::owed::Holding;
+pub use super::owed::{ChargeKey, Holding};
 
 /// What the computation reads.
 #[derive(Debug, Clone, Default)]
@@ -80,38 +80,6 @@ pub struct BillingSettings {
     pub default_tax_type: Option<String>,
     /// How many months back an invoice looks for charges no document carries yet.
     pub catch_up_months: u32,
-}
-
-/// A line's key: stable and unique per customer, period and charge (the database's unique key, and
-/// part of the Autotask marker). ASCII, at most 40 characters.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct ChargeKey(String);
-
-impl ChargeKey {
-    /// Built by `owed::Charge::key_on` only.
-    pub(super) fn from_parts(key: String) -> Self {
-        ChargeKey(key)
-    }
-    /// A key read back from the store: ASCII, 1 to 40 characters.
-    pub fn parse(s: &str) -> Result<Self, DomainError> {
-        if s.is_empty() || s.len() > 40 || !s.is_ascii() {
-            return Err(DomainError::InvalidText {
-                what: "charge key",
-                reason: format!("{s:?} must be 1 to 40 ASCII characters"),
-            });
-        }
-        Ok(ChargeKey(s.to_string()))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ChargeKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -205,7 +173,7 @@ pub enum EmailDecision {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct InvoiceDraft {
+pub struct ComputedInvoice {
     pub customer_id: CustomerId,
     pub period: Period,
     pub destination: Destination,
@@ -245,7 +213,7 @@ pub struct Skipped {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Computed {
-    pub invoices: Vec<InvoiceDraft>,
+    pub invoices: Vec<ComputedInvoice>,
     pub skipped: Vec<Skipped>,
 }
 
@@ -553,7 +521,7 @@ fn assemble(
     period: Period,
     settings: &BillingSettings,
     lines: Vec<Line>,
-) -> InvoiceDraft {
+) -> ComputedInvoice {
     let (destination, email) = match &c.target {
         BillingTarget::Autotask { company_id } => (
             Destination::Autotask {
@@ -582,7 +550,7 @@ fn assemble(
     let terms = c.payment_terms_days.unwrap_or(settings.payment_terms_days);
     let issue_date = period.first_day();
     let total = lines.iter().map(|l| l.amount).sum();
-    InvoiceDraft {
+    ComputedInvoice {
         customer_id: c.id,
         period,
         destination,

@@ -103,7 +103,7 @@ fn item(
     }
 }
 
-fn one(snapshot: &Snapshot, period: &str) -> InvoiceDraft {
+fn one(snapshot: &Snapshot, period: &str) -> ComputedInvoice {
     let c = compute_invoices(snapshot, p(period), &settings());
     assert_eq!(c.invoices.len(), 1, "{c:?}");
     c.invoices[0].clone()

@@ -17,8 +17,41 @@ use std::fmt;
 
 use chrono::{Datelike, Duration, NaiveDate};
 
-use super::billing::ChargeKey;
-use super::{AssignmentState, AutotaskCoding, CustomerId, ItemId, Period, ServiceId};
+use serde::Serialize;
+
+use super::{AssignmentState, AutotaskCoding, CustomerId, DomainError, ItemId, Period, ServiceId};
+
+/// A line's key: stable and unique per customer, period and charge (the database's unique key, and
+/// part of the Autotask marker). ASCII, at most 40 characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ChargeKey(String);
+
+impl ChargeKey {
+    /// Built by `Charge::key_on` only.
+    fn from_parts(key: String) -> Self {
+        ChargeKey(key)
+    }
+    /// A key read back from the store: ASCII, 1 to 40 characters.
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        if s.is_empty() || s.len() > 40 || !s.is_ascii() {
+            return Err(DomainError::InvalidText {
+                what: "charge key",
+                reason: format!("{s:?} must be 1 to 40 ASCII characters"),
+            });
+        }
+        Ok(ChargeKey(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ChargeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// One period during which a customer held a service (a row of the assignment history).
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Pipeline, PipelineError, PushReport, lease, record, snapshot};
-use crate::domain::billing::{Destination, InvoiceDraft, compute_invoices};
+use crate::domain::billing::{ComputedInvoice, Destination, compute_invoices};
 use crate::domain::invoice::{LineChanges, diff_lines};
 use crate::domain::{
     CustomerId, InvoiceId, Money, OutboxAction, OutboxStatus, Period, RemoteSystem,
@@ -78,7 +78,7 @@ pub struct ResyncPlan {
 
 #[derive(Debug, Clone)]
 enum Work {
-    Record(Box<InvoiceDraft>),
+    Record(Box<ComputedInvoice>),
     Change {
         invoice_id: InvoiceId,
         changes: InvoiceChanges,
@@ -152,7 +152,7 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
         .into_iter()
         .map(|i| (i.customer_id, i))
         .collect();
-    let wanted: BTreeMap<CustomerId, &InvoiceDraft> = computed
+    let wanted: BTreeMap<CustomerId, &ComputedInvoice> = computed
         .invoices
         .iter()
         .filter(|d| req.customer.is_none_or(|c| c == d.customer_id))

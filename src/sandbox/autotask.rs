@@ -16,6 +16,7 @@ use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 
 use super::faults::{Fault, Faults};
+use crate::http::json::decimal;
 
 pub const USERNAME: &str = "api-user@sandbox.example";
 pub const SECRET: &str = "sandbox-secret";
@@ -258,7 +259,8 @@ fn field<'a>(item: &'a Value, name: &str) -> &'a Value {
 
 fn cmp(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        // Exactly, whatever the digits (1 equals 1.0; ids beyond 2^53 stay apart).
+        (Value::Number(x), Value::Number(y)) => Some(decimal(x).ok()?.cmp(&decimal(y).ok()?)),
         (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
         (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
         _ => None,

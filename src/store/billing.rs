@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::outbox::NewAction;
-use super::{Store, StoreError, is_unique_violation, micros, money, on_db};
+use super::{Store, StoreError, is_unique_violation, micros, money, on_db, parse_rows};
 use crate::domain::billing::{ChargeKey, Line};
 use crate::domain::invoice::LineChanges;
 use crate::domain::{
@@ -157,14 +157,6 @@ impl TryFrom<LineRow> for StoredLine {
             removed: r.removed,
         })
     }
-}
-
-/// Parses every row, stopping at the first corrupt one.
-pub(super) fn parse_rows<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
-where
-    T: TryFrom<R, Error = StoreError>,
-{
-    rows.into_iter().map(T::try_from).collect()
 }
 
 /// The tax Xero adds to an invoice's lines (removed lines left out) at `rates`; `None` when a

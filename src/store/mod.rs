@@ -119,3 +119,11 @@ pub(crate) fn micros(m: crate::domain::Money) -> Result<i64, StoreError> {
     m.to_micros()
         .map_err(|e| StoreError::Refused(e.to_string()))
 }
+
+/// Parses every row, stopping at the first corrupt one.
+pub(crate) fn parse_rows<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}

@@ -5,8 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::billing::parse_rows;
-use super::{Store, StoreError, on_db};
+use super::{Store, StoreError, on_db, parse_rows};
 pub use crate::domain::invoice::{LedgerRow, OutboxEntry};
 use crate::domain::{
     InvoiceId, LedgerOutcome, LineId, Money, OutboxAction, OutboxId, OutboxStatus, RemoteSystem,

@@ -149,7 +149,7 @@ async fn metrics_parse_as_prometheus_text() {
     let app = TestApp::sqlite().await;
     let m = std::sync::Arc::new(Metrics::default());
     m.record_run("2026-11", true, 1_790_000_000);
-    let (addr, _h) = rebill::sandbox::serve(
+    let (addr, _h) = rebill::http::serve(
         rebill::daemon::metrics::router(m, app.store.clone()),
         "127.0.0.1:0".parse().unwrap(),
     )

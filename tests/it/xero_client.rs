@@ -197,6 +197,31 @@ async fn a_500_on_a_batch_is_retried_with_the_same_idempotency_key(app: TestApp)
     assert_eq!(keys, vec!["batch-key"; 3]);
 }
 
+async fn a_400_refusal_is_returned_at_once_and_never_retried(app: TestApp) {
+    let server = MockServer::start().await;
+    connected(&server).await;
+    Mock::given(method("PUT"))
+        .and(path("/api.xro/2.0/Invoices"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
+            "ErrorNumber": 10, "Type": "ValidationException", "Message": "A validation exception occurred",
+            "Elements": [{"ValidationErrors": [{"Message": "Account code '999' is not a valid code"}]}]
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = XeroClient::new(&config(&server, "custom_connection"), app.store.clone())
+        .await
+        .unwrap();
+    let e = client
+        .create_invoices(&[draft("RB-4")], "batch-key")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, XeroError::Validation(m) if m.iter().any(|m| m.contains("Account code '999'"))),
+        "{e:?}"
+    );
+}
+
 async fn one_invalid_invoice_in_a_batch_does_not_stop_the_others(app: TestApp) {
     let server = MockServer::start().await;
     connected(&server).await;
@@ -410,6 +435,7 @@ async fn no_token_or_secret_reaches_a_log_line_or_an_error(app: TestApp) {
 backend_tests!(
     a_429_with_retry_after_is_waited_out_and_nothing_is_duplicated,
     a_500_on_a_batch_is_retried_with_the_same_idempotency_key,
+    a_400_refusal_is_returned_at_once_and_never_retried,
     one_invalid_invoice_in_a_batch_does_not_stop_the_others,
     a_rotated_refresh_token_is_stored_before_use_and_survives_a_restart,
     a_revoked_grant_stops_with_one_clear_message,
