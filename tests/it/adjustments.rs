@@ -241,6 +241,32 @@ async fn an_emptied_unpaid_invoice_is_voided_never_updated_without_lines(app: Te
     assert!(clean.is_clean(), "{clean:#?}");
 }
 
+async fn an_emptied_paid_invoice_is_credited_whole(app: TestApp) {
+    let w = build(&app).await;
+    w.pipeline.run_period(nov()).await.unwrap();
+    let disabled = number_of(&app, &w.disabled).await;
+    w.sandboxes.xero.pay(&disabled);
+    app.store
+        .transition(
+            &app.actor(),
+            w.trunk,
+            Transition::Exclude,
+            day("2026-11-20"),
+        )
+        .await
+        .unwrap();
+    resync_nov(&w).await;
+    let notes = w.sandboxes.xero.credit_notes();
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    assert_eq!(dec(&notes[0]["SubTotal"]), d("30"));
+    assert_eq!(
+        w.sandboxes.xero.net_of_contact(&contact(&w.disabled)),
+        Decimal::ZERO
+    );
+    let clean = reconcile(&w.pipeline, nov()).await.unwrap();
+    assert!(clean.is_clean(), "{clean:#?}");
+}
+
 async fn a_billed_autotask_charge_changed_twice_nets_to_the_new_amount(app: TestApp) {
     let w = build(&app).await;
     let support = recurring(&app, &w, &w.autotask, "Phones", "100").await;
@@ -381,6 +407,7 @@ backend_tests!(
     a_credited_line_restored_is_billed_again,
     an_extra_invoice_has_its_own_dates_each_lines_tax_type_and_is_emailed,
     an_emptied_unpaid_invoice_is_voided_never_updated_without_lines,
+    an_emptied_paid_invoice_is_credited_whole,
     a_billed_autotask_charge_changed_twice_nets_to_the_new_amount,
     reconcile_follows_xero_and_catches_voids_deletions_and_orphans,
 );
