@@ -162,9 +162,31 @@ impl AutotaskClient {
             Self::check(reply)?;
             return Ok(ChargeChange::Updated { id: existing.id });
         }
-        let was = Money::new(existing.unit_price.amount() * existing.unit_quantity).round_cents();
+        self.correct_billed_charge(existing, std::slice::from_ref(existing), wanted)
+            .await
+    }
+
+    /// Adds a correcting charge to a billed charge for the difference between what the line is
+    /// owed now and what it has billed so far: the original plus every earlier correction
+    /// (`billed`, the original included), so that two changes of +10.00 make two corrections of
+    /// +10.00, never one of +20.00 on top of the first. Each correction's marker carries its
+    /// sequence number, so a second correction of the same amount is not mistaken for the first.
+    pub async fn correct_billed_charge(
+        &self,
+        existing: &RemoteCharge,
+        billed: &[RemoteCharge],
+        wanted: &ChargeDraft,
+    ) -> Result<ChargeChange, AutotaskError> {
+        let was: Money = billed
+            .iter()
+            .map(|c| Money::new(c.unit_price.amount() * c.unit_quantity).round_cents())
+            .sum();
         let now = Money::new(wanted.unit_price.amount() * wanted.unit_quantity).round_cents();
         let difference = now - was;
+        if difference.is_zero() {
+            return Ok(ChargeChange::Unchanged { id: existing.id });
+        }
+        let sequence = billed.len(); // the original is 0; corrections count from 1
         let correction = ChargeDraft {
             name: format!("Correction: {}", wanted.name)
                 .chars()
@@ -177,7 +199,7 @@ impl AutotaskClient {
             unit_quantity: Decimal::ONE,
             unit_price: difference,
             unit_cost: Money::ZERO,
-            marker: correction_marker(&wanted.marker, difference),
+            marker: correction_marker(&wanted.marker, sequence, difference),
             ..wanted.clone()
         };
         let created = self.push_charge(&correction).await?;
@@ -186,6 +208,28 @@ impl AutotaskClient {
             correction: created.id,
             amount: difference,
         })
+    }
+
+    /// A line's charges on a contract: the one with exactly `marker`, and its correcting charges
+    /// (`marker` + " adj…"), in the order Autotask lists them.
+    pub async fn charges_with_marker(
+        &self,
+        contract: ContractId,
+        marker: &str,
+    ) -> Result<Vec<RemoteCharge>, AutotaskError> {
+        let f = Filter::eq("contractID", contract.get())
+            .and(Filter::begins_with("purchaseOrderNumber", marker));
+        let found: Vec<ContractCharge> = self.query("ContractCharges", &f).await?;
+        let adj = format!("{marker} adj");
+        Ok(found
+            .into_iter()
+            .filter(|c| {
+                c.purchase_order_number
+                    .as_deref()
+                    .is_some_and(|m| m == marker || m.starts_with(&adj))
+            })
+            .map(remote)
+            .collect())
     }
 
     /// Charges of a contract purchased on or after `since` (for reconcile).
@@ -201,16 +245,17 @@ impl AutotaskClient {
     }
 }
 
-/// The marker of a correcting charge: the original marker plus " adj" and a short tag of the
-/// corrected amount, so that the same correction is found again and a second one is told apart.
-pub fn correction_marker(marker: &str, difference: Money) -> String {
+/// The marker of a correcting charge: the original marker plus " adj", its sequence number and a
+/// short tag of the corrected amount, so that the same correction is found again (a retry) and a
+/// second one is told apart, even of the same amount.
+pub fn correction_marker(marker: &str, sequence: usize, difference: Money) -> String {
     let tag: String = difference
         .to_string()
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .collect();
     let sign = if difference.is_negative() { "m" } else { "p" };
-    let suffix = format!(" adj{sign}{tag}");
+    let suffix = format!(" adj{sequence}{sign}{tag}");
     let keep = 50usize.saturating_sub(suffix.len());
     format!("{}{suffix}", &marker[..marker.len().min(keep)])
 }
@@ -223,10 +268,20 @@ mod tests {
     fn correction_markers_fit_and_keep_the_original_prefix() {
         let m = correction_marker(
             "rebill 2026-11 c12 svc-3-fee",
+            1,
             Money::parse("-12.5").unwrap(),
         );
-        assert_eq!(m, "rebill 2026-11 c12 svc-3-fee adjm1250");
-        assert!(correction_marker(&"x".repeat(50), Money::parse("1").unwrap()).len() <= 50);
+        assert_eq!(m, "rebill 2026-11 c12 svc-3-fee adj1m1250");
+        let again = correction_marker(
+            "rebill 2026-11 c12 svc-3-fee",
+            2,
+            Money::parse("-12.5").unwrap(),
+        );
+        assert_ne!(
+            m, again,
+            "a second correction of the same amount is its own charge"
+        );
+        assert!(correction_marker(&"x".repeat(50), 1, Money::parse("1").unwrap()).len() <= 50);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod wire;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+pub use charges::correction_marker;
 pub use client::AutotaskClient;
 pub use config::AutotaskConfig;
 pub use lookups::{CodingNames, CompanyImport, Named, import_companies};

@@ -809,7 +809,8 @@ async fn push_charge(
         || (e.action == OutboxAction::AutotaskCharge && line.removed);
     match e.action {
         _ if update => {
-            let change = super::update::push_autotask_update(autotask, &inv, &line, draft).await?;
+            let change =
+                super::update::push_autotask_update(p, autotask, &inv, &line, draft).await?;
             let mut l = ledger(RemoteSystem::Autotask, LedgerOutcome::Ok, requested_at);
             l.remote_id = Some(change.charge_id.to_string());
             l.remote_status = Some(change.what.clone());

@@ -1,5 +1,8 @@
 //! `rebilld reconcile`: compare the ledger with what Xero and Autotask hold for a period — missing,
-//! extra, amount or status differs — and report every difference.
+//! extra, amount or status differs — and report every difference. Per invoice, Xero's net (the
+//! invoice and its extra invoices, less credit notes, each as Xero holds it now: paid, voided) and
+//! Autotask's charges (each with its correcting charges) are compared with the local lines; the
+//! statuses Xero reports are written back, so `invoice list` follows them.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +11,7 @@ use serde::Serialize;
 use super::record::autotask_marker;
 use super::{Pipeline, PipelineError};
 use crate::domain::{ContractId, Money, Period, RemoteSystem};
+use crate::store::adjustments::AdjustmentKind;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Difference {
@@ -85,19 +89,12 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
             };
             match xero.get_invoice(id).await {
                 Ok(remote) => {
-                    let with_tax = p.total_with_tax(inv).await?;
-                    if let Some(why) =
-                        super::drafts::total_difference(&remote, inv.total(), with_tax)
-                    {
-                        diff(RemoteSystem::Xero, DifferenceKind::Amount, &inv.number, why);
-                    }
-                    if remote.state().is_cancelled() {
-                        diff(
-                            RemoteSystem::Xero,
-                            DifferenceKind::Status,
-                            &inv.number,
-                            format!("Xero status is {}", remote.status),
-                        );
+                    // Follow Xero: `invoice list` shows PAID (or VOIDED) once Xero says so.
+                    p.store
+                        .set_invoice_xero_status(inv.id, &remote.status)
+                        .await?;
+                    if let Some((kind, why)) = xero_difference(p, xero, inv, &remote).await? {
+                        diff(RemoteSystem::Xero, kind, &inv.number, why);
                     }
                     if remote.reference != inv.number {
                         diff(
@@ -117,21 +114,17 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
                 Err(e) => return Err(e.into()),
             }
         } else {
-            for l in p
-                .store
-                .invoice_lines(inv.id)
-                .await?
-                .iter()
-                .filter(|l| !l.removed)
-            {
+            // Removed lines are expected at 0.00: a charge deleted, or corrected to nothing.
+            for l in p.store.invoice_lines(inv.id).await?.iter() {
                 let Some(coding) = l.autotask else {
                     continue;
                 };
                 let marker = autotask_marker(inv.period, inv.customer_id, &l.charge_key, 1);
+                let amount = if l.removed { Money::ZERO } else { l.amount() };
                 contracts.entry(coding.contract_id).or_default().push((
                     inv.number.clone(),
                     marker,
-                    l.amount(),
+                    amount,
                 ));
             }
         }
@@ -158,6 +151,7 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
             for (number, marker, amount) in expected {
                 charges_checked += 1;
                 match by_marker.remove(marker) {
+                    None if amount.is_zero() => {}
                     None => diff(
                         RemoteSystem::Autotask,
                         DifferenceKind::Missing,
@@ -176,6 +170,7 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
                 }
             }
             for (marker, amount) in by_marker {
+                // A charge with our marker that the ledger does not hold: an orphan.
                 diff(
                     RemoteSystem::Autotask,
                     DifferenceKind::Extra,
@@ -193,4 +188,166 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
         charges_checked,
         differences,
     })
+}
+
+/// How Xero's documents for one invoice differ from the ledger, if they do. The net of the invoice
+/// (unless voided or deleted), its extra invoices (likewise) less its credit notes (unless voided),
+/// ex tax, must equal the local total; with no adjustment, Xero's Total with tax is checked too. A
+/// difference names the lines that differ.
+async fn xero_difference(
+    p: &Pipeline,
+    xero: &crate::xero::XeroClient,
+    inv: &crate::store::billing::StoredInvoice,
+    remote: &crate::xero::RemoteInvoice,
+) -> Result<Option<(DifferenceKind, String)>, PipelineError> {
+    let lines = p.store.invoice_lines(inv.id).await?;
+    let adjustments: Vec<_> = p
+        .store
+        .adjustments(inv.id)
+        .await?
+        .into_iter()
+        .filter(|a| a.kind != AdjustmentKind::CorrectingCharge)
+        .collect();
+    let cancelled = remote.state().is_cancelled();
+    let mut net = if cancelled {
+        Money::ZERO
+    } else {
+        remote.sub_total
+    };
+    let mut billed = super::update::original(remote, &lines);
+    for a in &adjustments {
+        let (status, sub_total) = match a.kind {
+            AdjustmentKind::ExtraInvoice => match xero.get_invoice(&a.remote_id).await {
+                Ok(r) => (r.status.clone(), r.sub_total),
+                Err(crate::xero::XeroError::NotFound { .. }) => {
+                    ("DELETED".to_string(), Money::ZERO)
+                }
+                Err(e) => return Err(e.into()),
+            },
+            _ => match xero.get_credit_note(&a.remote_id).await {
+                Ok(n) => (n.status.clone(), -n.sub_total),
+                Err(crate::xero::XeroError::NotFound { .. }) => {
+                    ("DELETED".to_string(), Money::ZERO)
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        if status != a.status && !status.is_empty() {
+            p.store
+                .set_adjustment_status(a.id, &status, p.now())
+                .await?;
+        }
+        if !matches!(status.as_str(), "VOIDED" | "DELETED") {
+            net += sub_total;
+            super::update::add(&mut billed, a);
+        }
+    }
+    if cancelled && !inv.total().is_zero() {
+        return Ok(Some((
+            DifferenceKind::Status,
+            format!(
+                "Xero status is {}: it bills nothing, but the ledger says {}",
+                remote.status,
+                inv.total()
+            ),
+        )));
+    }
+    if net != inv.total() {
+        let owed = super::update::owed(&lines);
+        let keys: std::collections::BTreeSet<&String> = owed.keys().chain(billed.keys()).collect();
+        let lines: Vec<String> = keys
+            .into_iter()
+            .filter_map(|k| {
+                let o = owed.get(k).map(|x| x.amount).unwrap_or_default();
+                let b = billed.get(k).map(|x| x.amount).unwrap_or_default();
+                let name = owed.get(k).or_else(|| billed.get(k))?.description.clone();
+                (o != b).then(|| format!("{name}: Xero {b}, ledger {o}"))
+            })
+            .collect();
+        let what = if adjustments.is_empty() {
+            format!(
+                "Xero subtotal (ex tax) {net} but the local total is {}",
+                inv.total()
+            )
+        } else {
+            format!(
+                "Xero nets {net} (invoice, extra invoices less credit notes, ex tax) but the local total is {}",
+                inv.total()
+            )
+        };
+        let detail = if lines.is_empty() {
+            what
+        } else {
+            format!("{what} ({})", lines.join("; "))
+        };
+        return Ok(Some((DifferenceKind::Amount, detail)));
+    }
+    if adjustments.is_empty() && !cancelled {
+        let with_tax = p.total_with_tax(inv).await?;
+        if let Some(why) = super::drafts::total_difference(remote, inv.total(), with_tax) {
+            return Ok(Some((DifferenceKind::Amount, why)));
+        }
+    }
+    Ok(None)
+}
+
+/// What a resync must send again to repair an invoice whose lines did not change but whose remote
+/// documents drifted (what reconcile reports): a Xero update (edit while unpaid, else adjust) and,
+/// per Autotask line whose charges no longer total its amount, an update (create, patch or
+/// correct). Each with the reason, for the plan.
+pub(super) async fn drift(
+    p: &Pipeline,
+    inv: &crate::store::billing::StoredInvoice,
+) -> Result<
+    Vec<(
+        crate::domain::OutboxAction,
+        Option<crate::domain::LineId>,
+        String,
+    )>,
+    PipelineError,
+> {
+    use crate::domain::OutboxAction;
+    let mut out = Vec::new();
+    match inv.destination {
+        RemoteSystem::Xero => {
+            let (Some(xero), Some(id)) = (&p.xero, &inv.xero_invoice_id) else {
+                return Ok(out);
+            };
+            let remote = match xero.get_invoice(id).await {
+                Ok(r) => r,
+                Err(crate::xero::XeroError::NotFound { .. }) => return Ok(out),
+                Err(e) => return Err(e.into()),
+            };
+            if let Some((_, why)) = xero_difference(p, xero, inv, &remote).await? {
+                out.push((OutboxAction::XeroUpdate, None, why));
+            }
+        }
+        RemoteSystem::Autotask => {
+            let Some(autotask) = &p.autotask else {
+                return Ok(out);
+            };
+            for l in p.store.invoice_lines(inv.id).await? {
+                let Some(coding) = l.autotask else { continue };
+                let marker = autotask_marker(inv.period, inv.customer_id, &l.charge_key, 1);
+                let billed: Money = autotask
+                    .charges_with_marker(coding.contract_id, &marker)
+                    .await?
+                    .iter()
+                    .map(|c| Money::new(c.unit_price.amount() * c.unit_quantity).round_cents())
+                    .sum();
+                let owed = if l.removed { Money::ZERO } else { l.amount() };
+                if billed != owed {
+                    out.push((
+                        OutboxAction::AutotaskUpdate,
+                        Some(l.id),
+                        format!(
+                            "{}: Autotask bills {billed}, the ledger {owed}",
+                            l.description
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
 }

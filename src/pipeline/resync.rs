@@ -86,6 +86,11 @@ enum Work {
     Retry {
         invoice_id: InvoiceId,
     },
+    /// Remote drift on unchanged lines (what reconcile reports): the actions that repair it.
+    Repair {
+        invoice_id: InvoiceId,
+        actions: Vec<(OutboxAction, Option<crate::domain::LineId>)>,
+    },
 }
 
 impl ResyncPlan {
@@ -207,11 +212,26 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
                         ));
                         plan.work.push(Work::Retry { invoice_id: inv.id });
                     } else {
-                        plan.actions.push(say(
-                            Some(inv.number.clone()),
-                            PlanKind::Unchanged,
-                            format!("total {}", inv.total()),
-                        ));
+                        let drift = super::reconcile::drift(p, inv).await?;
+                        if drift.is_empty() {
+                            plan.actions.push(say(
+                                Some(inv.number.clone()),
+                                PlanKind::Unchanged,
+                                format!("total {}", inv.total()),
+                            ));
+                        } else {
+                            for (_, _, why) in &drift {
+                                plan.actions.push(say(
+                                    Some(inv.number.clone()),
+                                    PlanKind::Adjust,
+                                    format!("repair: {why}"),
+                                ));
+                            }
+                            plan.work.push(Work::Repair {
+                                invoice_id: inv.id,
+                                actions: drift.into_iter().map(|(a, l, _)| (a, l)).collect(),
+                            });
+                        }
                     }
                     continue;
                 }
@@ -345,6 +365,12 @@ async fn apply(p: &Pipeline, plan: &ResyncPlan) -> Result<PushReport, PipelineEr
             }
             Work::Retry { invoice_id } => {
                 p.store.retry_failed_outbox(*invoice_id, p.now()).await?;
+            }
+            Work::Repair {
+                invoice_id,
+                actions,
+            } => {
+                p.store.queue_repairs(*invoice_id, actions, p.now()).await?;
             }
         }
     }

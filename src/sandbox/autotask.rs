@@ -97,6 +97,37 @@ impl AutotaskSandbox {
         })
     }
 
+    /// Deletes a charge by its marker, as a user would in Autotask (billed or not).
+    pub fn delete_charge(&self, marker: &str) {
+        self.with(|d| {
+            d.entities
+                .entry("contractcharges".into())
+                .or_default()
+                .retain(|c| c["purchaseOrderNumber"] != marker)
+        })
+    }
+
+    /// The sum of unit price × quantity of the charges whose marker begins with `prefix`: what a
+    /// line bills with its correcting charges.
+    pub fn billed_with_marker(&self, prefix: &str) -> rust_decimal::Decimal {
+        self.charges()
+            .iter()
+            .filter(|c| {
+                c["purchaseOrderNumber"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(prefix))
+            })
+            .map(|c| {
+                let n = |v: &Value| {
+                    v.to_string()
+                        .parse::<rust_decimal::Decimal>()
+                        .unwrap_or_default()
+                };
+                n(&c["unitPrice"]) * n(&c["unitQuantity"])
+            })
+            .sum()
+    }
+
     pub fn requests(&self) -> usize {
         self.with(|d| d.requests)
     }

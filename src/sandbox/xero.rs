@@ -121,6 +121,70 @@ impl XeroSandbox {
         })
     }
 
+    /// Voids an invoice in Xero, as a user would (whatever its status).
+    pub fn void(&self, reference: &str) {
+        self.with(|s| {
+            for inv in s
+                .invoices
+                .iter_mut()
+                .filter(|i| i["Reference"] == reference)
+            {
+                inv["Status"] = json!("VOIDED");
+            }
+        })
+    }
+
+    /// The documents of a contact, netted as an accountant reads them: invoices and extra
+    /// invoices (not voided or deleted) less credit notes (not voided), ex tax (SubTotal).
+    pub fn net_of_contact(&self, contact_id: &str) -> Decimal {
+        self.with(|s| {
+            let live = |d: &&Value| {
+                d["Contact"]["ContactID"] == contact_id
+                    && !matches!(d["Status"].as_str(), Some("VOIDED" | "DELETED"))
+            };
+            let invoiced: Decimal = s
+                .invoices
+                .iter()
+                .filter(live)
+                .map(|i| dec(&i["SubTotal"]))
+                .sum();
+            let credited: Decimal = s
+                .credit_notes
+                .iter()
+                .filter(live)
+                .map(|n| dec(&n["SubTotal"]))
+                .sum();
+            invoiced - credited
+        })
+    }
+
+    /// The same net, per (tax type, account code): what each kind of line comes to.
+    pub fn net_by_coding(
+        &self,
+        contact_id: &str,
+    ) -> std::collections::BTreeMap<(String, String), Decimal> {
+        self.with(|s| {
+            let mut out = std::collections::BTreeMap::new();
+            let mut add = |docs: &[Value], sign: Decimal| {
+                for d in docs.iter().filter(|d| {
+                    d["Contact"]["ContactID"] == contact_id
+                        && !matches!(d["Status"].as_str(), Some("VOIDED" | "DELETED"))
+                }) {
+                    for l in d["LineItems"].as_array().into_iter().flatten() {
+                        let key = (
+                            l["TaxType"].as_str().unwrap_or("").to_string(),
+                            l["AccountCode"].as_str().unwrap_or("").to_string(),
+                        );
+                        *out.entry(key).or_insert(Decimal::ZERO) += sign * dec(&l["LineAmount"]);
+                    }
+                }
+            };
+            add(&s.invoices, Decimal::ONE);
+            add(&s.credit_notes, -Decimal::ONE);
+            out
+        })
+    }
+
     /// Edits an invoice's first line amount on the Xero side (for reconcile tests).
     pub fn tamper_amount(&self, reference: &str, unit_amount: Decimal) {
         self.with(|s| {
@@ -151,6 +215,7 @@ impl XeroSandbox {
             )
             .route("/api.xro/2.0/Invoices/{id}/Email", post(email_invoice))
             .route("/api.xro/2.0/CreditNotes", put(create_credit_notes))
+            .route("/api.xro/2.0/CreditNotes/{id}", get(get_credit_note))
             .route(
                 "/api.xro/2.0/Contacts",
                 get(list_contacts).put(create_contacts),
@@ -465,8 +530,29 @@ async fn update_invoice(
             );
         }
         if let Some(new) = req["Invoices"].get(0) {
+            // A status change alone, as Xero allows it: VOIDED from AUTHORISED, DELETED from
+            // DRAFT or SUBMITTED; anything else is refused with Xero's words.
+            if let Some(status) = new["Status"].as_str()
+                && status != inv["Status"].as_str().unwrap_or("")
+            {
+                let from = inv["Status"].as_str().unwrap_or("").to_string();
+                let allowed = matches!(
+                    (from.as_str(), status),
+                    ("AUTHORISED", "VOIDED") | ("DRAFT" | "SUBMITTED", "DELETED")
+                );
+                if !allowed {
+                    return (
+                        400,
+                        json!({"Type": "ValidationException", "Elements": [{"ValidationErrors": [{"Message": format!("Invoice of status {from} cannot be changed to {status}")}]}]}),
+                    );
+                }
+                inv["Status"] = json!(status);
+            }
             if let Some(lines) = new.get("LineItems") {
                 inv["LineItems"] = lines.clone();
+            }
+            if let Some(d) = new.get("DueDate") {
+                inv["DueDate"] = d.clone();
             }
             recompute(inv);
         }
@@ -536,6 +622,30 @@ async fn create_credit_notes(State(sb): State<XeroSandbox>, h: HeaderMap, body: 
         (200, json!({"CreditNotes": out}))
     });
     respond(answer)
+}
+
+async fn get_credit_note(
+    State(sb): State<XeroSandbox>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    sb.with(|s| s.requests += 1);
+    if let Err(r) = authorised(&h) {
+        return r;
+    }
+    match sb.with(|s| {
+        s.credit_notes
+            .iter()
+            .find(|n| n["CreditNoteID"] == id.as_str())
+            .cloned()
+    }) {
+        Some(n) => axum::Json(json!({"CreditNotes": [n]})).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"Title": "Not Found"})),
+        )
+            .into_response(),
+    }
 }
 
 async fn list_contacts(

@@ -6,6 +6,7 @@
 //! assignment per service, one invoice per customer and period); this module maps their violations
 //! to refusals a user can act on.
 
+pub mod adjustments;
 mod assignments;
 mod audit;
 pub mod autotask;

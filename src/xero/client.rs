@@ -511,6 +511,7 @@ impl XeroClient {
             status: "AUTHORISED".into(),
             line_items: line_items(&d.lines),
             total: None,
+            sub_total: None,
             validation_errors: vec![],
         };
         let body = serde_json::to_value(wire::CreditNotes {
@@ -540,10 +541,67 @@ impl XeroClient {
                 n.validation_errors.into_iter().map(|v| v.message).collect(),
             ));
         }
-        Ok(RemoteCreditNote {
-            credit_note_id: n.credit_note_id.unwrap_or_default(),
-            total: Money::new(n.total.unwrap_or(Decimal::ZERO)),
+        Ok(credit_note(n))
+    }
+
+    /// A credit note as Xero holds it (its status: AUTHORISED, PAID once allocated, VOIDED).
+    pub async fn get_credit_note(&self, id: &str) -> Result<RemoteCreditNote, XeroError> {
+        let r = self
+            .send(Method::GET, &format!("CreditNotes/{id}"), &[], None, None)
+            .await?;
+        if r.status == StatusCode::NOT_FOUND {
+            return Err(XeroError::NotFound {
+                what: format!("credit note {id}"),
+            });
+        }
+        if !r.status.is_success() {
+            return Err(Self::refusal(&r));
+        }
+        let got: wire::CreditNotes = Self::decode(&r.body)?;
+        got.credit_notes
+            .into_iter()
+            .next()
+            .map(credit_note)
+            .ok_or(XeroError::NotFound {
+                what: format!("credit note {id}"),
+            })
+    }
+
+    /// Sets an invoice's status only: `VOIDED` (authorised, nothing paid) or `DELETED` (draft or
+    /// submitted). Used for an invoice whose every line was taken away, and for an unpaid extra
+    /// invoice that is no longer owed: never an update without lines.
+    pub async fn set_invoice_status(
+        &self,
+        invoice_id: &str,
+        status: &str,
+        key: &str,
+    ) -> Result<RemoteInvoice, XeroError> {
+        let body = serde_json::to_value(wire::Invoices {
+            invoices: vec![wire::Invoice {
+                invoice_id: Some(invoice_id.to_string()),
+                status: Some(status.to_string()),
+                ..Default::default()
+            }],
         })
+        .map_err(|e| XeroError::Decode(e.to_string()))?;
+        let r = self
+            .send(
+                Method::POST,
+                &format!("Invoices/{invoice_id}"),
+                &[],
+                Some(&body),
+                Some(key),
+            )
+            .await?;
+        if !r.status.is_success() {
+            return Err(Self::refusal(&r));
+        }
+        let got: wire::Invoices = Self::decode(&r.body)?;
+        got.invoices
+            .into_iter()
+            .next()
+            .map(remote)
+            .ok_or(XeroError::Decode("no invoice in the answer".into()))
     }
 
     /// Emails an invoice to its contact through Xero.
@@ -704,6 +762,33 @@ fn remote(i: wire::Invoice) -> RemoteInvoice {
         amount_paid: m(i.amount_paid),
         amount_due: m(i.amount_due),
         sent_to_contact: i.sent_to_contact.unwrap_or(false),
+        lines: i
+            .line_items
+            .into_iter()
+            .map(|l| super::RemoteLine {
+                amount: Money::new(
+                    l.line_amount
+                        .unwrap_or(l.quantity * l.unit_amount)
+                        .round_dp_with_strategy(
+                            2,
+                            rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+                        ),
+                ),
+                description: l.description,
+                tax_type: l.tax_type,
+                account_code: l.account_code,
+            })
+            .collect(),
+    }
+}
+
+fn credit_note(n: wire::CreditNote) -> RemoteCreditNote {
+    let m = |d: Option<Decimal>| Money::new(d.unwrap_or(Decimal::ZERO));
+    RemoteCreditNote {
+        credit_note_id: n.credit_note_id.unwrap_or_default(),
+        total: m(n.total),
+        sub_total: m(n.sub_total),
+        status: n.status,
     }
 }
 

@@ -90,6 +90,17 @@ pub struct RemoteInvoice {
     pub amount_due: Money,
     /// Xero's `SentToContact`: the invoice was emailed (or marked sent).
     pub sent_to_contact: bool,
+    /// The lines as Xero holds them (amounts ex tax, as Xero computed them).
+    pub lines: Vec<RemoteLine>,
+}
+
+/// One line of a Xero document as Xero holds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RemoteLine {
+    pub description: String,
+    pub amount: Money,
+    pub tax_type: Option<String>,
+    pub account_code: Option<String>,
 }
 
 impl RemoteInvoice {
@@ -148,6 +159,9 @@ impl InvoiceState {
 pub struct RemoteCreditNote {
     pub credit_note_id: String,
     pub total: Money,
+    /// The total ex tax (what the credit note takes off what was billed).
+    pub sub_total: Money,
+    pub status: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

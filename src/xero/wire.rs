@@ -131,6 +131,12 @@ pub struct CreditNote {
         deserialize_with = "number::option::deserialize"
     )]
     pub total: Option<Decimal>,
+    #[serde(
+        skip_serializing,
+        default,
+        deserialize_with = "number::option::deserialize"
+    )]
+    pub sub_total: Option<Decimal>,
     #[serde(skip_serializing, default)]
     pub validation_errors: Vec<ValidationError>,
 }

@@ -5,6 +5,7 @@
 #[macro_use]
 mod common;
 
+mod adjustments;
 mod autotask_client;
 mod billing_run;
 mod cdr_import;
