@@ -135,7 +135,9 @@ pub fn parse_start(s: &str, format: &str, tz: Tz) -> Result<DateTime<Utc>, Strin
     let s = s.trim();
     let t = read_start(s, format, tz)?;
     // Calls are keyed and found by their start second; a year outside 2000–2099 is a broken field.
-    if !(2000..=2099).contains(&t.year()) {
+    // The year is the one the source wrote, read in the mapping's zone (a PBX's 2000-01-01 00:30
+    // in Sydney is 1999 in UTC, and still a valid call).
+    if !(2000..=2099).contains(&t.with_timezone(&tz).year()) {
         return Err(format!("start time {s:?} is outside the years 2000–2099"));
     }
     Ok(t)
@@ -257,6 +259,17 @@ mod tests {
         assert!(parse_start("1969-12-31T00:00:00Z", "rfc3339", syd()).is_err());
         assert!(parse_start("2100-01-01T00:00:00Z", "rfc3339", syd()).is_err());
         assert!(parse_start("2026-10-01T00:00:00+10:00", "rfc3339", syd()).is_ok());
+    }
+
+    #[test]
+    fn the_year_check_is_made_in_the_mappings_zone() {
+        // 00:30 on 1 January 2000 in Sydney is 1999 in UTC: a valid local start.
+        let f = "%Y-%m-%d %H:%M:%S";
+        assert!(parse_start("2000-01-01 00:30:00", f, syd()).is_ok());
+        // 23:30 on 31 December 2099 in Sydney is 2099 in UTC too, but 2100-01-01 00:30 local is not.
+        assert!(parse_start("2099-12-31 23:30:00", f, syd()).is_ok());
+        assert!(parse_start("2100-01-01 00:30:00", f, syd()).is_err());
+        assert!(parse_start("1999-12-31 23:30:00", f, syd()).is_err());
     }
 
     #[test]

@@ -124,6 +124,7 @@ async fn import_round(
     mapping.time.format = "epoch".into();
     let opts = ImportOptions {
         tz: config.business.tz(),
+        country: config.cdr.country,
         batch_rows: config.cdr.batch_rows,
         progress: false,
     };

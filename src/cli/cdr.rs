@@ -56,6 +56,7 @@ pub enum BenchCmd {
 fn options(ctx: &Ctx) -> ImportOptions {
     ImportOptions {
         tz: ctx.config.business.tz(),
+        country: ctx.config.cdr.country,
         batch_rows: ctx.config.cdr.batch_rows,
         progress: !ctx.json,
     }
@@ -75,7 +76,12 @@ pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
             let mut failed = 0;
             for f in files {
                 match import_file(&ctx.store, &mapping, &f, None, &options(ctx)).await {
-                    Ok(r) => {
+                    Ok(mut r) => {
+                        r.judge(ctx.config.cdr.max_reject_share);
+                        if let Some(reason) = &r.failed {
+                            failed += 1;
+                            eprintln!("rebilld: {reason}; its other rows were imported");
+                        }
                         if ctx.json {
                             println!("{}", json!(r));
                         } else {
@@ -102,7 +108,7 @@ pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
                 }
             }
             if failed > 0 {
-                anyhow::bail!("{failed} file(s) refused");
+                anyhow::bail!("{failed} file(s) refused or with too many rejected rows");
             }
             Ok(())
         }

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub rate_limit_waits_total: AtomicU64,
     pub outbox_depth: AtomicI64,
     pub cdr_files_total: AtomicU64,
+    pub cdr_files_failed_total: AtomicU64,
     last_success: Mutex<BTreeMap<String, i64>>,
 }
 
@@ -33,6 +34,11 @@ impl Metrics {
             .fetch_add(r.failed.len() as u64, Ordering::Relaxed);
         self.rate_limit_waits_total
             .fetch_add(r.parked.len() as u64, Ordering::Relaxed);
+    }
+
+    /// CDR files of the spool moved to failed/ (refused whole, or too many rejected rows).
+    pub fn record_cdr_files_failed(&self, n: u64) {
+        self.cdr_files_failed_total.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn record_run(&self, period: &str, ok: bool, at: i64) {
@@ -79,6 +85,11 @@ impl Metrics {
             "rebill_cdr_files_total",
             "CDR files imported from the spool.",
             self.cdr_files_total.load(Ordering::Relaxed),
+        );
+        counter(
+            "rebill_cdr_files_failed_total",
+            "CDR files of the spool moved to failed/: refused whole, or too many rejected rows.",
+            self.cdr_files_failed_total.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             s,
