@@ -1,11 +1,10 @@
 //! The monthly billing run against the Xero and Autotask stand-ins, on both backends.
-mod common;
 
 use rebill::clock::Clock;
 
+use crate::common::TestApp;
+use crate::common::world::{World, build};
 use chrono::Utc;
-use common::TestApp;
-use common::world::{World, build};
 use rebill::domain::{Money, Period};
 use rebill::pipeline::ResyncRequest;
 use rebill::pipeline::resync;

@@ -1,12 +1,11 @@
 //! Crash safety: the process is aborted (as SIGKILL would stop it) at every step boundary of a
 //! run, restarted, and the remote systems end exactly as after an uninterrupted run: no duplicate
 //! invoice, email or charge, nothing lost.
-mod common;
 
 use std::process::Command;
 
-use common::TestApp;
-use common::world::{World, build};
+use crate::common::TestApp;
+use crate::common::world::{World, build};
 
 fn env(w: &World, database_url: &str) -> Vec<(&'static str, String)> {
     let x = &w.sandboxes.xero_url;
@@ -137,7 +136,10 @@ async fn a_crash_at_any_step_then_a_restart_ends_as_an_uninterrupted_run() {
     ignore = "skipped: set REBILL_TEST_POSTGRES_URL to run on PostgreSQL"
 )]
 async fn on_postgres_a_second_process_finishes_the_run_of_one_killed_mid_run() {
-    let app = TestApp::postgres().await;
+    TestApp::run_on_postgres(a_second_process_finishes_the_run_of_one_killed_mid_run).await
+}
+
+async fn a_second_process_finishes_the_run_of_one_killed_mid_run(app: TestApp) {
     let w = build(&app).await;
     let first = tokio::task::block_in_place(|| run(&w, &app.database_url, Some("xero_mid_batch")));
     assert!(

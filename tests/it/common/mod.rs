@@ -12,6 +12,8 @@ use tempfile::TempDir;
 
 pub struct TestApp {
     pub store: Store,
+    /// The PostgreSQL schema this test owns (dropped when the test ends, pass or fail).
+    pub pg_schema: Option<String>,
     pub config: Config,
     /// Holds the SQLite file and any files a test writes.
     pub dir: TempDir,
@@ -41,7 +43,36 @@ impl TestApp {
         admin.close().await;
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-        TestApp::with_url(tempfile::tempdir().expect("temp dir"), url).await
+        let mut app = TestApp::with_url(tempfile::tempdir().expect("temp dir"), url).await;
+        app.pg_schema = Some(schema);
+        app
+    }
+
+    /// Runs a test body on a fresh PostgreSQL schema and drops the schema afterwards, also when
+    /// the body panicked (the panic is then resumed, so the test still fails).
+    pub async fn run_on_postgres<F, Fut>(test: F)
+    where
+        F: FnOnce(TestApp) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        use futures::FutureExt;
+        let app = TestApp::postgres().await;
+        let schema = app
+            .pg_schema
+            .clone()
+            .expect("a PostgreSQL app has a schema");
+        let outcome = std::panic::AssertUnwindSafe(test(app)).catch_unwind().await;
+        let base = std::env::var("REBILL_TEST_POSTGRES_URL").expect("checked by postgres()");
+        if let Ok(admin) = sqlx::PgPool::connect(&base).await {
+            let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+            if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await {
+                eprintln!("could not drop test schema {schema}: {e}");
+            }
+            admin.close().await;
+        }
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
     }
 
     pub async fn with_url(dir: TempDir, url: String) -> TestApp {
@@ -52,6 +83,7 @@ impl TestApp {
             .expect("open and migrate the test database");
         TestApp {
             store,
+            pg_schema: None,
             config,
             dir,
             database_url: url,
@@ -80,7 +112,7 @@ macro_rules! backend_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 #[cfg_attr(not(rebill_pg), ignore = "skipped: set REBILL_TEST_POSTGRES_URL to run on PostgreSQL")]
                 async fn $name() {
-                    super::$name($crate::common::TestApp::postgres().await).await
+                    $crate::common::TestApp::run_on_postgres(super::$name).await
                 }
             )*
         }

@@ -1,11 +1,10 @@
 //! The Autotask client against wiremock servers speaking Autotask's wire format.
-mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use common::TestApp;
-use common::fixtures::{mock, mount};
+use crate::common::TestApp;
+use crate::common::fixtures::{mock, mount};
 use rebill::autotask::query::Filter;
 use rebill::autotask::{AutotaskClient, AutotaskConfig, AutotaskError, ChargeDraft};
 use rebill::domain::{AutotaskCoding, AutotaskCompanyId, Money};
@@ -446,7 +445,7 @@ backend_tests!(
 );
 
 mod from_the_stand_in {
-    use super::common::TestApp;
+    use crate::common::TestApp;
     use rebill::autotask::{AutotaskClient, CompanyImport, import_companies};
     use rebill::domain::BillingTarget;
     use rebill::sandbox::Sandboxes;

@@ -1,7 +1,6 @@
 //! CDR import, rating at import and the VoIP service summary, on both backends.
-mod common;
 
-use common::TestApp;
+use crate::common::TestApp;
 use rebill::cdr::{ImportOptions, Mapping, import_file};
 use rebill::domain::rating::RatePlan;
 use rebill::domain::{Money, Period, ServiceId};
@@ -16,7 +15,7 @@ fn opts() -> ImportOptions {
 
 /// A VoIP service whose users are `users`.
 async fn voip_service(app: &TestApp, external_ref: &str, users: &[&str]) -> ServiceId {
-    let service = common::world::service(external_ref, None, "0", users);
+    let service = crate::common::world::service(external_ref, None, "0", users);
     let (id, _) = app
         .store
         .import_service(&app.actor(), &service)

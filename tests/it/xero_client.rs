@@ -1,10 +1,9 @@
 //! The Xero client against wiremock servers speaking Xero's wire format.
-mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::TestApp;
-use common::fixtures::mount;
+use crate::common::TestApp;
+use crate::common::fixtures::mount;
 use rebill::domain::XeroContactId;
 use rebill::store::xero::XeroTokenRow;
 use rebill::xero::{InvoiceDraft, InvoiceOutcome, LineDraft, XeroClient, XeroConfig, XeroError};

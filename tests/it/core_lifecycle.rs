@@ -1,8 +1,7 @@
 //! The assignment life-cycle, refusals, items and audit, on both backends.
-mod common;
 
+use crate::common::TestApp;
 use chrono::NaiveDate;
-use common::TestApp;
 use rebill::domain::{
     AssignmentState, AutotaskCoding, AutotaskCompanyId, BillingTarget, Customer, ItemKind,
     ItemStatus, Money, NewCustomer, NonEmpty, ServiceId, Transition,

@@ -1,0 +1,15 @@
+//! The integration tests, one binary (the crate is linked once, not once per file). Each module is
+//! a behaviour area; `common` is the harness: a fresh database per test on SQLite and PostgreSQL,
+//! the stand-ins, and the sample world.
+
+#[macro_use]
+mod common;
+
+mod autotask_client;
+mod billing_run;
+mod cdr_import;
+mod cli_core;
+mod core_lifecycle;
+mod crash;
+mod daemon;
+mod xero_client;
