@@ -136,12 +136,18 @@ fn index_of(c: &Column, headers: Option<&[String]>, key: &str) -> Result<usize, 
     }
 }
 
+/// An optional column: absent when the mapping does not name it, or (for the standard mapping
+/// only, which no one wrote) when the header row does not have it.
 fn opt_index(
     c: &Option<Column>,
     headers: Option<&[String]>,
     key: &str,
+    lenient: bool,
 ) -> Result<Option<usize>, String> {
-    c.as_ref().map(|c| index_of(c, headers, key)).transpose()
+    match c.as_ref().map(|c| index_of(c, headers, key)) {
+        Some(Err(_)) if lenient => Ok(None),
+        other => other.transpose(),
+    }
 }
 
 /// A field longer than this is not a CDR field (a runaway quote, a binary blob): its row is rejected.
@@ -207,32 +213,29 @@ pub async fn import_file(
     let hs = headers.as_deref();
     let c = &mapping.columns;
     let mut idx = Indexes {
-        call_id: opt_index(&c.call_id, hs, "columns.call_id").map_err(&refuse)?,
+        call_id: opt_index(&c.call_id, hs, "columns.call_id", mapping.standard).map_err(&refuse)?,
         user: index_of(&c.user, hs, "columns.user").map_err(&refuse)?,
         start: index_of(&c.start, hs, "columns.start").map_err(&refuse)?,
         duration: index_of(&c.duration, hs, "columns.duration").map_err(&refuse)?,
         destination: index_of(&c.destination, hs, "columns.destination").map_err(&refuse)?,
-        call_type: opt_index(&c.call_type, hs, "columns.call_type").map_err(&refuse)?,
-        cost: opt_index(&c.cost, hs, "columns.cost").map_err(&refuse)?,
-        direction: opt_index(&c.direction, hs, "columns.direction").map_err(&refuse)?,
-        disposition: opt_index(&c.disposition, hs, "columns.disposition").map_err(&refuse)?,
+        call_type: opt_index(&c.call_type, hs, "columns.call_type", mapping.standard)
+            .map_err(&refuse)?,
+        cost: opt_index(&c.cost, hs, "columns.cost", mapping.standard).map_err(&refuse)?,
+        direction: opt_index(&c.direction, hs, "columns.direction", mapping.standard)
+            .map_err(&refuse)?,
+        disposition: opt_index(&c.disposition, hs, "columns.disposition", mapping.standard)
+            .map_err(&refuse)?,
         width: 0,
         exact: headers.is_some(),
     };
     idx.width = match &headers {
         Some(h) => h.len(),
-        None => [
-            idx.call_id,
-            idx.call_type,
-            idx.cost,
-            idx.direction,
-            idx.disposition,
-        ]
-        .into_iter()
-        .flatten()
-        .chain([idx.user, idx.start, idx.duration, idx.destination])
-        .max()
-        .map_or(0, |i| i + 1),
+        // Without a header, optional columns past a short row's end are absent (Asterisk leaves
+        // out uniqueid unless configured to write it).
+        None => [idx.user, idx.start, idx.duration, idx.destination]
+            .into_iter()
+            .max()
+            .map_or(0, |i| i + 1),
     };
     let tz: Tz = match &mapping.time.timezone {
         Some(z) => z
@@ -241,14 +244,7 @@ pub async fn import_file(
         None => opts.tz,
     };
     // The catalogue's users by their E.164 form: a CDR's `+61 2 9000 1000` finds `0290001000`.
-    let mut users: HashMap<String, (String, i64)> = HashMap::new();
-    let mut catalogue: Vec<(String, i64)> = store.user_map().await?.into_iter().collect();
-    catalogue.sort();
-    for (user_ref, service) in catalogue {
-        users
-            .entry(e164(&user_ref, opts.country))
-            .or_insert((user_ref, service));
-    }
+    let users = store.user_numbers(opts.country).await?;
     let plans = store.rate_plans().await?;
     let skip: Vec<String> = mapping
         .skip_dispositions

@@ -54,6 +54,10 @@ pub struct Mapping {
     pub call_type_prefixes: BTreeMap<String, String>,
     #[serde(default = "national")]
     pub default_call_type: String,
+    /// True only for `Mapping::standard()`, used when none is configured: its optional columns
+    /// may be missing from a file. A mapping someone wrote must name columns the file has.
+    #[serde(skip)]
+    pub standard: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +116,7 @@ impl Mapping {
         )
         .map(|mut m| {
             m.skip_dispositions = vec!["NO ANSWER".into(), "BUSY".into(), "FAILED".into()];
+            m.standard = true;
             m
         })
         .expect("the standard mapping parses")

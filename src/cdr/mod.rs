@@ -162,11 +162,12 @@ pub async fn rerate(
     store: &Store,
     period: Period,
     tz: chrono_tz::Tz,
+    country: crate::domain::text::Country,
 ) -> Result<RerateReport, StoreError> {
     let plans = store.rate_plans().await?;
     let (mut rated, mut unrated) = (0u64, 0u64);
     let done = store
-        .rerate_month(period, tz, |row| {
+        .rerate_month(period, tz, country, |row| {
             let c = &row.call;
             let priced = plans.get(&row.service_id).and_then(|(v, plan)| {
                 let call = CallForRating {

@@ -113,7 +113,13 @@ pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
             Ok(())
         }
         CdrCmd::Rerate { period } => {
-            let r = crate::cdr::rerate(&ctx.store, period, ctx.config.business.tz()).await?;
+            let r = crate::cdr::rerate(
+                &ctx.store,
+                period,
+                ctx.config.business.tz(),
+                ctx.config.cdr.country,
+            )
+            .await?;
             say(
                 ctx,
                 &format!(

@@ -302,3 +302,22 @@ mod tests {
         assert!(matches!(plan, RatePlan::PerMinute { .. }));
     }
 }
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_key_in_a_rate_plan_is_refused_naming_it() {
+        let e = toml::from_str::<RatePlan>(
+            "kind = \"per_minute\"\ncharge_inbound13 = true\n[rates.mobile]\nper_minute = \"0.15\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("charge_inbound13"), "{e}");
+        let e = toml::from_str::<RatePlan>(
+            "kind = \"per_minute\"\n[rates.mobile]\nper_minute = \"0.15\"\nfirst_sec = 30\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("first_sec"), "{e}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Checked text values.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
@@ -152,15 +153,22 @@ pub enum Country {
 }
 
 impl Country {
-    /// (country calling code, international access prefix, trunk prefix, digits after the trunk
-    /// prefix of a full national number).
-    fn plan(self) -> (&'static str, &'static str, &'static str, usize) {
+    /// (country calling code, international access prefix, trunk prefix, how many digits follow
+    /// the trunk prefix in a full national number).
+    fn plan(
+        self,
+    ) -> (
+        &'static str,
+        &'static str,
+        &'static str,
+        RangeInclusive<usize>,
+    ) {
         match self {
-            Country::AU => ("61", "0011", "0", 9),
-            Country::NZ => ("64", "00", "0", 8),
-            Country::GB => ("44", "00", "0", 10),
-            Country::IE => ("353", "00", "0", 9),
-            Country::US | Country::CA => ("1", "011", "1", 10),
+            Country::AU => ("61", "0011", "0", 9..=9),
+            Country::NZ => ("64", "00", "0", 8..=10),
+            Country::GB => ("44", "00", "0", 9..=10),
+            Country::IE => ("353", "00", "0", 7..=9),
+            Country::US | Country::CA => ("1", "011", "1", 10..=10),
         }
     }
 }
@@ -180,7 +188,7 @@ pub fn e164(s: &str, country: Country) -> String {
     if let Some(rest) = bare.strip_prefix('+') {
         // "+61 (0)2 …": a trunk prefix written after the country code is dropped.
         if let Some(national) = rest.strip_prefix(cc).and_then(|n| n.strip_prefix(trunk))
-            && national.len() == national_len
+            && national_len.contains(&national.len())
             && all_digits(national)
         {
             return format!("+{cc}{national}");
@@ -194,7 +202,7 @@ pub fn e164(s: &str, country: Country) -> String {
         return format!("+{rest}");
     }
     if let Some(national) = bare.strip_prefix(trunk)
-        && national.len() == national_len
+        && national_len.contains(&national.len())
         && all_digits(national)
     {
         return format!("+{cc}{national}");

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::audit::write_audit;
 use super::{Actor, Db, Store, StoreError, money, on_db};
 use crate::domain::rating::RatePlan;
+use crate::domain::text::{Country, e164};
 use crate::domain::{Money, Period, ServiceId};
 
 /// A call's unique key: its start second (big-endian) then 8 bytes of SHA-256 over its identity.
@@ -77,6 +78,8 @@ pub struct CallGroup {
     pub seconds: i64,
     pub cost_micros: i64,
     pub price_micros: i64,
+    /// Calls without a price (no plan, or no rate for their type): not in `price_micros`.
+    pub unrated: i64,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -116,7 +119,7 @@ pub(super) fn sqlite_values(rows: usize, columns: usize) -> String {
 /// transaction as the calls.
 pub(super) struct Rollups {
     tz: Tz,
-    sums: HashMap<(i64, Period, String, String), [i64; 4]>,
+    sums: HashMap<(i64, Period, String, String), [i64; 5]>,
     /// The month last computed and the UTC seconds `[from, to)` it covers: consecutive calls
     /// mostly share a month, so the zone is consulted once a month, not once a call.
     month: Option<(i64, i64, Period)>,
@@ -154,20 +157,31 @@ impl Rollups {
         duration_secs: i32,
         cost_micros: Option<i64>,
         price_micros: Option<i64>,
-    ) {
-        let Some(service) = service else { return };
+    ) -> Result<(), StoreError> {
+        let Some(service) = service else {
+            return Ok(());
+        };
         let month = self.month_of(started_at);
         let e = self
             .sums
             .entry((service, month, user_ref.to_owned(), call_type.to_owned()))
-            .or_insert([0; 4]);
-        e[0] += 1;
-        e[1] += i64::from(duration_secs);
-        e[2] += cost_micros.unwrap_or(0);
-        e[3] += price_micros.unwrap_or(0);
+            .or_insert([0; 5]);
+        let add = |sum: i64, v: i64| {
+            sum.checked_add(v).ok_or_else(|| {
+                StoreError::Refused(format!(
+                    "the {month} totals of service {service} would overflow: a cost or price in this batch is absurd"
+                ))
+            })
+        };
+        e[0] = add(e[0], 1)?;
+        e[1] = add(e[1], i64::from(duration_secs))?;
+        e[2] = add(e[2], cost_micros.unwrap_or(0))?;
+        e[3] = add(e[3], price_micros.unwrap_or(0))?;
+        e[4] = add(e[4], i64::from(price_micros.is_none()))?;
+        Ok(())
     }
 
-    fn add_new(&mut self, c: &NewCall) {
+    fn add_new(&mut self, c: &NewCall) -> Result<(), StoreError> {
         self.add(
             c.service_id,
             c.started_at,
@@ -176,22 +190,23 @@ impl Rollups {
             c.duration_secs,
             c.cost_micros,
             c.price_micros,
-        );
+        )
     }
 
     /// Adds the calls of `calls` whose keys are in `fresh` (those a statement inserted when some
     /// of `calls` were duplicates); a key twice in `calls` is rolled up once.
-    fn add_fresh(&mut self, calls: &[NewCall], fresh: Vec<Vec<u8>>) {
+    fn add_fresh(&mut self, calls: &[NewCall], fresh: Vec<Vec<u8>>) -> Result<(), StoreError> {
         let mut fresh: HashSet<Vec<u8>> = fresh.into_iter().collect();
         for c in calls {
             if fresh.remove(c.key.as_bytes()) {
-                self.add_new(c);
+                self.add_new(c)?;
             }
         }
+        Ok(())
     }
 
     /// Rows to write: months as `YYYY-MM`, the rollups' key.
-    fn rows(&self) -> Vec<(i64, String, &str, &str, [i64; 4])> {
+    fn rows(&self) -> Vec<(i64, String, &str, &str, [i64; 5])> {
         self.sums
             .iter()
             .map(|((s, d, u, t), v)| (*s, d.to_string(), u.as_str(), t.as_str(), *v))
@@ -205,9 +220,9 @@ impl Rollups {
         let rows = self.rows();
         for chunk in rows.chunks(500) {
             let mut sql = String::from(
-                "INSERT INTO call_rollups (service_id, month, user_ref, call_type, calls, seconds, cost_micros, price_micros) VALUES ",
+                "INSERT INTO call_rollups (service_id, month, user_ref, call_type, calls, seconds, cost_micros, price_micros, unrated) VALUES ",
             );
-            sql.push_str(&sqlite_values(chunk.len(), 8));
+            sql.push_str(&sqlite_values(chunk.len(), 9));
             sql.push_str(" ON CONFLICT (service_id, month, user_ref, call_type) DO UPDATE SET ");
             sql.push_str(ROLLUP_SUMS);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -220,7 +235,8 @@ impl Rollups {
                     .bind(v[0])
                     .bind(v[1])
                     .bind(v[2])
-                    .bind(v[3]);
+                    .bind(v[3])
+                    .bind(v[4]);
             }
             q.execute(&mut **tx).await?;
         }
@@ -236,8 +252,8 @@ impl Rollups {
             return Ok(());
         }
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO call_rollups (service_id, month, user_ref, call_type, calls, seconds, cost_micros, price_micros) \
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) \
+            "INSERT INTO call_rollups (service_id, month, user_ref, call_type, calls, seconds, cost_micros, price_micros, unrated) \
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[]) \
              ON CONFLICT (service_id, month, user_ref, call_type) DO UPDATE SET {ROLLUP_SUMS}"
         )))
         .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
@@ -248,6 +264,7 @@ impl Rollups {
         .bind(rows.iter().map(|r| r.4[1]).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.4[2]).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.4[3]).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.4[4]).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -256,7 +273,8 @@ impl Rollups {
 
 /// How an upsert adds a batch's sums to a stored rollup row.
 const ROLLUP_SUMS: &str = "calls = call_rollups.calls + excluded.calls, seconds = call_rollups.seconds + excluded.seconds, \
-     cost_micros = call_rollups.cost_micros + excluded.cost_micros, price_micros = call_rollups.price_micros + excluded.price_micros";
+     cost_micros = call_rollups.cost_micros + excluded.cost_micros, price_micros = call_rollups.price_micros + excluded.price_micros, \
+     unrated = call_rollups.unrated + excluded.unrated";
 
 /// The lowest call key of the calls that started at or after `at`: a key begins with its start
 /// second, big-endian, so a time range is a key range (on the unique key's index).
@@ -357,7 +375,9 @@ impl Store {
                     let new = done.rows_affected();
                     inserted += new;
                     if new == chunk.len() as u64 {
-                        chunk.iter().for_each(|c| rollups.add_new(c));
+                        for c in chunk {
+                            rollups.add_new(c)?;
+                        }
                     } else if new > 0 {
                         // Some were duplicates: the new calls are those with ids above the highest
                         // before this statement (a skipped row may use up an id, so not a range).
@@ -365,7 +385,7 @@ impl Store {
                             .bind(high)
                             .fetch_all(&mut *tx)
                             .await?;
-                        rollups.add_fresh(chunk, keys);
+                        rollups.add_fresh(chunk, keys)?;
                     }
                     if new > 0 {
                         high = done.last_insert_rowid();
@@ -413,7 +433,9 @@ impl Store {
                 .rows_affected();
                 let mut rollups = Rollups::new(tz);
                 if inserted == batch.len() as u64 {
-                    batch.iter().for_each(|c| rollups.add_new(c));
+                    for c in batch {
+                        rollups.add_new(c)?;
+                    }
                 } else if inserted > 0 {
                     // Some were duplicates: the new calls are the staged ones this transaction wrote.
                     let keys = sqlx::query_scalar(
@@ -422,7 +444,7 @@ impl Store {
                     )
                     .fetch_all(&mut *tx)
                     .await?;
-                    rollups.add_fresh(batch, keys);
+                    rollups.add_fresh(batch, keys)?;
                 }
                 rollups.write_postgres(&mut tx).await?;
                 crate::crash::crash_point("calls_before_commit");
@@ -482,6 +504,24 @@ impl Store {
         Ok(rows.into_iter().collect())
     }
 
+    /// The catalogue's users by their E.164 form (`cdr.country`'s dialling rules): E.164 form →
+    /// (the catalogue's own reference, its service). A CDR's `+61 2 9000 1000` finds the user
+    /// stored as `0290001000`. Should two references share a form, the smallest wins.
+    pub async fn user_numbers(
+        &self,
+        country: Country,
+    ) -> Result<HashMap<String, (String, i64)>, StoreError> {
+        let mut catalogue: Vec<(String, i64)> = self.user_map().await?.into_iter().collect();
+        catalogue.sort();
+        let mut users = HashMap::new();
+        for (user_ref, service) in catalogue {
+            users
+                .entry(e164(&user_ref, country))
+                .or_insert((user_ref, service));
+        }
+        Ok(users)
+    }
+
     /// Stores a new version of a service's rate plan; returns the version.
     pub async fn set_rate_plan(
         &self,
@@ -537,11 +577,11 @@ impl Store {
     ) -> Result<Vec<CallGroup>, StoreError> {
         let sql = if by_user {
             "SELECT user_ref AS key, CAST(SUM(calls) AS BIGINT) AS calls, CAST(SUM(seconds) AS BIGINT) AS seconds, \
-             CAST(SUM(cost_micros) AS BIGINT) AS cost_micros, CAST(SUM(price_micros) AS BIGINT) AS price_micros \
+             CAST(SUM(cost_micros) AS BIGINT) AS cost_micros, CAST(SUM(price_micros) AS BIGINT) AS price_micros, CAST(SUM(unrated) AS BIGINT) AS unrated \
              FROM call_rollups WHERE service_id = $1 AND month = $2 GROUP BY user_ref ORDER BY user_ref"
         } else {
             "SELECT call_type AS key, CAST(SUM(calls) AS BIGINT) AS calls, CAST(SUM(seconds) AS BIGINT) AS seconds, \
-             CAST(SUM(cost_micros) AS BIGINT) AS cost_micros, CAST(SUM(price_micros) AS BIGINT) AS price_micros \
+             CAST(SUM(cost_micros) AS BIGINT) AS cost_micros, CAST(SUM(price_micros) AS BIGINT) AS price_micros, CAST(SUM(unrated) AS BIGINT) AS unrated \
              FROM call_rollups WHERE service_id = $1 AND month = $2 GROUP BY call_type ORDER BY call_type"
         };
         let month = period.to_string();

@@ -8,6 +8,7 @@ mod common;
 mod autotask_client;
 mod billing_run;
 mod cdr_import;
+mod cdr_strict;
 mod cli_core;
 mod core_lifecycle;
 mod crash;
