@@ -32,6 +32,9 @@ pub struct ImportReport {
     pub rejected: u64,
     pub unmatched: u64,
     pub unrated: u64,
+    /// Calls another source already holds (same user, start second and duration): left out, so
+    /// that importing the PBX's file and the carrier's file of the same calls bills them once.
+    pub second_source: u64,
     pub rejects_file: Option<String>,
     /// Why the file counts as failed (too many rejected rows), when it does.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -298,13 +301,18 @@ pub async fn import_file(
     let parsing = tokio::task::spawn_blocking(move || parser.run(reader, sender));
     let mut imported = 0;
     let mut written = 0;
+    let mut second_source = 0;
     let mut failure = None;
     while let Some(batch) = batches.recv().await {
         let started = std::time::Instant::now();
-        match store.insert_calls(&batch, opts.tz).await {
+        match store
+            .insert_calls_from(&batch, opts.tz, Some(&mapping.source))
+            .await
+        {
             Ok(n) => {
                 crate::crash::crash_point("cdr_after_batch");
-                imported += n;
+                imported += n.new;
+                second_source += n.second_source;
                 written += batch.len() as u64;
                 tracing::debug!(
                     rows = batch.len(),
@@ -330,7 +338,11 @@ pub async fn import_file(
     let mut report = parsed?;
     report.file = file_name;
     report.imported = imported;
-    report.duplicates = written - imported;
+    report.second_source = second_source;
+    report.duplicates = written - imported - second_source;
+    if second_source > 0 {
+        tracing::warn!(file = %report.file, calls = second_source, source = %mapping.source, "calls already imported from another source were left out (same user, start second and duration)");
+    }
     Ok(report)
 }
 

@@ -35,6 +35,17 @@ pub enum CdrCmd {
     },
     /// Import the spool directory once (the daemon does this continuously)
     Spool,
+    /// The numbers whose calls matched no service user in a month, with their call counts (add
+    /// each to its service, then `cdr rerate --period`)
+    Unmatched {
+        #[arg(long)]
+        period: Period,
+    },
+    /// A month's unrated calls (no plan, or no rate for their type), by service and call type
+    Unrated {
+        #[arg(long)]
+        period: Period,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +107,12 @@ pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
                                 r.unmatched,
                                 r.unrated
                             );
+                            if r.second_source > 0 {
+                                println!(
+                                    "  {} calls left out: another source already holds them (same user, start second and duration)",
+                                    r.second_source
+                                );
+                            }
                             if let Some(p) = &r.rejects_file {
                                 println!("  rejected rows (line and reason): {p}");
                             }
@@ -147,6 +164,58 @@ pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
                 ),
                 json!({"service": service, "version": v}),
             );
+            Ok(())
+        }
+        CdrCmd::Unmatched { period } => {
+            let tz = ctx.config.business.tz();
+            let (start, end) = period.bounds(tz);
+            let rows = ctx.store.unmatched_numbers(start, end).await?;
+            let when = |t: i64| {
+                chrono::DateTime::from_timestamp(t, 0)
+                    .map(|d| d.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default()
+            };
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.user_ref.clone(),
+                        r.calls.to_string(),
+                        r.seconds.to_string(),
+                        when(r.first_at),
+                        when(r.last_at),
+                    ]
+                })
+                .collect();
+            if ctx.json {
+                println!("{}", json!(rows));
+            } else {
+                super::output::table(
+                    &["number", "calls", "seconds", "first call", "last call"],
+                    &table,
+                );
+            }
+            Ok(())
+        }
+        CdrCmd::Unrated { period } => {
+            let (start, end) = period.bounds(ctx.config.business.tz());
+            let rows = ctx.store.unrated_groups(start, end).await?;
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.service_id.to_string(),
+                        r.call_type.clone(),
+                        r.calls.to_string(),
+                        r.seconds.to_string(),
+                    ]
+                })
+                .collect();
+            if ctx.json {
+                println!("{}", json!(rows));
+            } else {
+                super::output::table(&["service", "call type", "calls", "seconds"], &table);
+            }
             Ok(())
         }
         CdrCmd::Spool => {

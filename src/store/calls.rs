@@ -95,6 +95,26 @@ pub struct CallDetail {
     pub price_micros: Option<i64>,
 }
 
+/// A number whose calls matched no service user, with its calls in a range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct UnmatchedNumber {
+    pub user_ref: String,
+    pub calls: i64,
+    pub seconds: i64,
+    /// Unix seconds of its first and last call in the range.
+    pub first_at: i64,
+    pub last_at: i64,
+}
+
+/// A service's unrated calls of one call type in a range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct UnratedGroup {
+    pub service_id: i64,
+    pub call_type: String,
+    pub calls: i64,
+    pub seconds: i64,
+}
+
 /// A matched call with its service (re-rating).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RatedCallRow {
@@ -310,7 +330,7 @@ fn copy_opt(buf: &mut Vec<u8>, v: Option<i64>) {
     }
 }
 
-fn copy_row(buf: &mut Vec<u8>, c: &NewCall) {
+fn copy_row(buf: &mut Vec<u8>, c: &NewCall, source: Option<&str>) {
     use std::io::Write;
     buf.extend_from_slice(b"\\\\x");
     for b in c.key.as_bytes() {
@@ -330,21 +350,210 @@ fn copy_row(buf: &mut Vec<u8>, c: &NewCall) {
     copy_opt(buf, c.price_micros);
     buf.push(b'\t');
     copy_opt(buf, c.plan_version.map(i64::from));
+    buf.push(b'\t');
+    match source {
+        Some(s) => copy_text(buf, s),
+        None => buf.extend_from_slice(b"\\N"),
+    }
     buf.push(b'\n');
 }
 
-impl Store {
-    /// Inserts a batch in one transaction, with the summary rollups of the calls that were new;
-    /// returns how many were new (the rest were duplicates). `tz` gives the rollups' local days.
-    pub async fn insert_calls(&self, batch: &[NewCall], tz: Tz) -> Result<u64, StoreError> {
-        if batch.is_empty() {
-            return Ok(0);
+/// What a batch's insert did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Inserted {
+    /// New calls stored.
+    pub new: u64,
+    /// Calls left out because another source already holds them (same user, start second and
+    /// duration): the same call from the PBX and from the carrier is billed once.
+    pub second_source: u64,
+}
+
+/// UTC days (Unix seconds ÷ 86,400) of a batch's calls.
+fn days_of(batch: &[NewCall]) -> Vec<i64> {
+    let mut days: Vec<i64> = batch
+        .iter()
+        .map(|c| c.started_at.div_euclid(86_400))
+        .collect();
+    days.sort_unstable();
+    days.dedup();
+    days
+}
+
+/// Twins are looked for among matched calls by (service, user, start) and among unmatched ones
+/// by (user, start), each on the (service_id, user_ref, started_at) index.
+const TWIN_MATCHED: &str = "EXISTS (SELECT 1 FROM calls c WHERE c.service_id = v.service_id AND c.user_ref = v.user_ref \
+     AND c.started_at = v.started_at AND c.duration_secs = v.duration_secs AND c.source <> v.source)";
+const TWIN_UNMATCHED: &str = "EXISTS (SELECT 1 FROM calls c WHERE c.service_id IS NULL AND c.user_ref = v.user_ref \
+     AND c.started_at = v.started_at AND c.duration_secs = v.duration_secs AND c.source <> v.source)";
+
+/// The batch without the calls at `drop` (indexes, ascending).
+fn without(batch: &[NewCall], drop: &[usize]) -> Vec<NewCall> {
+    let drop: HashSet<usize> = drop.iter().copied().collect();
+    batch
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !drop.contains(i))
+        .map(|(_, c)| c.clone())
+        .collect()
+}
+
+/// The indexes of the batch's calls that another source already holds. Only looked for when
+/// another source has calls on one of the batch's days (one small query otherwise).
+async fn twins_sqlite(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    batch: &[NewCall],
+    days: &[i64],
+    source: &str,
+) -> Result<Vec<usize>, StoreError> {
+    let (Some(first), Some(last)) = (days.first(), days.last()) else {
+        return Ok(Vec::new());
+    };
+    let others: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM call_source_days WHERE day >= $1 AND day <= $2 AND source <> $3",
+    )
+    .bind(first)
+    .bind(last)
+    .bind(source)
+    .fetch_one(&mut **tx)
+    .await?;
+    if others == 0 {
+        return Ok(Vec::new());
+    }
+    let mut twins = Vec::new();
+    let indexed: Vec<(usize, &NewCall)> = batch.iter().enumerate().collect();
+    for matched in [true, false] {
+        let part: Vec<&(usize, &NewCall)> = indexed
+            .iter()
+            .filter(|(_, c)| c.service_id.is_some() == matched)
+            .collect();
+        for chunk in part.chunks(SQLITE_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT v.i FROM (SELECT column1 AS i, column2 AS service_id, column3 AS user_ref, column4 AS started_at, \
+                 column5 AS duration_secs, column6 AS source FROM (VALUES {})) AS v WHERE {}",
+                sqlite_values(chunk.len(), 6),
+                if matched {
+                    TWIN_MATCHED
+                } else {
+                    TWIN_UNMATCHED
+                }
+            );
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+            for (i, c) in chunk {
+                q = q
+                    .bind(*i as i64)
+                    .bind(c.service_id)
+                    .bind(&c.user_ref)
+                    .bind(c.started_at)
+                    .bind(c.duration_secs)
+                    .bind(source);
+            }
+            twins.extend(
+                q.fetch_all(&mut **tx)
+                    .await?
+                    .into_iter()
+                    .map(|i| i as usize),
+            );
         }
+    }
+    twins.sort_unstable();
+    Ok(twins)
+}
+
+async fn twins_postgres(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    batch: &[NewCall],
+    days: &[i64],
+    source: &str,
+) -> Result<Vec<usize>, StoreError> {
+    let (Some(first), Some(last)) = (days.first(), days.last()) else {
+        return Ok(Vec::new());
+    };
+    let others: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM call_source_days WHERE day >= $1 AND day <= $2 AND source <> $3",
+    )
+    .bind(first)
+    .bind(last)
+    .bind(source)
+    .fetch_one(&mut **tx)
+    .await?;
+    if others == 0 {
+        return Ok(Vec::new());
+    }
+    let mut twins = Vec::new();
+    for matched in [true, false] {
+        let part: Vec<(usize, &NewCall)> = batch
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.service_id.is_some() == matched)
+            .collect();
+        if part.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "SELECT v.i FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::int[]) \
+             AS v(i, service_id, user_ref, started_at, duration_secs), (SELECT $6::text AS source) s WHERE {}",
+            if matched { TWIN_MATCHED } else { TWIN_UNMATCHED }
+        )
+        .replace("v.source", "s.source");
+        let found: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(part.iter().map(|(i, _)| *i as i64).collect::<Vec<_>>())
+            .bind(part.iter().map(|(_, c)| c.service_id).collect::<Vec<_>>())
+            .bind(
+                part.iter()
+                    .map(|(_, c)| c.user_ref.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(part.iter().map(|(_, c)| c.started_at).collect::<Vec<_>>())
+            .bind(
+                part.iter()
+                    .map(|(_, c)| c.duration_secs)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(source)
+            .fetch_all(&mut **tx)
+            .await?;
+        twins.extend(found.into_iter().map(|i| i as usize));
+    }
+    twins.sort_unstable();
+    Ok(twins)
+}
+
+impl Store {
+    /// Inserts a batch of calls of no recorded source (see `insert_calls_from`); returns how
+    /// many were new.
+    pub async fn insert_calls(&self, batch: &[NewCall], tz: Tz) -> Result<u64, StoreError> {
+        Ok(self.insert_calls_from(batch, tz, None).await?.new)
+    }
+
+    /// Inserts a batch from `source` in one transaction, with the summary rollups of the calls
+    /// that were new; duplicates (same call key) are counted out. When another source already has
+    /// calls on the batch's days, each call whose twin (same user, start second and duration)
+    /// came from another source is left out and counted. `tz` gives the rollups' local months.
+    pub async fn insert_calls_from(
+        &self,
+        batch: &[NewCall],
+        tz: Tz,
+        source: Option<&str>,
+    ) -> Result<Inserted, StoreError> {
+        if batch.is_empty() {
+            return Ok(Inserted::default());
+        }
+        let days = days_of(batch);
         match self.db() {
             Db::Sqlite(p) => {
                 let mut rollups = Rollups::new(tz);
                 // IMMEDIATE: the write lock from the start, so the highest id read now stays ours.
                 let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                let twins = match source {
+                    Some(src) => twins_sqlite(&mut tx, batch, &days, src).await?,
+                    None => Vec::new(),
+                };
+                let kept: std::borrow::Cow<'_, [NewCall]> = if twins.is_empty() {
+                    std::borrow::Cow::Borrowed(batch)
+                } else {
+                    std::borrow::Cow::Owned(without(batch, &twins))
+                };
+                let batch = &kept[..];
                 let mut high: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM calls")
                     .fetch_one(&mut *tx)
                     .await?;
@@ -352,9 +561,9 @@ impl Store {
                 for chunk in batch.chunks(SQLITE_ROWS_PER_STATEMENT) {
                     let mut sql = String::from(
                         "INSERT INTO calls (call_key, service_id, user_ref, started_at, duration_secs, destination, \
-                         call_type, inbound, cost_micros, price_micros, plan_version) VALUES ",
+                         call_type, inbound, cost_micros, price_micros, plan_version, source) VALUES ",
                     );
-                    sql.push_str(&sqlite_values(chunk.len(), 11));
+                    sql.push_str(&sqlite_values(chunk.len(), 12));
                     sql.push_str(" ON CONFLICT (call_key) DO NOTHING");
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for c in chunk {
@@ -369,7 +578,8 @@ impl Store {
                             .bind(c.inbound)
                             .bind(c.cost_micros)
                             .bind(c.price_micros)
-                            .bind(c.plan_version);
+                            .bind(c.plan_version)
+                            .bind(source);
                     }
                     let done = q.execute(&mut *tx).await?;
                     let new = done.rows_affected();
@@ -392,12 +602,38 @@ impl Store {
                     }
                 }
                 rollups.write_sqlite(&mut tx).await?;
+                if let Some(src) = source {
+                    for chunk in days.chunks(1_000) {
+                        let sql = format!(
+                            "INSERT INTO call_source_days (source, day) VALUES {} ON CONFLICT DO NOTHING",
+                            sqlite_values(chunk.len(), 2)
+                        );
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                        for d in chunk {
+                            q = q.bind(src).bind(*d);
+                        }
+                        q.execute(&mut *tx).await?;
+                    }
+                }
                 crate::crash::crash_point("calls_before_commit");
                 tx.commit().await?;
-                Ok(inserted)
+                Ok(Inserted {
+                    new: inserted,
+                    second_source: twins.len() as u64,
+                })
             }
             Db::Postgres(p) => {
                 let mut tx = p.begin().await?;
+                let twins = match source {
+                    Some(src) => twins_postgres(&mut tx, batch, &days, src).await?,
+                    None => Vec::new(),
+                };
+                let kept: std::borrow::Cow<'_, [NewCall]> = if twins.is_empty() {
+                    std::borrow::Cow::Borrowed(batch)
+                } else {
+                    std::borrow::Cow::Owned(without(batch, &twins))
+                };
+                let batch = &kept[..];
                 // COPY into a session-local staging table (emptied at commit), then one statement
                 // moves the new calls; their rollups are summed here, as on SQLite.
                 let staged: bool =
@@ -408,7 +644,7 @@ impl Store {
                     sqlx::query(
                         "CREATE TEMP TABLE call_staging (call_key bytea, service_id bigint, user_ref text, started_at bigint, \
                          duration_secs int, destination text, call_type text, inbound bool, cost_micros bigint, \
-                         price_micros bigint, plan_version int) ON COMMIT DELETE ROWS",
+                         price_micros bigint, plan_version int, source text) ON COMMIT DELETE ROWS",
                     )
                     .execute(&mut *tx)
                     .await?;
@@ -416,7 +652,7 @@ impl Store {
                 let mut copy = tx.copy_in_raw("COPY call_staging FROM STDIN").await?;
                 let mut buf = Vec::with_capacity(1 << 20);
                 for c in batch {
-                    copy_row(&mut buf, c);
+                    copy_row(&mut buf, c, source);
                     if buf.len() >= 1 << 20 {
                         copy.send(std::mem::take(&mut buf)).await?;
                     }
@@ -425,7 +661,7 @@ impl Store {
                 copy.finish().await?;
                 let inserted = sqlx::query(
                     "INSERT INTO calls (call_key, service_id, user_ref, started_at, duration_secs, destination, call_type, \
-                     inbound, cost_micros, price_micros, plan_version) SELECT * FROM call_staging \
+                     inbound, cost_micros, price_micros, plan_version, source) SELECT * FROM call_staging \
                      ON CONFLICT (call_key) DO NOTHING",
                 )
                 .execute(&mut *tx)
@@ -447,9 +683,22 @@ impl Store {
                     rollups.add_fresh(batch, keys)?;
                 }
                 rollups.write_postgres(&mut tx).await?;
+                if let Some(src) = source {
+                    sqlx::query(
+                        "INSERT INTO call_source_days (source, day) SELECT $1, d FROM UNNEST($2::bigint[]) AS d \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(src)
+                    .bind(&days)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 crate::crash::crash_point("calls_before_commit");
                 tx.commit().await?;
-                Ok(inserted)
+                Ok(Inserted {
+                    new: inserted,
+                    second_source: twins.len() as u64,
+                })
             }
         }
     }
@@ -493,6 +742,42 @@ impl Store {
             .bind(key_floor(start.timestamp()))
             .bind(key_floor(end.timestamp()))
             .fetch_one(p)
+            .await?))
+    }
+
+    /// The numbers of the unmatched calls that started in `[start, end)`, with their call counts
+    /// and first and last call, most calls first: what `cdr unmatched` lists, so that each can be
+    /// added to its service (then `cdr rerate` bills its calls).
+    pub async fn unmatched_numbers(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<UnmatchedNumber>, StoreError> {
+        Ok(on_db!(self, p => sqlx::query_as(
+            "SELECT user_ref, COUNT(*) AS calls, CAST(COALESCE(SUM(duration_secs), 0) AS BIGINT) AS seconds, \
+             MIN(started_at) AS first_at, MAX(started_at) AS last_at \
+             FROM calls WHERE service_id IS NULL AND call_key >= $1 AND call_key < $2 \
+             GROUP BY user_ref ORDER BY COUNT(*) DESC, user_ref")
+            .bind(key_floor(start.timestamp()))
+            .bind(key_floor(end.timestamp()))
+            .fetch_all(p)
+            .await?))
+    }
+
+    /// The unrated calls (no plan, or no rate for their type) that started in `[start, end)`,
+    /// per service and call type: what `cdr unrated` lists.
+    pub async fn unrated_groups(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<UnratedGroup>, StoreError> {
+        Ok(on_db!(self, p => sqlx::query_as(
+            "SELECT service_id, call_type, COUNT(*) AS calls, CAST(COALESCE(SUM(duration_secs), 0) AS BIGINT) AS seconds \
+             FROM calls WHERE service_id IS NOT NULL AND price_micros IS NULL AND call_key >= $1 AND call_key < $2 \
+             GROUP BY service_id, call_type ORDER BY service_id, call_type")
+            .bind(key_floor(start.timestamp()))
+            .bind(key_floor(end.timestamp()))
+            .fetch_all(p)
             .await?))
     }
 

@@ -9,6 +9,7 @@ mod autotask_client;
 mod billing_run;
 mod cdr_import;
 mod cdr_strict;
+mod cdr_unmatched;
 mod cli_core;
 mod core_lifecycle;
 mod crash;
