@@ -128,8 +128,8 @@ impl Mapping {
             .iter()
             .filter(|(p, _)| destination.starts_with(p.as_str()))
             .max_by_key(|(p, _)| p.len())
-            .map(|(_, t)| t.clone())
-            .unwrap_or_else(|| self.default_call_type.clone())
+            .map(|(_, t)| t.to_ascii_lowercase())
+            .unwrap_or_else(|| self.default_call_type.to_ascii_lowercase())
     }
 }
 

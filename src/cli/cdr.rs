@@ -27,11 +27,17 @@ pub enum CdrCmd {
         #[arg(long)]
         period: Period,
     },
-    /// Set a service's rate plan from a TOML or JSON file (a new version)
+    /// Set a rate plan from a TOML or JSON file (a new version): a service's own (`--service N
+    /// FILE`) or a shared one (`--shared NAME FILE`); make a service use a shared plan (`--service
+    /// N --shared NAME`); or make a shared plan the default of services without one (`--default NAME`)
     Plan {
         #[arg(long)]
-        service: ServiceId,
-        file: PathBuf,
+        service: Option<ServiceId>,
+        #[arg(long)]
+        shared: Option<String>,
+        #[arg(long, conflicts_with_all = ["service", "shared", "file"])]
+        default: Option<String>,
+        file: Option<PathBuf>,
     },
     /// Import the spool directory once (the daemon does this continuously)
     Spool,
@@ -147,23 +153,74 @@ pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        CdrCmd::Plan { service, file } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let plan: RatePlan = if text.trim_start().starts_with('{') {
-                serde_json::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
-            } else {
-                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+        CdrCmd::Plan {
+            service,
+            shared,
+            default,
+            file,
+        } => {
+            let rerate = "run `rebilld cdr rerate --period …` for calls already imported";
+            if let Some(name) = default {
+                ctx.store.set_default_rate_plan(&ctx.actor, &name).await?;
+                say(
+                    ctx,
+                    &format!("services without a plan of their own now use {name:?}; {rerate}"),
+                    json!({"default": name}),
+                );
+                return Ok(());
+            }
+            let plan = match &file {
+                Some(file) => {
+                    let text = std::fs::read_to_string(file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    Some(if text.trim_start().starts_with('{') {
+                        serde_json::from_str::<RatePlan>(&text)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+                    } else {
+                        toml::from_str::<RatePlan>(&text)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+                    })
+                }
+                None => None,
             };
-            let v = ctx.store.set_rate_plan(&ctx.actor, service, &plan).await?;
-            say(
-                ctx,
-                &format!(
-                    "service {service} now rates calls with plan version {v}; run `rebilld cdr rerate --period …` for calls already imported"
+            match (service, shared, plan) {
+                (Some(service), None, Some(plan)) => {
+                    let v = ctx.store.set_rate_plan(&ctx.actor, service, &plan).await?;
+                    say(
+                        ctx,
+                        &format!(
+                            "service {service} now rates calls with plan version {v}; {rerate}"
+                        ),
+                        json!({"service": service, "version": v}),
+                    );
+                }
+                (None, Some(name), Some(plan)) => {
+                    let v = ctx
+                        .store
+                        .set_shared_rate_plan(&ctx.actor, &name, &plan)
+                        .await?;
+                    say(
+                        ctx,
+                        &format!("shared plan {name:?} is now version {v}; {rerate}"),
+                        json!({"shared": name, "version": v}),
+                    );
+                }
+                (Some(service), Some(name), None) => {
+                    ctx.store
+                        .use_shared_rate_plan(&ctx.actor, service, &name)
+                        .await?;
+                    say(
+                        ctx,
+                        &format!(
+                            "service {service} now rates calls with the shared plan {name:?}; {rerate}"
+                        ),
+                        json!({"service": service, "shared": name}),
+                    );
+                }
+                _ => anyhow::bail!(
+                    "give --service N FILE, --shared NAME FILE, --service N --shared NAME, or --default NAME"
                 ),
-                json!({"service": service, "version": v}),
-            );
+            }
             Ok(())
         }
         CdrCmd::Unmatched { period } => {

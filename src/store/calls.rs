@@ -830,6 +830,11 @@ impl Store {
                 .bind(actor.as_str())
                 .execute(&mut *tx)
                 .await?;
+            // A plan of its own replaces a shared one it used.
+            sqlx::query("DELETE FROM service_shared_plan WHERE service_id = $1")
+                .bind(service.get())
+                .execute(&mut *tx)
+                .await?;
             write_audit!(&mut *tx, actor, "rate_plan", service, "set", None, serde_json::from_str(&json).ok())?;
             tx.commit().await?;
             v
@@ -837,20 +842,143 @@ impl Store {
         Ok(version)
     }
 
-    /// The newest plan of every service that has one: service id → (version, plan).
+    /// The plan that prices each service's calls: service id → (version, plan). A service that
+    /// uses a shared plan (`cdr plan --service N --shared NAME`) is priced by that plan's newest
+    /// version; otherwise by the newest version of its own plan; otherwise by the default plan
+    /// (`cdr plan --default NAME`), when one is set. A service with none of these is left out:
+    /// its calls stay unrated.
     pub async fn rate_plans(&self) -> Result<HashMap<i64, (i32, RatePlan)>, StoreError> {
-        let rows: Vec<(i64, i32, String)> = on_db!(self, p => sqlx::query_as(
+        let own: Vec<(i64, i32, String)> = on_db!(self, p => sqlx::query_as(
             "SELECT r.service_id, r.version, r.plan_json FROM rate_plans r \
              WHERE r.version = (SELECT MAX(version) FROM rate_plans x WHERE x.service_id = r.service_id)")
             .fetch_all(p)
             .await?);
-        rows.into_iter()
-            .map(|(s, v, j)| {
-                let plan: RatePlan = serde_json::from_str(&j)
-                    .map_err(|e| StoreError::Corrupt(format!("rate plan of service {s}: {e}")))?;
-                Ok((s, (v, plan)))
-            })
-            .collect()
+        let shared: Vec<(String, i32, String)> = on_db!(self, p => sqlx::query_as(
+            "SELECT r.name, r.version, r.plan_json FROM shared_rate_plans r \
+             WHERE r.version = (SELECT MAX(version) FROM shared_rate_plans x WHERE x.name = r.name)")
+            .fetch_all(p)
+            .await?);
+        let uses: Vec<(i64, String)> = on_db!(self, p => sqlx::query_as(
+            "SELECT service_id, name FROM service_shared_plan")
+            .fetch_all(p)
+            .await?);
+        let default: Option<String> = on_db!(self, p => sqlx::query_scalar(
+            "SELECT name FROM default_rate_plan WHERE only_row = 1")
+            .fetch_optional(p)
+            .await?);
+        let read = |what: String, j: &str| {
+            serde_json::from_str::<RatePlan>(j)
+                .map_err(|e| StoreError::Corrupt(format!("rate plan {what}: {e}")))
+        };
+        let mut named: HashMap<String, (i32, RatePlan)> = HashMap::new();
+        for (n, v, j) in shared {
+            let plan = read(format!("{n:?}"), &j)?;
+            named.insert(n, (v, plan));
+        }
+        let mut plans: HashMap<i64, (i32, RatePlan)> = HashMap::new();
+        for (s, v, j) in own {
+            plans.insert(s, (v, read(format!("of service {s}"), &j)?));
+        }
+        for (s, n) in uses {
+            if let Some(p) = named.get(&n) {
+                plans.insert(s, p.clone());
+            }
+        }
+        if let Some(p) = default.and_then(|d| named.get(&d).cloned()) {
+            let ids: Vec<i64> = on_db!(self, db => sqlx::query_scalar("SELECT id FROM services")
+                .fetch_all(db)
+                .await?);
+            for id in ids {
+                plans.entry(id).or_insert_with(|| p.clone());
+            }
+        }
+        Ok(plans)
+    }
+
+    /// Stores a new version of the shared plan `name`; returns the version.
+    pub async fn set_shared_rate_plan(
+        &self,
+        actor: &Actor,
+        name: &str,
+        plan: &RatePlan,
+    ) -> Result<i32, StoreError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            return Err(StoreError::Refused(format!(
+                "shared plan name {name:?}: 1–64 characters, no control characters"
+            )));
+        }
+        let json = serde_json::to_string(plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(on_db!(self, p => {
+            let mut tx = p.begin().await?;
+            let v: i32 = sqlx::query_scalar("SELECT CAST(COALESCE(MAX(version), 0) + 1 AS INTEGER) FROM shared_rate_plans WHERE name = $1")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO shared_rate_plans (name, version, plan_json, created_at, created_by) VALUES ($1, $2, $3, $4, $5)")
+                .bind(name)
+                .bind(v)
+                .bind(&json)
+                .bind(Utc::now())
+                .bind(actor.as_str())
+                .execute(&mut *tx)
+                .await?;
+            write_audit!(&mut *tx, actor, "shared_rate_plan", name, "set", None, serde_json::from_str(&json).ok())?;
+            tx.commit().await?;
+            v
+        }))
+    }
+
+    /// Makes `service` priced by the shared plan `name` (which must exist).
+    pub async fn use_shared_rate_plan(
+        &self,
+        actor: &Actor,
+        service: ServiceId,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        self.service(service).await?;
+        self.shared_plan_exists(name).await?;
+        on_db!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("INSERT INTO service_shared_plan (service_id, name) VALUES ($1, $2) \
+                         ON CONFLICT (service_id) DO UPDATE SET name = excluded.name")
+                .bind(service.get())
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            write_audit!(&mut *tx, actor, "rate_plan", service, "use_shared", None, Some(serde_json::json!({"shared": name})))?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Makes the shared plan `name` (which must exist) the plan of every service without one.
+    pub async fn set_default_rate_plan(&self, actor: &Actor, name: &str) -> Result<(), StoreError> {
+        self.shared_plan_exists(name).await?;
+        on_db!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("INSERT INTO default_rate_plan (only_row, name) VALUES (1, $1) \
+                         ON CONFLICT (only_row) DO UPDATE SET name = excluded.name")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            write_audit!(&mut *tx, actor, "rate_plan", "default", "set_default", None, Some(serde_json::json!({"shared": name})))?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    async fn shared_plan_exists(&self, name: &str) -> Result<(), StoreError> {
+        let n: i64 = on_db!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM shared_rate_plans WHERE name = $1")
+            .bind(name)
+            .fetch_one(p)
+            .await?);
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "shared rate plan {name:?} (make it first: rebilld cdr plan --shared {name} FILE)"
+            )));
+        }
+        Ok(())
     }
 
     /// Per call type (or per user) sums of a service's month, from the rollups.

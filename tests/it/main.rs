@@ -8,6 +8,7 @@ mod common;
 mod autotask_client;
 mod billing_run;
 mod cdr_import;
+mod cdr_rating;
 mod cdr_strict;
 mod cdr_unmatched;
 mod cli_core;
