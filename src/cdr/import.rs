@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use super::mapping::{Column, Mapping, parse_duration, parse_start};
+use super::mapping::{CallTypeBy, Column, Mapping, parse_duration, parse_start};
 use crate::domain::Money;
 use crate::domain::rating::{CallForRating, Direction, RatePlan, rate_call};
 use crate::domain::service::normalise_user_ref;
@@ -591,8 +591,8 @@ fn to_call(r: &csv::ByteRecord, p: &Parser) -> Result<Row, String> {
     let duration = parse_duration(dur_text)?;
     let destination = normalise_user_ref(field(idx.destination, "destination")?);
     let call_type = match optional(idx.call_type, "call type")? {
-        Some(t) => t.to_ascii_lowercase(),
-        None => m.call_type_of(&destination),
+        Some(t) if m.call_type_by == CallTypeBy::Column => t.to_ascii_lowercase(),
+        _ => m.call_type_of(&destination, p.country),
     };
     let cost = match optional(idx.cost, "cost")? {
         // A carrier may price to more places than the 6 stored: rounded, not refused.

@@ -210,6 +210,20 @@ pub fn e164(s: &str, country: Country) -> String {
     bare
 }
 
+/// A number in national form, as destination prefix rules are written: `+61 4…` becomes `04…`
+/// in Australia; any other number keeps its digits (punctuation aside).
+pub fn national_form(s: &str, country: Country) -> String {
+    let bare: String = s
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\t'))
+        .collect();
+    let (cc, _, trunk, _) = country.plan();
+    match bare.strip_prefix('+').and_then(|r| r.strip_prefix(cc)) {
+        Some(national) if !national.is_empty() => format!("{trunk}{national}"),
+        _ => bare,
+    }
+}
+
 #[cfg(test)]
 mod number_tests {
     use super::*;

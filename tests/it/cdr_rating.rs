@@ -138,4 +138,51 @@ async fn shared_and_default_plans_price_services_without_their_own(app: TestApp)
     assert_eq!(total(&app, sharing).await.0, Money::parse("0.40").unwrap());
 }
 
-backend_tests!(shared_and_default_plans_price_services_without_their_own);
+async fn destination_prefixes_tell_local_from_national_longest_prefix_first(app: TestApp) {
+    let id = service(&app, "sip", "0299990001").await;
+    let mapping = Mapping::from_toml(
+        "call_type_by = \"prefix\"\n[columns]\ncall_id = \"call_id\"\nuser = \"user\"\nstart = \"start\"\n\
+         duration = \"duration\"\ndestination = \"destination\"\ncall_type = \"call_type\"\n\
+         [call_type_prefixes]\n\"02\" = \"local\"\n\"04\" = \"mobile\"\n\"1300\" = \"13/1300\"\n\"19\" = \"premium\"\n\"0011\" = \"international\"\n",
+    )
+    .unwrap();
+    let file = app.dir.path().join("carrier.csv");
+    std::fs::write(
+        &file,
+        "call_id,user,start,duration,destination,call_type\n\
+         a,0299990001,2026-10-03T09:00:00+10:00,60,0298765432,national\n\
+         b,0299990001,2026-10-03T09:01:00+10:00,60,0398765432,national\n\
+         c,0299990001,2026-10-03T09:02:00+10:00,60,+61 412 345 678,national\n\
+         d,0299990001,2026-10-03T09:03:00+10:00,60,1300123456,national\n\
+         e,0299990001,2026-10-03T09:04:00+10:00,60,1900123456,national\n\
+         f,0299990001,2026-10-03T09:05:00+10:00,60,001144207946,national\n",
+    )
+    .unwrap();
+    import_file(&app.store, &mapping, &file, None, &opts())
+        .await
+        .unwrap();
+    let s = rebill::cdr::summary::summary(&app.store, id, Period::parse("2026-10").unwrap())
+        .await
+        .unwrap();
+    let types: Vec<(&str, i64)> = s
+        .by_call_type
+        .iter()
+        .map(|g| (g.key.as_str(), g.calls))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("13/1300", 1),
+            ("international", 1),
+            ("local", 1),
+            ("mobile", 1),
+            ("national", 1),
+            ("premium", 1)
+        ]
+    );
+}
+
+backend_tests!(
+    shared_and_default_plans_price_services_without_their_own,
+    destination_prefixes_tell_local_from_national_longest_prefix_first,
+);
