@@ -102,6 +102,9 @@ pub struct InvoiceConfig {
     pub auto_send: bool,
     /// Days a run's invoices stay local drafts so that late CDRs land before they are pushed.
     pub grace_days: u32,
+    /// How many months back an invoice looks for what earlier runs could not have seen (a start
+    /// date or calls entered after their period's run), billed as lines of their own.
+    pub catch_up_months: u32,
 }
 
 impl Default for InvoiceConfig {
@@ -112,6 +115,7 @@ impl Default for InvoiceConfig {
             payment_terms_days: 14,
             auto_send: true,
             grace_days: 0,
+            catch_up_months: 3,
         }
     }
 }
@@ -258,6 +262,12 @@ impl Config {
             return Err(ConfigError::new(
                 "invoices.payment_terms_days",
                 "must be 0–365 days",
+            ));
+        }
+        if self.invoices.catch_up_months > 12 {
+            return Err(ConfigError::new(
+                "invoices.catch_up_months",
+                "must be 0–12 months",
             ));
         }
         if self.invoices.grace_days > 27 {

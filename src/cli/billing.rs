@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::Ctx;
 use super::output::table;
-use crate::domain::{CustomerId, Money, Period};
+use crate::domain::{CustomerId, Period, RemoteSystem};
 
 #[derive(Debug, Args)]
 pub struct ResyncArgs {
@@ -83,8 +83,8 @@ async fn list(
     }
     let mut rows = Vec::new();
     for i in &invoices {
-        let went = match i.destination.as_str() {
-            "xero" => match (&i.xero_invoice_id, &i.xero_status) {
+        let went = match i.destination {
+            RemoteSystem::Xero => match (&i.xero_invoice_id, &i.xero_status) {
                 (Some(id), s) => format!(
                     "xero {} {}",
                     s.as_deref().unwrap_or(""),
@@ -92,7 +92,7 @@ async fn list(
                 ),
                 (None, _) => "xero (not yet pushed)".into(),
             },
-            _ => {
+            RemoteSystem::Autotask => {
                 let lines = ctx.store.invoice_lines(i.id).await?;
                 let pushed = lines
                     .iter()
@@ -106,7 +106,7 @@ async fn list(
         };
         rows.push(vec![
             i.number.clone(),
-            i.period.clone(),
+            i.period.to_string(),
             format!("{} ({})", i.customer_id, i.customer_name),
             i.total().to_string(),
             went,
@@ -133,7 +133,7 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
     let outbox = ctx.store.outbox(Some(i.id)).await?;
     let ledger = ctx.store.ledger(Some(i.id)).await?;
     // Xero adds the tax: shown at the configured rates, as Xero will compute it.
-    let tax = (i.destination == "xero")
+    let tax = (i.destination == RemoteSystem::Xero)
         .then(|| crate::store::billing::xero_tax(&lines, &ctx.config.xero.tax_rates))
         .flatten();
     if ctx.json {
@@ -158,13 +158,13 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
         i.total(),
         i.currency
     );
-    match i.destination.as_str() {
-        "xero" => println!(
+    match i.destination {
+        RemoteSystem::Xero => println!(
             "  xero: {} {}",
             i.xero_invoice_id.as_deref().unwrap_or("not yet created"),
             i.xero_status.as_deref().unwrap_or("")
         ),
-        _ => println!("  autotask: contract charges (never sent to Xero)"),
+        RemoteSystem::Autotask => println!("  autotask: contract charges (never sent to Xero)"),
     }
     println!("  email: {}", email_state(&i));
     println!();
@@ -173,9 +173,9 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
         .map(|l| {
             vec![
                 l.description.clone() + if l.removed { " (removed)" } else { "" },
-                l.quantity.clone(),
-                l.unit_price().to_string(),
-                l.amount().to_string(),
+                l.quantity.to_string(),
+                l.unit_price.to_string(),
+                l.amount.to_string(),
                 l.autotask_charge_id
                     .map(|c| format!("charge {c}"))
                     .unwrap_or_default(),
@@ -188,8 +188,8 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
         .iter()
         .map(|o| {
             vec![
-                o.action.clone(),
-                o.status.clone(),
+                o.action.to_string(),
+                o.status.to_string(),
                 o.attempts.to_string(),
                 o.remote_id.clone().unwrap_or_default(),
                 o.last_error.clone().unwrap_or_default(),
@@ -207,11 +207,9 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
             vec![
                 l.completed_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                 format!("{} {}", l.system, l.action),
-                l.outcome.clone(),
+                l.outcome.to_string(),
                 l.remote_id.clone().unwrap_or_default(),
-                l.amount_micros
-                    .map(|m| Money::from_micros(m).to_string())
-                    .unwrap_or_default(),
+                l.amount.map(|m| m.to_string()).unwrap_or_default(),
                 l.error.clone().unwrap_or_default(),
             ]
         })
@@ -264,7 +262,7 @@ async fn pipeline(ctx: &Ctx) -> anyhow::Result<crate::pipeline::Pipeline> {
 pub async fn run_now(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
     let period = a.period.unwrap_or_else(|| current_period(ctx));
     let p = pipeline(ctx).await?;
-    let report = crate::daemon::run_period(&p, period, false).await?;
+    let report = waiting_for_the_lease(period, false, || p.run_period(period)).await?;
     print_run(ctx, &report);
     Ok(())
 }
@@ -321,6 +319,34 @@ pub async fn push(ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `work` (which takes the period lease); while another process holds the period, waits
+/// (saying so once) unless `no_wait`.
+async fn waiting_for_the_lease<T, F, Fut>(
+    period: Period,
+    no_wait: bool,
+    work: F,
+) -> Result<T, crate::pipeline::PipelineError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::pipeline::PipelineError>>,
+{
+    let mut said = false;
+    loop {
+        match work().await {
+            Err(crate::pipeline::PipelineError::PeriodHeld { .. }) if !no_wait => {
+                if !said {
+                    eprintln!(
+                        "waiting: period {period} is held by another process (a run or a resync)"
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// `rebilld --resync [--period] [--customer] [--dry-run] [--no-wait]`.
 pub async fn resync(ctx: &Ctx, a: ResyncArgs) -> anyhow::Result<()> {
     let period = a.period.unwrap_or_else(|| current_period(ctx));
@@ -330,45 +356,39 @@ pub async fn resync(ctx: &Ctx, a: ResyncArgs) -> anyhow::Result<()> {
         dry_run: a.dry_run,
     };
     let p = pipeline(ctx).await?;
-    let json_out = ctx.json;
-    crate::daemon::with_period_lease(&p, period, a.no_wait, |p| async move {
-        let plan = crate::pipeline::resync::plan(&p, &req).await?;
-        if json_out {
-            println!("{}", json!(plan));
+    let outcome =
+        waiting_for_the_lease(period, a.no_wait, || crate::pipeline::resync(&p, &req)).await?;
+    if ctx.json {
+        println!("{}", json!(outcome));
+        return Ok(());
+    }
+    let plan = &outcome.plan;
+    println!(
+        "resync {} plan{}:",
+        plan.period,
+        if req.dry_run {
+            " (dry run: nothing is changed)"
         } else {
-            println!(
-                "resync {} plan{}:",
-                plan.period,
-                if req.dry_run {
-                    " (dry run: nothing is changed)"
-                } else {
-                    ""
-                }
-            );
-            let rows: Vec<Vec<String>> = plan
-                .actions
-                .iter()
-                .map(|a| {
-                    vec![
-                        format!("{} ({})", a.customer_id, a.customer_name),
-                        a.invoice.clone().unwrap_or_else(|| "(new)".into()),
-                        a.kind.to_string(),
-                        a.description.clone(),
-                    ]
-                })
-                .collect();
-            table(&["customer", "invoice", "action", "what"], &rows);
+            ""
         }
-        if req.dry_run || plan.is_noop() {
-            return Ok(());
-        }
-        let pushed = crate::pipeline::resync::apply(&p, &plan).await?;
-        if !json_out {
-            print_push(&pushed);
-        }
-        Ok::<(), anyhow::Error>(())
-    })
-    .await
+    );
+    let rows: Vec<Vec<String>> = plan
+        .actions
+        .iter()
+        .map(|a| {
+            vec![
+                format!("{} ({})", a.customer_id, a.customer_name),
+                a.invoice.clone().unwrap_or_else(|| "(new)".into()),
+                a.kind.to_string(),
+                a.description.clone(),
+            ]
+        })
+        .collect();
+    table(&["customer", "invoice", "action", "what"], &rows);
+    if let Some(pushed) = &outcome.pushed {
+        print_push(pushed);
+    }
+    Ok(())
 }
 
 pub async fn reconcile(ctx: &Ctx, a: ReconcileArgs) -> anyhow::Result<()> {
@@ -438,8 +458,8 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
         .map(|o| {
             vec![
                 o.id.to_string(),
-                o.action.clone(),
-                o.status.clone(),
+                o.action.to_string(),
+                o.status.to_string(),
                 o.attempts.to_string(),
                 o.next_attempt_at.format("%Y-%m-%d %H:%M UTC").to_string(),
                 o.last_error.clone().unwrap_or_default(),

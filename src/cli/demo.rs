@@ -323,7 +323,9 @@ async fn seed(
         .await?;
     let old = get(id("sip-echo-old").await?)?;
     store.assign(&a, old, echo.id, long_ago, None).await?;
-    store.transition(&a, old, Transition::Exclude).await?;
+    store
+        .transition(&a, old, Transition::Exclude, long_ago)
+        .await?;
     store
         .assign(&a, get(id("sip-echo").await?)?, echo.id, mid, None)
         .await?;
@@ -464,7 +466,7 @@ pub async fn demo(base: &Config, args: DemoArgs) -> anyhow::Result<()> {
     );
 
     let pipeline = Pipeline::from_config(store.clone(), config.clone()).await?;
-    let report = crate::daemon::run_period(&pipeline, period, true).await?;
+    let report = pipeline.run_period(period).await?;
     println!(
         "billing run {period}: {} invoice(s) recorded",
         report.invoices_created.len()
@@ -499,7 +501,7 @@ pub async fn demo(base: &Config, args: DemoArgs) -> anyhow::Result<()> {
                     .count(),
                 lines
                     .first()
-                    .and_then(|l| l.autotask_contract_id)
+                    .and_then(|l| l.autotask.map(|a| a.contract_id.get()))
                     .unwrap_or_default()
             ),
         }
@@ -508,10 +510,7 @@ pub async fn demo(base: &Config, args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     for (c, why) in &report.skipped {
-        let name = store
-            .customer(crate::domain::CustomerId::new(*c)?)
-            .await?
-            .name;
+        let name = store.customer(*c).await?.name;
         println!("  skipped {name}: {why}");
     }
     println!(

@@ -39,7 +39,14 @@ pub enum ServiceCmd {
     /// Put an excluded service back on the invoice: EXCLUDED → ASSIGNED
     Restore { id: ServiceId },
     /// Free an excluded service ("minus"): EXCLUDED → free
-    Unassign { id: ServiceId },
+    Unassign {
+        id: ServiceId,
+        /// The first day the customer no longer holds it: fees are owed up to the day before,
+        /// and its calls from this day on are not the customer's [default: today in
+        /// business.timezone]
+        #[arg(long)]
+        ends_on: Option<NaiveDate>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -63,9 +70,11 @@ pub async fn run(ctx: &Ctx, cmd: ServiceCmd) -> anyhow::Result<()> {
         ServiceCmd::List { assignable } => list(ctx, assignable).await,
         ServiceCmd::Show { id } => show(ctx, id).await,
         ServiceCmd::Assign(a) => assign(ctx, a).await,
-        ServiceCmd::Exclude { id } => transition(ctx, id, Transition::Exclude).await,
-        ServiceCmd::Restore { id } => transition(ctx, id, Transition::Restore).await,
-        ServiceCmd::Unassign { id } => transition(ctx, id, Transition::Unassign).await,
+        ServiceCmd::Exclude { id } => transition(ctx, id, Transition::Exclude, None).await,
+        ServiceCmd::Restore { id } => transition(ctx, id, Transition::Restore, None).await,
+        ServiceCmd::Unassign { id, ends_on } => {
+            transition(ctx, id, Transition::Unassign, ends_on).await
+        }
     }
 }
 
@@ -332,8 +341,15 @@ async fn assign(ctx: &Ctx, a: AssignArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn transition(ctx: &Ctx, id: ServiceId, t: Transition) -> anyhow::Result<()> {
-    let view = ctx.store.transition(&ctx.actor, id, t).await?;
+async fn transition(
+    ctx: &Ctx,
+    id: ServiceId,
+    t: Transition,
+    on: Option<NaiveDate>,
+) -> anyhow::Result<()> {
+    let tz = ctx.config.business.tz();
+    let on = on.unwrap_or_else(|| chrono::Utc::now().with_timezone(&tz).date_naive());
+    let view = ctx.store.transition(&ctx.actor, id, t, on).await?;
     let text = match t {
         Transition::Exclude => format!(
             "service {} ({}) is EXCLUDED: it is left off customer {}'s invoices until restored",
@@ -346,7 +362,7 @@ async fn transition(ctx: &Ctx, id: ServiceId, t: Transition) -> anyhow::Result<(
             )
         }
         Transition::Unassign => format!(
-            "service {} ({}) is free: it is no longer assigned to customer {} ({})",
+            "service {} ({}) is free from {on}: it is no longer assigned to customer {} ({})",
             view.service_id, view.service_name, view.customer_id, view.customer_name
         ),
     };

@@ -1,13 +1,11 @@
-//! The unattended daemon: the schedule trigger and catch-up (`schedule.rs`), the period lease
-//! (`lease.rs`), systemd notify and watchdog, signals, the metrics endpoint. Sits on top of
-//! `pipeline`.
+//! The unattended daemon: the schedule trigger and catch-up (`schedule.rs`), systemd notify and
+//! watchdog, signals, the metrics endpoint. Sits on top of `pipeline` (which owns the period
+//! lease).
 
 mod config;
-mod lease;
 pub mod metrics;
 mod run;
 pub mod schedule;
 
 pub use config::{MetricsConfig, ScheduleConfig};
-pub use lease::{run_period, with_period_lease};
 pub use run::{next_run_description, run, schedule_of, tick};

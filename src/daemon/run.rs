@@ -14,8 +14,8 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use super::metrics::Metrics;
 use super::schedule::Schedule;
 use crate::config::Config;
-use crate::domain::Period;
-use crate::pipeline::Pipeline;
+use crate::domain::{Period, RunStatus};
+use crate::pipeline::{Pipeline, PipelineError};
 use crate::store::Store;
 
 /// Runs every period that is due at the clock's time and not done yet, oldest first, each under its
@@ -29,8 +29,8 @@ pub async fn tick(
     let runs = p.store.last_runs(1_000).await?;
     let done: Vec<Period> = runs
         .iter()
-        .filter(|r| r.status == "done")
-        .filter_map(|r| Period::parse(&r.period).ok())
+        .filter(|r| r.status == RunStatus::Done)
+        .map(|r| r.period)
         .collect();
     let last_done = done.iter().max().copied();
     let mut ran = Vec::new();
@@ -39,14 +39,14 @@ pub async fn tick(
             break;
         }
         notify_status(&format!("running {period}"));
-        match super::run_period(p, period, true).await {
+        match p.run_period(period).await {
             Ok(r) => {
                 tracing::info!(%period, invoices = r.invoices_created.len(), "billing run done");
                 metrics.record_run(&period.to_string(), true, p.now().timestamp());
                 metrics.record_push(&r.push);
                 ran.push(period);
             }
-            Err(e) if e.to_string().contains("another process") => {
+            Err(PipelineError::PeriodHeld { .. }) => {
                 tracing::info!(%period, "another daemon is running this period");
             }
             Err(e) => {

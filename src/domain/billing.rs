@@ -1,12 +1,13 @@
 //! The monthly invoice computation (DESIGN §1–§2), pure: the same snapshot and period give the same
 //! invoices, to the cent.
 //!
-//! For period P each customer's invoice holds: the monthly fee of every ASSIGNED service and every
-//! ACTIVE recurring item, for P, in advance; the rated calls of the month before P, in arrears, one
-//! line per service; and the once-off items not yet invoiced. A service or recurring item that
-//! starts part-way through P is prorated by days: `price × (days in month − start day + 1) ÷ days in
-//! month`, rounded once on the line, half away from zero (never via a rounded day rate). EXCLUDED
-//! services are left out (their calls too: an excluded service is off the invoice). Disabled
+//! For period P each customer's invoice holds: the monthly fee of every service it held in P and
+//! every ACTIVE recurring item, for P, in advance (prorated by the days held or active:
+//! `price × days ÷ days in month`, rounded once on the line, half away from zero, never via a
+//! rounded day rate); the rated calls it made in the month before P, in arrears, one line per
+//! service; the once-off items not yet invoiced; and what earlier runs could not have seen (see
+//! `owed.rs`: who owes what). EXCLUDED services are left out (their calls too: an excluded
+//! service is off the invoice). Disabled
 //! customers are invoiced but not emailed; a customer with nothing billable gets no invoice and a
 //! recorded reason. Autotask customers' lines carry contract, product and material code; a line
 //! that has none cannot be charged, so the customer is skipped with that reason rather than billed
@@ -15,38 +16,53 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use chrono::{Datelike, Duration, NaiveDate};
+use chrono::{Duration, NaiveDate};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use super::owed::{Charge, Share, active_share, catch_up_window, held_share};
 use super::{
-    AssignmentState, AutotaskCoding, AutotaskCompanyId, BillingTarget, Customer, CustomerId, Item,
+    AutotaskCoding, AutotaskCompanyId, BillingTarget, Customer, CustomerId, DomainError, Item,
     ItemId, ItemKind, ItemStatus, Money, Period, Service, ServiceId, XeroContactId,
 };
+
+pub use super::owed::Holding;
 
 /// What the computation reads.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub customers: Vec<Customer>,
     pub services: Vec<Service>,
-    pub assignments: Vec<LiveAssignment>,
+    /// Every holding (live or ended) that overlaps the months the invoice looks at.
+    pub assignments: Vec<Holding>,
     pub items: Vec<Item>,
+    /// Rated calls by service, holder at call time and month, for the months the invoice looks at.
     pub usage: Vec<UsageTotal>,
+    /// What recorded invoices already bill, for the months the invoice looks at.
+    pub billed: Vec<BilledCharge>,
+    /// The first period this installation billed (its run is done): nothing before it is
+    /// back-billed. `None` before the first run.
+    pub billing_start: Option<Period>,
 }
 
+/// A charge a recorded invoice line bills.
 #[derive(Debug, Clone)]
-pub struct LiveAssignment {
-    pub service_id: ServiceId,
+pub struct BilledCharge {
     pub customer_id: CustomerId,
-    pub state: AssignmentState,
-    pub starts_on: NaiveDate,
-    pub autotask: Option<AutotaskCoding>,
+    /// The period of the invoice the line is on.
+    pub on_invoice: Period,
+    pub charge: Charge,
+    pub amount: Money,
+    /// Taken off by a resync (it still counts as decided: a removed charge is not billed again).
+    pub removed: bool,
 }
 
-/// The rated calls of one service in one month (unrounded sums).
+/// The rated calls of one service in one month that one customer made while holding it
+/// (unrounded sums).
 #[derive(Debug, Clone)]
 pub struct UsageTotal {
     pub service_id: ServiceId,
+    pub customer_id: CustomerId,
     pub period: Period,
     pub calls: i64,
     pub seconds: i64,
@@ -62,6 +78,8 @@ pub struct BillingSettings {
     pub number_prefix: String,
     pub default_account_code: Option<String>,
     pub default_tax_type: Option<String>,
+    /// How many months back an invoice looks for charges no document carries yet.
+    pub catch_up_months: u32,
 }
 
 /// A line's key: stable and unique per customer, period and charge (the database's unique key, and
@@ -71,14 +89,19 @@ pub struct BillingSettings {
 pub struct ChargeKey(String);
 
 impl ChargeKey {
-    fn service_fee(s: ServiceId) -> Self {
-        ChargeKey(format!("svc-{s}-fee"))
+    /// Built by `owed::Charge::key_on` only.
+    pub(super) fn from_parts(key: String) -> Self {
+        ChargeKey(key)
     }
-    fn usage(s: ServiceId, p: Period) -> Self {
-        ChargeKey(format!("svc-{s}-calls-{p}"))
-    }
-    fn item(i: ItemId) -> Self {
-        ChargeKey(format!("item-{i}"))
+    /// A key read back from the store: ASCII, 1 to 40 characters.
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        if s.is_empty() || s.len() > 40 || !s.is_ascii() {
+            return Err(DomainError::InvalidText {
+                what: "charge key",
+                reason: format!("{s:?} must be 1 to 40 ASCII characters"),
+            });
+        }
+        Ok(ChargeKey(s.to_string()))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -111,6 +134,24 @@ impl LineKind {
     }
     pub fn is_once_off(self) -> bool {
         self == LineKind::OnceOff
+    }
+}
+
+impl std::str::FromStr for LineKind {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, DomainError> {
+        [
+            LineKind::ServiceFee,
+            LineKind::Usage,
+            LineKind::OnceOff,
+            LineKind::Recurring,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| DomainError::UnknownValue {
+            what: "line kind",
+            value: s.to_string(),
+        })
     }
 }
 
@@ -208,36 +249,12 @@ pub struct Computed {
     pub skipped: Vec<Skipped>,
 }
 
-/// The share of period `p` from `starts_on` on: None when it starts after `p`.
-fn share_from(starts_on: Option<NaiveDate>, p: Period) -> Option<(u32, u32)> {
-    let days = p.days();
-    match starts_on {
-        Some(d) if d > p.last_day() => None,
-        Some(d) if d >= p.first_day() => Some((days - d.day() + 1, days)),
-        _ => Some((days, days)),
-    }
-}
-
-/// A monthly price for the share of the month, rounded once.
-pub fn prorate(price: Money, share: (u32, u32)) -> Money {
-    let (used, days) = share;
-    if used == days {
+/// A monthly price for a share of the month, rounded once (never through a rounded day rate).
+pub fn prorate(price: Money, share: Share) -> Money {
+    if share.is_whole() {
         return price.round_cents();
     }
-    Money::new(price.amount() * Decimal::from(used) / Decimal::from(days)).round_cents()
-}
-
-fn described(base: &str, share: (u32, u32), p: Period) -> String {
-    if share.0 == share.1 {
-        format!("{base} — {}", month_name(p))
-    } else {
-        format!(
-            "{base} — {} ({} of {} days)",
-            month_name(p),
-            share.0,
-            share.1
-        )
-    }
+    Money::new(price.amount() * Decimal::from(share.used) / Decimal::from(share.days)).round_cents()
 }
 
 fn month_name(p: Period) -> String {
@@ -277,105 +294,65 @@ fn line(
     }
 }
 
+/// What one customer's invoice for a period would carry, before it is assembled.
+struct Candidate<'a> {
+    charge: Charge,
+    kind: LineKind,
+    description: String,
+    /// What is owed for the charge now.
+    owed: Money,
+    cost: Money,
+    autotask: Option<AutotaskCoding>,
+    service: Option<&'a Service>,
+    source_item: Option<ItemId>,
+}
+
+/// The invoices of `period`: for each customer, every charge it owes whose home is this period, and
+/// every charge of the catch-up window that no other document carries (DESIGN §2 "Who owes what";
+/// `owed` says what each charge is worth).
+///
+/// A fee or an item is billed once, where it first lands: a charge already on another document
+/// (removed from it or not) is not billed here. Calls are facts that can arrive late, so a usage
+/// charge is billed by amount: what is owed less what other documents already bill, on its home
+/// invoice, and on a later one only for calls imported after its home invoice was made.
 pub fn compute_invoices(s: &Snapshot, period: Period, settings: &BillingSettings) -> Computed {
     let services: BTreeMap<ServiceId, &Service> = s.services.iter().map(|x| (x.id, x)).collect();
     let mut customers: Vec<&Customer> = s.customers.iter().collect();
     customers.sort_by_key(|c| c.id);
+    let window = catch_up_window(period, s.billing_start, settings.catch_up_months);
+    let months: Vec<Period> = window.iter().copied().chain([period]).collect();
     let mut out = Computed::default();
-    let usage_period = period.previous();
     for c in customers {
         let autotask_customer = c.target.is_autotask();
-        let mut lines: Vec<Line> = Vec::new();
         let mut missing_coding: Option<String> = None;
-        let mut assignments: Vec<&LiveAssignment> = s
-            .assignments
-            .iter()
-            .filter(|a| a.customer_id == c.id && a.state == AssignmentState::Assigned)
-            .collect();
-        assignments.sort_by_key(|a| a.service_id);
-        for a in &assignments {
-            let Some(svc) = services.get(&a.service_id) else {
+        let candidates = candidates(s, c.id, &services, &months);
+        let mut lines: Vec<Line> = Vec::new();
+        for cand in candidates {
+            let Some(amount) = billable_here(s, c.id, period, &cand) else {
                 continue;
             };
-            if autotask_customer && a.autotask.is_none() {
-                missing_coding.get_or_insert_with(|| format!("service {} ({})", svc.id, svc.name));
+            if autotask_customer && cand.autotask.is_none() {
+                missing_coding.get_or_insert_with(|| match (cand.service, cand.source_item) {
+                    (Some(svc), _) => format!("service {} ({})", svc.id, svc.name),
+                    (None, Some(i)) => format!("item {i}"),
+                    (None, None) => cand.charge.to_string(),
+                });
             }
-            if let Some(share) = share_from(Some(a.starts_on), period) {
-                let amount = prorate(svc.monthly_price, share);
-                let cost = prorate(svc.monthly_cost, share);
-                lines.push(line(
-                    ChargeKey::service_fee(svc.id),
-                    LineKind::ServiceFee,
-                    described(svc.name.as_str(), share, period),
-                    amount,
-                    cost,
-                    a.autotask,
-                    Some(svc),
-                    settings,
-                    None,
-                ));
-            }
-            let mut usage: Vec<&UsageTotal> = s
-                .usage
-                .iter()
-                .filter(|u| u.service_id == svc.id && u.period == usage_period && u.calls > 0)
-                .collect();
-            usage.sort_by_key(|u| u.period);
-            for u in usage {
-                let amount = u.price.round_cents();
-                lines.push(line(
-                    ChargeKey::usage(svc.id, u.period),
-                    LineKind::Usage,
-                    format!(
-                        "{} — calls in {} ({} calls, {} min)",
-                        svc.name,
-                        month_name(u.period),
-                        u.calls,
-                        (u.seconds + 59) / 60
-                    ),
-                    amount,
-                    u.cost,
-                    a.autotask,
-                    Some(svc),
-                    settings,
-                    None,
-                ));
-            }
-        }
-        let mut items: Vec<&Item> = s.items.iter().filter(|i| i.customer_id == c.id).collect();
-        items.sort_by_key(|i| i.id);
-        for i in items {
-            let billable = match (i.kind, i.status) {
-                (ItemKind::Recurring, ItemStatus::Active) => share_from(i.starts_on, period),
-                (ItemKind::Once, ItemStatus::Pending) => Some((1, 1)),
-                _ => None,
-            };
-            let Some(share) = billable else { continue };
-            if autotask_customer && i.autotask.is_none() {
-                missing_coding.get_or_insert_with(|| format!("item {} ({})", i.id, i.description));
-            }
-            let (kind, description, amount) = match i.kind {
-                ItemKind::Once => (
-                    LineKind::OnceOff,
-                    i.description.to_string(),
-                    i.amount.round_cents(),
-                ),
-                ItemKind::Recurring => (
-                    LineKind::Recurring,
-                    described(i.description.as_str(), share, period),
-                    prorate(i.amount, share),
-                ),
+            let cost = if amount == cand.owed {
+                cand.cost
+            } else {
+                Money::ZERO
             };
             lines.push(line(
-                ChargeKey::item(i.id),
-                kind,
-                description,
+                cand.charge.key_on(period),
+                cand.kind,
+                cand.description,
                 amount,
-                Money::ZERO,
-                i.autotask,
-                None,
+                cost,
+                cand.autotask,
+                cand.service,
                 settings,
-                Some(i.id),
+                cand.source_item,
             ));
         }
         if let Some(what) = missing_coding {
@@ -392,47 +369,220 @@ pub fn compute_invoices(s: &Snapshot, period: Period, settings: &BillingSettings
             });
             continue;
         }
-        let (destination, email) = match &c.target {
-            BillingTarget::Autotask { company_id } => (
-                Destination::Autotask {
-                    company_id: *company_id,
-                },
-                EmailDecision::DoNotSend(NoEmailReason::AutotaskCustomer),
-            ),
-            BillingTarget::Xero { contact_id } => {
-                let email = if !c.enabled {
-                    EmailDecision::DoNotSend(NoEmailReason::CustomerDisabled)
-                } else if !settings.auto_send {
-                    EmailDecision::DoNotSend(NoEmailReason::AutoSendOff)
-                } else if c.email.is_none() {
-                    EmailDecision::DoNotSend(NoEmailReason::NoEmailAddress)
-                } else {
-                    EmailDecision::Send
-                };
-                (
-                    Destination::Xero {
-                        contact_id: contact_id.clone(),
-                    },
-                    email,
-                )
-            }
-        };
-        let terms = c.payment_terms_days.unwrap_or(settings.payment_terms_days);
-        let issue_date = period.first_day();
-        let total = lines.iter().map(|l| l.amount).sum();
-        out.invoices.push(InvoiceDraft {
-            customer_id: c.id,
-            period,
-            destination,
-            email,
-            issue_date,
-            due_date: issue_date + Duration::days(i64::from(terms)),
-            currency: settings.currency.clone(),
-            lines,
-            total,
-        });
+        out.invoices.push(assemble(c, period, settings, lines));
     }
     out
+}
+
+/// Everything customer `c` owes for `months` (the catch-up window and the period itself), in a
+/// stable order: services by id (fee, then calls), then items by id, oldest month first.
+fn candidates<'a>(
+    s: &'a Snapshot,
+    c: CustomerId,
+    services: &BTreeMap<ServiceId, &'a Service>,
+    months: &[Period],
+) -> Vec<Candidate<'a>> {
+    let mut out = Vec::new();
+    let mut held: BTreeMap<ServiceId, Vec<&Holding>> = BTreeMap::new();
+    for h in s.assignments.iter().filter(|h| h.customer_id == c) {
+        held.entry(h.service_id).or_default().push(h);
+    }
+    let usage_services: Vec<ServiceId> = s
+        .usage
+        .iter()
+        .filter(|u| u.customer_id == c)
+        .map(|u| u.service_id)
+        .collect();
+    let mut service_ids: Vec<ServiceId> = held.keys().copied().chain(usage_services).collect();
+    service_ids.sort();
+    service_ids.dedup();
+    for sid in service_ids {
+        let Some(svc) = services.get(&sid).copied() else {
+            continue;
+        };
+        let holdings = held.get(&sid).cloned().unwrap_or_default();
+        // In the trash can: left off the invoice, with its calls, until restored.
+        if holdings.iter().any(|h| h.is_excluded()) {
+            continue;
+        }
+        let coding = holdings
+            .iter()
+            .max_by_key(|h| h.starts_on)
+            .and_then(|h| h.autotask);
+        for &q in months {
+            let Some(share) = held_share(holdings.iter().copied(), q) else {
+                continue;
+            };
+            out.push(Candidate {
+                charge: Charge::Fee {
+                    service: sid,
+                    period: q,
+                },
+                kind: LineKind::ServiceFee,
+                description: format!("{} — {}", svc.name, share.describe(q)),
+                owed: prorate(svc.monthly_price, share),
+                cost: prorate(svc.monthly_cost, share),
+                autotask: coding,
+                service: Some(svc),
+                source_item: None,
+            });
+        }
+        for &q in months {
+            let month = q.previous();
+            let usage = s
+                .usage
+                .iter()
+                .filter(|u| u.customer_id == c && u.service_id == sid && u.period == month);
+            let (mut calls, mut seconds, mut cost, mut price) = (0, 0, Money::ZERO, Money::ZERO);
+            for u in usage {
+                calls += u.calls;
+                seconds += u.seconds;
+                cost += u.cost;
+                price += u.price;
+            }
+            if calls == 0 {
+                continue;
+            }
+            out.push(Candidate {
+                charge: Charge::Usage {
+                    service: sid,
+                    month,
+                },
+                kind: LineKind::Usage,
+                description: format!(
+                    "{} — calls in {} ({} calls, {} min)",
+                    svc.name,
+                    month_name(month),
+                    calls,
+                    (seconds + 59) / 60
+                ),
+                owed: price.round_cents(),
+                cost,
+                autotask: coding,
+                service: Some(svc),
+                source_item: None,
+            });
+        }
+    }
+    let mut items: Vec<&Item> = s.items.iter().filter(|i| i.customer_id == c).collect();
+    items.sort_by_key(|i| i.id);
+    let home = months.last().copied();
+    for i in items {
+        match (i.kind, i.status) {
+            (ItemKind::Recurring, ItemStatus::Active) => {
+                for &q in months {
+                    let Some(share) = active_share(i.starts_on, q) else {
+                        continue;
+                    };
+                    out.push(Candidate {
+                        charge: Charge::Item {
+                            item: i.id,
+                            period: q,
+                        },
+                        kind: LineKind::Recurring,
+                        description: format!("{} — {}", i.description, share.describe(q)),
+                        owed: prorate(i.amount, share),
+                        cost: Money::ZERO,
+                        autotask: i.autotask,
+                        service: None,
+                        source_item: Some(i.id),
+                    });
+                }
+            }
+            (ItemKind::Once, ItemStatus::Pending) => {
+                let Some(period) = home else { continue };
+                out.push(Candidate {
+                    charge: Charge::Item { item: i.id, period },
+                    kind: LineKind::OnceOff,
+                    description: i.description.to_string(),
+                    owed: i.amount.round_cents(),
+                    cost: Money::ZERO,
+                    autotask: i.autotask,
+                    service: None,
+                    source_item: Some(i.id),
+                });
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What this period's invoice bills for a candidate charge, if anything (see `compute_invoices`).
+fn billable_here(s: &Snapshot, c: CustomerId, period: Period, cand: &Candidate) -> Option<Money> {
+    let same = |b: &&BilledCharge| b.customer_id == c && b.charge == cand.charge;
+    let here = s.billed.iter().filter(same).any(|b| b.on_invoice == period);
+    let elsewhere: Vec<&BilledCharge> = s
+        .billed
+        .iter()
+        .filter(same)
+        .filter(|b| b.on_invoice != period)
+        .collect();
+    let home = cand.charge.home_period() == period;
+    match cand.charge {
+        Charge::Fee { .. } | Charge::Item { .. } => elsewhere.is_empty().then_some(cand.owed),
+        Charge::Usage { .. } => {
+            let billed: Money = elsewhere
+                .iter()
+                .filter(|b| !b.removed)
+                .map(|b| b.amount)
+                .sum();
+            let rest = cand.owed - billed;
+            let wanted = if home || here {
+                !rest.is_zero()
+            } else {
+                rest.is_positive()
+            };
+            wanted.then_some(rest)
+        }
+    }
+}
+
+fn assemble(
+    c: &Customer,
+    period: Period,
+    settings: &BillingSettings,
+    lines: Vec<Line>,
+) -> InvoiceDraft {
+    let (destination, email) = match &c.target {
+        BillingTarget::Autotask { company_id } => (
+            Destination::Autotask {
+                company_id: *company_id,
+            },
+            EmailDecision::DoNotSend(NoEmailReason::AutotaskCustomer),
+        ),
+        BillingTarget::Xero { contact_id } => {
+            let email = if !c.enabled {
+                EmailDecision::DoNotSend(NoEmailReason::CustomerDisabled)
+            } else if !settings.auto_send {
+                EmailDecision::DoNotSend(NoEmailReason::AutoSendOff)
+            } else if c.email.is_none() {
+                EmailDecision::DoNotSend(NoEmailReason::NoEmailAddress)
+            } else {
+                EmailDecision::Send
+            };
+            (
+                Destination::Xero {
+                    contact_id: contact_id.clone(),
+                },
+                email,
+            )
+        }
+    };
+    let terms = c.payment_terms_days.unwrap_or(settings.payment_terms_days);
+    let issue_date = period.first_day();
+    let total = lines.iter().map(|l| l.amount).sum();
+    InvoiceDraft {
+        customer_id: c.id,
+        period,
+        destination,
+        email,
+        issue_date,
+        due_date: issue_date + Duration::days(i64::from(terms)),
+        currency: settings.currency.clone(),
+        lines,
+        total,
+    }
 }
 
 #[cfg(test)]

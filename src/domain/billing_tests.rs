@@ -1,6 +1,6 @@
 use super::*;
 use crate::domain::customer::BusinessDetails;
-use crate::domain::{ContractId, Email, MaterialCodeId, NonEmpty, ProductId};
+use crate::domain::{AssignmentState, ContractId, Email, MaterialCodeId, NonEmpty, ProductId};
 
 fn m(s: &str) -> Money {
     Money::parse(s).unwrap()
@@ -22,6 +22,7 @@ fn settings() -> BillingSettings {
         number_prefix: "RB-".into(),
         default_account_code: Some("200".into()),
         default_tax_type: Some("OUTPUT".into()),
+        catch_up_months: 3,
     }
 }
 
@@ -60,12 +61,13 @@ fn service(id: i64, price: &str) -> Service {
     }
 }
 
-fn assigned(service: i64, customer: i64, starts: &str) -> LiveAssignment {
-    LiveAssignment {
+fn assigned(service: i64, customer: i64, starts: &str) -> Holding {
+    Holding {
         service_id: ServiceId::new(service).unwrap(),
         customer_id: CustomerId::new(customer).unwrap(),
         state: AssignmentState::Assigned,
         starts_on: d(starts),
+        ends_on: None,
         autotask: None,
     }
 }
@@ -167,6 +169,7 @@ fn excluded_service_is_left_off_with_its_calls() {
         assignments: vec![assigned(1, 1, "2026-01-01"), excluded],
         usage: vec![UsageTotal {
             service_id: ServiceId::new(2).unwrap(),
+            customer_id: CustomerId::new(1).unwrap(),
             period: p("2026-10"),
             calls: 3,
             seconds: 300,
@@ -184,6 +187,7 @@ fn excluded_service_is_left_off_with_its_calls() {
 fn calls_of_the_previous_month_are_billed_in_arrears_rounded_once_per_line() {
     let usage = |period: &str, price: &str| UsageTotal {
         service_id: ServiceId::new(1).unwrap(),
+        customer_id: CustomerId::new(1).unwrap(),
         period: p(period),
         calls: 7,
         seconds: 421,

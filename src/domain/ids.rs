@@ -69,6 +69,18 @@ positive_id!(
     CustomerId, "customer id"
 );
 positive_id!(
+    /// A local invoice (local key; its number, e.g. RB-1000, is what people read).
+    InvoiceId, "invoice id"
+);
+positive_id!(
+    /// One line of a local invoice (local key).
+    LineId, "invoice line id"
+);
+positive_id!(
+    /// One remote action in the outbox (local key).
+    OutboxId, "outbox entry id"
+);
+positive_id!(
     /// A purchased service in the catalogue (local key).
     ServiceId, "service id"
 );

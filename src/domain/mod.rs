@@ -6,8 +6,11 @@ pub mod assignment;
 pub mod billing;
 pub mod customer;
 pub mod ids;
+pub mod invoice;
 pub mod item;
 pub mod money;
+pub mod outbox;
+pub mod owed;
 pub mod period;
 pub mod rating;
 pub mod service;
@@ -19,6 +22,7 @@ pub use customer::{BillingTarget, Customer, NewCustomer};
 pub use ids::*;
 pub use item::{Item, ItemKind, ItemStatus};
 pub use money::Money;
+pub use outbox::{LedgerOutcome, OutboxAction, OutboxStatus, RemoteSystem, RunStatus};
 pub use period::Period;
 pub use service::{Service, ServiceUser};
 pub use tax::TaxRates;
@@ -35,4 +39,6 @@ pub enum DomainError {
     InvalidPeriod { value: String },
     #[error("invalid {what}: {reason}")]
     InvalidText { what: &'static str, reason: String },
+    #[error("unknown {what} {value:?} (a newer version wrote it, or the row was edited by hand)")]
+    UnknownValue { what: &'static str, value: String },
 }

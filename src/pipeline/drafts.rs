@@ -1,41 +1,39 @@
 //! What goes out, and how what comes back is checked: local invoices and lines as Xero invoice
 //! drafts and Autotask charge drafts, and the comparison of Xero's figures with ours.
 
-use super::Pipeline;
 use super::record::autotask_marker;
+use super::{Pipeline, PipelineError};
 use crate::autotask::ChargeDraft;
-use crate::domain::{ContractId, CustomerId, MaterialCodeId, Money, ProductId, XeroContactId};
+use crate::domain::{Money, XeroContactId};
 use crate::store::billing::{StoredInvoice, StoredLine};
 use crate::xero::{InvoiceDraft, LineDraft, RemoteInvoice};
 
+/// The Xero invoice a recorded invoice becomes. `NotSendable` when it cannot be sent as it stands
+/// (no Xero contact): the push records that as a permanent failure; store errors propagate.
 pub(super) async fn xero_draft_for(
     p: &Pipeline,
     inv: &StoredInvoice,
-) -> Result<InvoiceDraft, String> {
+) -> Result<InvoiceDraft, PipelineError> {
     let contact = match &inv.xero_contact_id {
         Some(c) => Some(c.clone()),
         None => p
             .store
-            .customer(CustomerId::new(inv.customer_id).map_err(|e| e.to_string())?)
-            .await
-            .map_err(|e| e.to_string())?
+            .customer(inv.customer_id)
+            .await?
             .target
             .xero_contact()
             .map(|c| c.to_string()),
     };
     let contact = contact.ok_or_else(|| {
-        format!(
+        PipelineError::NotSendable(format!(
             "customer {} ({}) is not linked to a Xero contact: run `rebilld customer link-xero {} --create` (or --contact-id), then `rebilld --resync --period {}`",
             inv.customer_id, inv.customer_name, inv.customer_id, inv.period
-        )
+        ))
     })?;
-    let lines = p
-        .store
-        .invoice_lines(inv.id)
-        .await
-        .map_err(|e| e.to_string())?;
+    let lines = p.store.invoice_lines(inv.id).await?;
     Ok(InvoiceDraft {
-        contact_id: XeroContactId::parse(&contact).map_err(|e| e.to_string())?,
+        contact_id: XeroContactId::parse(&contact)
+            .map_err(|e| PipelineError::NotSendable(e.to_string()))?,
         reference: inv.number.clone(),
         invoice_number: p
             .config
@@ -49,19 +47,19 @@ pub(super) async fn xero_draft_for(
             .iter()
             .filter(|l| !l.removed)
             .map(line_draft)
-            .collect::<Result<_, _>>()?,
+            .collect(),
     })
 }
 
-fn line_draft(l: &StoredLine) -> Result<LineDraft, String> {
-    Ok(LineDraft {
+fn line_draft(l: &StoredLine) -> LineDraft {
+    LineDraft {
         description: l.description.clone(),
-        quantity: l.quantity().map_err(|e| e.to_string())?,
-        unit_amount: l.unit_price().amount(),
+        quantity: l.quantity,
+        unit_amount: l.unit_price.amount(),
         account_code: l.account_code.clone(),
         tax_type: l.tax_type.clone(),
         item_code: l.item_code.clone(),
-    })
+    }
 }
 
 pub(super) fn charge_draft(
@@ -69,28 +67,23 @@ pub(super) fn charge_draft(
     line: &StoredLine,
     revision: u32,
 ) -> Result<ChargeDraft, String> {
-    let (Some(c), Some(pr), Some(m)) = (
-        line.autotask_contract_id,
-        line.autotask_product_id,
-        line.autotask_material_code_id,
-    ) else {
+    let Some(coding) = line.autotask else {
         return Err(format!(
             "line {:?} of invoice {} has no Autotask contract, product and material code",
             line.description, inv.number
         ));
     };
-    let customer = CustomerId::new(inv.customer_id).map_err(|e| e.to_string())?;
     Ok(ChargeDraft {
-        contract_id: ContractId::new(c).map_err(|e| e.to_string())?,
-        product_id: ProductId::new(pr).map_err(|e| e.to_string())?,
-        material_code_id: MaterialCodeId::new(m).map_err(|e| e.to_string())?,
+        contract_id: coding.contract_id,
+        product_id: coding.product_id,
+        material_code_id: coding.material_code_id,
         name: line.description.chars().take(100).collect(),
         description: format!("{} — {} {}", line.description, inv.number, inv.period),
-        unit_quantity: line.quantity().map_err(|e| e.to_string())?,
-        unit_price: line.unit_price(),
-        unit_cost: line.unit_cost(),
+        unit_quantity: line.quantity,
+        unit_price: line.unit_price,
+        unit_cost: line.unit_cost,
         date_purchased: inv.issue_date,
-        marker: autotask_marker(&inv.period, customer, &line.charge_key, revision),
+        marker: autotask_marker(inv.period, inv.customer_id, &line.charge_key, revision),
         billable: true,
     })
 }

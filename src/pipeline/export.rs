@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 
 use super::PipelineError;
 use crate::cdr::csv_out::CsvOut;
-use crate::domain::{CustomerId, Period};
+use crate::domain::{Period, RemoteSystem};
 use crate::store::Store;
 
 /// Xero's import columns, in order (`*` marks the ones Xero requires).
@@ -113,11 +113,9 @@ pub async fn export_period(store: &Store, period: Period) -> Result<String, Pipe
         .invoices(Some(period), None)
         .await?
         .into_iter()
-        .filter(|i| i.destination == "xero")
+        .filter(|i| i.destination == RemoteSystem::Xero)
     {
-        let c = store
-            .customer(CustomerId::new(inv.customer_id).map_err(crate::store::StoreError::from)?)
-            .await?;
+        let c = store.customer(inv.customer_id).await?;
         let lines = store
             .invoice_lines(inv.id)
             .await?
@@ -126,8 +124,8 @@ pub async fn export_period(store: &Store, period: Period) -> Result<String, Pipe
             .map(|l| ExportLine {
                 item_code: l.item_code.clone(),
                 description: l.description.clone(),
-                quantity: l.quantity.clone(),
-                unit_amount: l.unit_price().amount().to_string(),
+                quantity: l.quantity.to_string(),
+                unit_amount: l.unit_price.amount().to_string(),
                 account_code: l.account_code.clone().unwrap_or_default(),
                 tax_type: l.tax_type.clone().unwrap_or_default(),
             })

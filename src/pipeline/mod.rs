@@ -13,6 +13,7 @@
 
 mod drafts;
 pub mod export;
+mod lease;
 mod push;
 mod reconcile;
 mod record;
@@ -24,13 +25,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use push::PushReport;
-pub use reconcile::{Difference, ReconcileReport, reconcile};
-pub use resync::{PlannedAction, ResyncPlan, ResyncRequest};
+pub use reconcile::{Difference, DifferenceKind, ReconcileReport, reconcile};
+pub use resync::{PlanKind, PlannedAction, ResyncOutcome, ResyncPlan, ResyncRequest, resync};
 
 use crate::autotask::AutotaskClient;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::domain::{Money, Period};
+use crate::domain::{CustomerId, Money, Period};
 use crate::store::billing::{StoredInvoice, xero_tax};
 use crate::store::{Store, StoreError};
 use crate::xero::XeroClient;
@@ -45,6 +46,12 @@ pub enum PipelineError {
     Autotask(#[from] crate::autotask::AutotaskError),
     #[error("{0}")]
     Refused(String),
+    /// The invoice cannot be sent as it stands (e.g. no Xero contact): a permanent failure of its
+    /// action until ops fix it and resync.
+    #[error("{0}")]
+    NotSendable(String),
+    #[error("period {period} is being billed or resynced by another process; try again later")]
+    PeriodHeld { period: Period },
 }
 
 /// Everything a run needs: the store, the configuration and the remote clients (absent when the
@@ -69,7 +76,7 @@ pub struct RunReport {
     pub period: String,
     pub invoices_created: Vec<String>,
     pub invoices_already_recorded: usize,
-    pub skipped: Vec<(i64, String)>,
+    pub skipped: Vec<(CustomerId, String)>,
     pub push: PushReport,
 }
 
@@ -126,11 +133,37 @@ impl Pipeline {
         Ok(Pipeline::new(store, config, xero, autotask))
     }
 
-    /// Computes and records period `period` (idempotent: invoices already recorded are kept), then
-    /// pushes what is due. The caller holds the period lease.
+    /// A billing run of `period`, as the schedule and `rebilld run` do it: under the period lease
+    /// (`PeriodHeld` at once when another process has it), recorded in `billing_runs`. Computes and
+    /// records the period (idempotent: invoices already recorded are kept), then pushes what is
+    /// due. Running a period again only pushes what is still due.
     pub async fn run_period(&self, period: Period) -> Result<RunReport, PipelineError> {
-        let snapshot =
-            snapshot::take(&self.store, period, self.config.business.tz(), false).await?;
+        lease::with_period_lease(self, period, |p| async move {
+            p.store.mark_period_running(period, p.now()).await?;
+            match p.bill_period(period).await {
+                Ok(r) => {
+                    p.store.mark_period_done(period, p.now()).await?;
+                    Ok(r)
+                }
+                Err(e) => {
+                    p.store.mark_period_failed(period, &e.to_string()).await?;
+                    Err(e)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Snapshot, compute, record and push one period; the caller holds its lease.
+    async fn bill_period(&self, period: Period) -> Result<RunReport, PipelineError> {
+        let snapshot = snapshot::take(
+            &self.store,
+            period,
+            self.config.business.tz(),
+            self.config.invoices.catch_up_months,
+            false,
+        )
+        .await?;
         let settings = record::settings(&self.config);
         let computed = crate::domain::billing::compute_invoices(&snapshot, period, &settings);
         let recorded = record::record(&self.store, &self.config, period, &computed).await?;

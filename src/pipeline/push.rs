@@ -10,17 +10,37 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::drafts::{charge_draft, total_difference, xero_draft_for};
-use super::record::{AUTOTASK_CHARGE, AUTOTASK_UPDATE, XERO_EMAIL, XERO_INVOICE, XERO_UPDATE};
 use super::{Pipeline, PipelineError};
 use crate::autotask::AutotaskError;
-use crate::domain::{CustomerId, Money};
-use crate::store::billing::{LedgerEntry, OutboxEntry, RemoteEffect, StoredInvoice};
+use crate::domain::{LedgerOutcome, Money, OutboxAction, OutboxStatus, RemoteSystem};
+use crate::store::billing::StoredInvoice;
+use crate::store::outbox::{LedgerEntry, OutboxEntry, RemoteEffect};
 use crate::xero::{EmailOutcome, InvoiceDraft, InvoiceOutcome, XeroError};
+
+/// Why an Autotask action did not finish: the remote said so (recorded in the ledger, retried or
+/// not by its kind), or something local failed (propagated: nothing is recorded against the
+/// remote for it).
+enum ChargeError {
+    Remote(AutotaskError),
+    Local(PipelineError),
+}
+
+impl From<AutotaskError> for ChargeError {
+    fn from(e: AutotaskError) -> Self {
+        ChargeError::Remote(e)
+    }
+}
+
+impl From<crate::store::StoreError> for ChargeError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ChargeError::Local(e.into())
+    }
+}
 
 /// An Autotask action's entry, its outcome and when it was requested.
 type ChargeResult = (
     OutboxEntry,
-    Result<(LedgerEntry, RemoteEffect), AutotaskError>,
+    Result<(LedgerEntry, RemoteEffect), ChargeError>,
     DateTime<Utc>,
 );
 
@@ -36,32 +56,61 @@ pub struct PushReport {
     pub waiting_for_config: usize,
 }
 
+/// The order the outbox is drained in: Xero creates before updates before emails (an email waits
+/// for its invoice), Autotask creates before updates.
+const PUSH_ORDER: [OutboxAction; 5] = [
+    OutboxAction::XeroInvoice,
+    OutboxAction::XeroUpdate,
+    OutboxAction::XeroEmail,
+    OutboxAction::AutotaskCharge,
+    OutboxAction::AutotaskUpdate,
+];
+
 pub async fn drain(p: &Pipeline, now: DateTime<Utc>) -> Result<PushReport, PipelineError> {
     let mut report = PushReport::default();
-    // Between batches the loop checks for shutdown: what is in flight finishes, nothing new starts.
-    if p.xero.is_some() {
-        while !p.stopping() && xero_invoices(p, now, &mut report).await? > 0 {}
-        while !p.stopping() && xero_updates(p, now, &mut report).await? > 0 {}
-        while !p.stopping() && xero_emails(p, now, &mut report).await? > 0 {}
+    if let Some(at) = &p.autotask
+        && let Err(e) = at.prepare_run().await
+    {
+        tracing::warn!(error = %e, "could not read Autotask's thresholds; pacing to the configured budget");
     }
-    if p.autotask.is_some() {
-        if let Some(at) = &p.autotask
-            && let Err(e) = at.prepare_run().await
-        {
-            tracing::warn!(error = %e, "could not read Autotask's thresholds; pacing to the configured budget");
+    for action in PUSH_ORDER {
+        if !configured(p, action.system()) {
+            continue;
         }
-        while !p.stopping() && autotask_charges(p, now, &mut report).await? > 0 {}
+        // Between batches the loop checks for shutdown: what is in flight finishes, nothing new starts.
+        while !p.stopping() && push_batch(p, action, now, &mut report).await? > 0 {}
     }
     let pending = p.store.outbox(None).await?;
     report.waiting_for_config = pending
         .iter()
-        .filter(|o| o.status == "pending")
-        .filter(|o| {
-            (o.action.starts_with("xero") && p.xero.is_none())
-                || (o.action.starts_with("autotask") && p.autotask.is_none())
-        })
+        .filter(|o| o.status == OutboxStatus::Pending && !configured(p, o.action.system()))
         .count();
     Ok(report)
+}
+
+fn configured(p: &Pipeline, system: RemoteSystem) -> bool {
+    match system {
+        RemoteSystem::Xero => p.xero.is_some(),
+        RemoteSystem::Autotask => p.autotask.is_some(),
+    }
+}
+
+/// Pushes one batch of due entries of `action`. Returns how many entries it handled. Every action
+/// is handled here, by an exhaustive match: a new one does not compile until it is pushed.
+async fn push_batch(
+    p: &Pipeline,
+    action: OutboxAction,
+    now: DateTime<Utc>,
+    report: &mut PushReport,
+) -> Result<usize, PipelineError> {
+    match action {
+        OutboxAction::XeroInvoice => xero_invoices(p, now, report).await,
+        OutboxAction::XeroUpdate => xero_updates(p, now, report).await,
+        OutboxAction::XeroEmail => xero_emails(p, now, report).await,
+        OutboxAction::AutotaskCharge | OutboxAction::AutotaskUpdate => {
+            autotask_charges(p, action, now, report).await
+        }
+    }
 }
 
 /// How long a claim holds before another worker (or this one, restarted) may take the entry over.
@@ -75,16 +124,8 @@ fn retry_at(now: DateTime<Utc>, attempts: i32) -> DateTime<Utc> {
     now + Duration::minutes(minutes.min(360))
 }
 
-fn ledger(system: &'static str, outcome: &'static str, requested_at: DateTime<Utc>) -> LedgerEntry {
-    LedgerEntry {
-        system,
-        remote_id: None,
-        remote_status: None,
-        amount: None,
-        requested_at,
-        outcome,
-        error: None,
-    }
+fn ledger(system: RemoteSystem, outcome: LedgerOutcome, at: DateTime<Utc>) -> LedgerEntry {
+    LedgerEntry::new(system, outcome, at)
 }
 
 fn next_utc_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
@@ -105,7 +146,13 @@ async fn xero_invoices(
     let batch = p.config.xero.batch_size.max(1) as i64;
     let entries = p
         .store
-        .claim_outbox(XERO_INVOICE, &p.owner, now, claim_until(p, now), batch)
+        .claim_outbox(
+            OutboxAction::XeroInvoice,
+            &p.owner,
+            now,
+            claim_until(p, now),
+            batch,
+        )
         .await?;
     if entries.is_empty() {
         return Ok(0);
@@ -119,7 +166,7 @@ async fn xero_invoices(
         if e.attempts > 1 {
             match xero.find_invoice_by_reference(&inv.number).await {
                 Ok(Some(found)) => {
-                    let mut l = ledger("xero", "ok", requested_at);
+                    let mut l = ledger(RemoteSystem::Xero, LedgerOutcome::Ok, requested_at);
                     l.remote_id = Some(found.invoice_id.clone());
                     l.remote_status = Some(found.status.clone());
                     l.amount = Some(found.sub_total);
@@ -140,12 +187,17 @@ async fn xero_invoices(
         }
         match xero_draft_for(p, &inv).await {
             Ok(d) => to_create.push((e, inv, d)),
-            Err(why) => {
-                let mut l = ledger("xero", "permanent_error", requested_at);
+            Err(PipelineError::NotSendable(why)) => {
+                let mut l = ledger(
+                    RemoteSystem::Xero,
+                    LedgerOutcome::PermanentError,
+                    requested_at,
+                );
                 l.error = Some(why.clone());
                 p.store.fail_outbox(&e, &l, None).await?;
                 report.failed.push(format!("{}: {why}", inv.number));
             }
+            Err(other) => return Err(other),
         }
     }
     if to_create.is_empty() {
@@ -163,7 +215,7 @@ async fn xero_invoices(
             for ((e, inv, _), outcome) in to_create.iter().zip(outcomes) {
                 match outcome {
                     InvoiceOutcome::Created(remote) => {
-                        let mut l = ledger("xero", "ok", requested_at);
+                        let mut l = ledger(RemoteSystem::Xero, LedgerOutcome::Ok, requested_at);
                         l.remote_id = Some(remote.invoice_id.clone());
                         l.remote_status = Some(remote.status.clone());
                         l.amount = Some(remote.sub_total);
@@ -183,7 +235,11 @@ async fn xero_invoices(
                     }
                     InvoiceOutcome::Invalid { messages, .. } => {
                         let why = messages.join("; ");
-                        let mut l = ledger("xero", "permanent_error", requested_at);
+                        let mut l = ledger(
+                            RemoteSystem::Xero,
+                            LedgerOutcome::PermanentError,
+                            requested_at,
+                        );
                         l.error = Some(why.clone());
                         p.store.fail_outbox(e, &l, None).await?;
                         tracing::warn!(invoice = %inv.number, error = %why, "Xero refused the invoice");
@@ -251,13 +307,17 @@ async fn handle_xero_error_shared(
             report.parked.push(format!("{}: {err}", e.idempotency_key));
         }
         XeroError::Validation(messages) => {
-            let mut l = ledger("xero", "permanent_error", requested_at);
+            let mut l = ledger(
+                RemoteSystem::Xero,
+                LedgerOutcome::PermanentError,
+                requested_at,
+            );
             l.error = Some(messages.join("; "));
             p.store.fail_outbox(e, &l, None).await?;
             report.failed.push(format!("{}: {err}", e.idempotency_key));
         }
         other => {
-            let mut l = ledger("xero", "error", requested_at);
+            let mut l = ledger(RemoteSystem::Xero, LedgerOutcome::Error, requested_at);
             l.error = Some(other.to_string());
             p.store
                 .fail_outbox(e, &l, Some(retry_at(now, e.attempts)))
@@ -278,24 +338,27 @@ async fn xero_emails(
     let Some(xero) = &p.xero else { return Ok(0) };
     let entries = p
         .store
-        .claim_outbox(XERO_EMAIL, &p.owner, now, claim_until(p, now), 20)
+        .claim_outbox(
+            OutboxAction::XeroEmail,
+            &p.owner,
+            now,
+            claim_until(p, now),
+            20,
+        )
         .await?;
     let handled = entries.len();
     for e in entries {
         let requested_at = p.now();
         let inv = p.store.invoice_by_id(e.invoice_id).await?;
         // Decided again at push time: the customer may have been disabled, or auto-send switched off.
-        let customer = p
-            .store
-            .customer(CustomerId::new(inv.customer_id).map_err(crate::store::StoreError::from)?)
-            .await?;
+        let customer = p.store.customer(inv.customer_id).await?;
         if !customer.enabled || !p.config.invoices.auto_send {
             let why = if !customer.enabled {
                 "customer disabled"
             } else {
                 "invoices.auto_send is off"
             };
-            let mut l = ledger("xero", "ok", requested_at);
+            let mut l = ledger(RemoteSystem::Xero, LedgerOutcome::Ok, requested_at);
             l.remote_status = Some(format!("not emailed: {why}"));
             p.store.complete_outbox(&e, &l, &RemoteEffect::None).await?;
             continue;
@@ -312,7 +375,7 @@ async fn xero_emails(
         };
         match xero.email_invoice(&invoice_id, &e.idempotency_key).await {
             Ok(EmailOutcome::Sent) => {
-                let mut l = ledger("xero", "ok", requested_at);
+                let mut l = ledger(RemoteSystem::Xero, LedgerOutcome::Ok, requested_at);
                 l.remote_id = Some(invoice_id);
                 l.remote_status = Some("emailed".into());
                 super::crash_point("emailed_before_ledger");
@@ -322,7 +385,11 @@ async fn xero_emails(
                 report.emailed.push(inv.number.clone());
             }
             Ok(EmailOutcome::NoEmailAddress) => {
-                let mut l = ledger("xero", "permanent_error", requested_at);
+                let mut l = ledger(
+                    RemoteSystem::Xero,
+                    LedgerOutcome::PermanentError,
+                    requested_at,
+                );
                 l.error = Some(format!(
                     "the Xero contact of customer {} ({}) has no email address; add one in Xero, then resync",
                     inv.customer_id, inv.customer_name
@@ -358,7 +425,13 @@ async fn xero_updates(
 ) -> Result<usize, PipelineError> {
     let entries = p
         .store
-        .claim_outbox(XERO_UPDATE, &p.owner, now, claim_until(p, now), 10)
+        .claim_outbox(
+            OutboxAction::XeroUpdate,
+            &p.owner,
+            now,
+            claim_until(p, now),
+            10,
+        )
         .await?;
     let handled = entries.len();
     for e in entries {
@@ -379,21 +452,17 @@ async fn xero_updates(
 
 async fn autotask_charges(
     p: &Pipeline,
+    action: OutboxAction,
     now: DateTime<Utc>,
     report: &mut PushReport,
 ) -> Result<usize, PipelineError> {
     let Some(autotask) = &p.autotask else {
         return Ok(0);
     };
-    let mut entries = p
+    let entries = p
         .store
-        .claim_outbox(AUTOTASK_CHARGE, &p.owner, now, claim_until(p, now), 50)
+        .claim_outbox(action, &p.owner, now, claim_until(p, now), 50)
         .await?;
-    entries.extend(
-        p.store
-            .claim_outbox(AUTOTASK_UPDATE, &p.owner, now, claim_until(p, now), 50)
-            .await?,
-    );
     let handled = entries.len();
     let concurrency = p.config.autotask.max_concurrent.max(1) as usize;
     let results: Vec<ChargeResult> = futures::stream::iter(entries)
@@ -410,23 +479,23 @@ async fn autotask_charges(
             Ok((l, effect)) => {
                 super::crash_point("charge_created_before_ledger");
                 p.store.complete_outbox(&e, &l, &effect).await?;
-                if e.action == AUTOTASK_CHARGE {
-                    report.autotask_charges += 1;
-                } else {
-                    report.updated += 1;
+                match e.action {
+                    OutboxAction::AutotaskCharge => report.autotask_charges += 1,
+                    OutboxAction::AutotaskUpdate => report.updated += 1,
+                    OutboxAction::XeroInvoice
+                    | OutboxAction::XeroEmail
+                    | OutboxAction::XeroUpdate => {}
                 }
             }
-            Err(err) => {
+            Err(ChargeError::Local(err)) => return Err(err),
+            Err(ChargeError::Remote(err)) => {
                 let permanent = err.is_permanent();
-                let mut l = ledger(
-                    "autotask",
-                    if permanent {
-                        "permanent_error"
-                    } else {
-                        "error"
-                    },
-                    requested_at,
-                );
+                let outcome = if permanent {
+                    LedgerOutcome::PermanentError
+                } else {
+                    LedgerOutcome::Error
+                };
+                let mut l = ledger(RemoteSystem::Autotask, outcome, requested_at);
                 l.error = Some(err.to_string());
                 if let Some(wait) = err.retry_after() {
                     let until = p.now() + Duration::from_std(wait).unwrap_or(Duration::minutes(5));
@@ -447,50 +516,55 @@ async fn push_charge(
     p: &Pipeline,
     autotask: &crate::autotask::AutotaskClient,
     e: &OutboxEntry,
-) -> Result<(LedgerEntry, RemoteEffect), AutotaskError> {
+) -> Result<(LedgerEntry, RemoteEffect), ChargeError> {
     let requested_at = p.now();
-    let local = |msg: String| AutotaskError::Local(msg);
-    let inv = p
-        .store
-        .invoice_by_id(e.invoice_id)
-        .await
-        .map_err(|x| local(x.to_string()))?;
-    let line_id = e
-        .line_id
-        .ok_or_else(|| local(format!("outbox entry {} has no line", e.id)))?;
-    let line = p
-        .store
-        .line(line_id)
-        .await
-        .map_err(|x| local(x.to_string()))?;
-    let draft = charge_draft(&inv, &line, 1).map_err(local)?;
+    let inv = p.store.invoice_by_id(e.invoice_id).await?;
+    let line_id = e.line_id.ok_or_else(|| {
+        ChargeError::Local(PipelineError::Refused(format!(
+            "outbox entry {} ({}) has no invoice line",
+            e.id, e.action
+        )))
+    })?;
+    let line = p.store.line(line_id).await?;
+    let draft = charge_draft(&inv, &line, 1)
+        .map_err(|why| ChargeError::Remote(AutotaskError::Local(why)))?;
     let amount = Money::new(draft.unit_price.amount() * draft.unit_quantity).round_cents();
-    if e.action == AUTOTASK_UPDATE {
-        let change = super::update::push_autotask_update(autotask, &inv, &line, draft).await?;
-        let mut l = ledger("autotask", "ok", requested_at);
-        l.remote_id = Some(change.charge_id.to_string());
-        l.remote_status = Some(change.what.clone());
-        l.amount = Some(change.amount);
-        return Ok((
-            l,
-            RemoteEffect::AutotaskCharge {
-                charge_id: change.charge_id,
-            },
-        ));
+    match e.action {
+        OutboxAction::AutotaskUpdate => {
+            let change = super::update::push_autotask_update(autotask, &inv, &line, draft).await?;
+            let mut l = ledger(RemoteSystem::Autotask, LedgerOutcome::Ok, requested_at);
+            l.remote_id = Some(change.charge_id.to_string());
+            l.remote_status = Some(change.what.clone());
+            l.amount = Some(change.amount);
+            Ok((
+                l,
+                RemoteEffect::AutotaskCharge {
+                    charge_id: change.charge_id,
+                },
+            ))
+        }
+        OutboxAction::AutotaskCharge => {
+            let remote = autotask.push_charge(&draft).await?;
+            let mut l = ledger(RemoteSystem::Autotask, LedgerOutcome::Ok, requested_at);
+            l.remote_id = Some(remote.id.to_string());
+            l.remote_status = Some(if remote.is_billed {
+                "billed".into()
+            } else {
+                "not billed".into()
+            });
+            l.amount = Some(amount);
+            Ok((
+                l,
+                RemoteEffect::AutotaskCharge {
+                    charge_id: remote.id,
+                },
+            ))
+        }
+        OutboxAction::XeroInvoice | OutboxAction::XeroEmail | OutboxAction::XeroUpdate => {
+            Err(ChargeError::Local(PipelineError::Refused(format!(
+                "outbox entry {} is a Xero action, not an Autotask one",
+                e.id
+            ))))
+        }
     }
-    let remote = autotask.push_charge(&draft).await?;
-    let mut l = ledger("autotask", "ok", requested_at);
-    l.remote_id = Some(remote.id.to_string());
-    l.remote_status = Some(if remote.is_billed {
-        "billed".into()
-    } else {
-        "not billed".into()
-    });
-    l.amount = Some(amount);
-    Ok((
-        l,
-        RemoteEffect::AutotaskCharge {
-            charge_id: remote.id,
-        },
-    ))
 }

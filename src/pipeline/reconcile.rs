@@ -7,15 +7,39 @@ use serde::Serialize;
 
 use super::record::autotask_marker;
 use super::{Pipeline, PipelineError};
-use crate::domain::{ContractId, CustomerId, Money, Period};
+use crate::domain::{ContractId, Money, Period, RemoteSystem};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Difference {
-    pub system: &'static str,
-    /// "missing", "extra", "amount", "status".
-    pub kind: &'static str,
+    pub system: RemoteSystem,
+    pub kind: DifferenceKind,
     pub invoice: String,
     pub detail: String,
+}
+
+/// What kind of difference reconcile found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DifferenceKind {
+    /// In the ledger, not in the remote system.
+    Missing,
+    /// In the remote system, not in the ledger.
+    Extra,
+    /// In both, with different amounts.
+    Amount,
+    /// In both, in a state that no longer bills (voided, deleted) or under another reference.
+    Status,
+}
+
+impl std::fmt::Display for DifferenceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DifferenceKind::Missing => "missing",
+            DifferenceKind::Extra => "extra",
+            DifferenceKind::Amount => "amount",
+            DifferenceKind::Status => "status",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -44,16 +68,16 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
         })
     };
     let mut charges_checked = 0;
-    let mut contracts: BTreeMap<i64, Vec<(String, String, Money)>> = BTreeMap::new();
+    let mut contracts: BTreeMap<ContractId, Vec<(String, String, Money)>> = BTreeMap::new();
     let mut checked = 0;
     for inv in &invoices {
-        if inv.destination == "xero" {
+        if inv.destination == RemoteSystem::Xero {
             let Some(xero) = &p.xero else { continue };
             checked += 1;
             let Some(id) = &inv.xero_invoice_id else {
                 diff(
-                    "xero",
-                    "missing",
+                    RemoteSystem::Xero,
+                    DifferenceKind::Missing,
                     &inv.number,
                     "not yet created in Xero (see `rebilld status`)".into(),
                 );
@@ -65,36 +89,34 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
                     if let Some(why) =
                         super::drafts::total_difference(&remote, inv.total(), with_tax)
                     {
-                        diff("xero", "amount", &inv.number, why);
+                        diff(RemoteSystem::Xero, DifferenceKind::Amount, &inv.number, why);
                     }
-                    if matches!(remote.status.as_str(), "VOIDED" | "DELETED") {
+                    if remote.state().is_cancelled() {
                         diff(
-                            "xero",
-                            "status",
+                            RemoteSystem::Xero,
+                            DifferenceKind::Status,
                             &inv.number,
                             format!("Xero status is {}", remote.status),
                         );
                     }
                     if remote.reference != inv.number {
                         diff(
-                            "xero",
-                            "status",
+                            RemoteSystem::Xero,
+                            DifferenceKind::Status,
                             &inv.number,
                             format!("Xero reference is {:?}", remote.reference),
                         );
                     }
                 }
                 Err(crate::xero::XeroError::NotFound { .. }) => diff(
-                    "xero",
-                    "missing",
+                    RemoteSystem::Xero,
+                    DifferenceKind::Missing,
                     &inv.number,
                     format!("Xero has no invoice {id}"),
                 ),
                 Err(e) => return Err(e.into()),
             }
         } else {
-            let customer =
-                CustomerId::new(inv.customer_id).map_err(crate::store::StoreError::from)?;
             for l in p
                 .store
                 .invoice_lines(inv.id)
@@ -102,22 +124,22 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
                 .iter()
                 .filter(|l| !l.removed)
             {
-                let Some(c) = l.autotask_contract_id else {
+                let Some(coding) = l.autotask else {
                     continue;
                 };
-                let marker = autotask_marker(&inv.period, customer, &l.charge_key, 1);
-                contracts
-                    .entry(c)
-                    .or_default()
-                    .push((inv.number.clone(), marker, l.amount()));
+                let marker = autotask_marker(inv.period, inv.customer_id, &l.charge_key, 1);
+                contracts.entry(coding.contract_id).or_default().push((
+                    inv.number.clone(),
+                    marker,
+                    l.amount(),
+                ));
             }
         }
     }
     if let Some(autotask) = &p.autotask {
         for (contract, expected) in &contracts {
-            let contract_id = ContractId::new(*contract).map_err(crate::store::StoreError::from)?;
             let remote = autotask
-                .charges_of_contract(contract_id, period.first_day())
+                .charges_of_contract(*contract, period.first_day())
                 .await?;
             let prefix = format!("rb {period} ");
             let mut by_marker: BTreeMap<String, Money> = BTreeMap::new();
@@ -137,14 +159,14 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
                 charges_checked += 1;
                 match by_marker.remove(marker) {
                     None => diff(
-                        "autotask",
-                        "missing",
+                        RemoteSystem::Autotask,
+                        DifferenceKind::Missing,
                         number,
                         format!("no charge {marker:?} on contract {contract}"),
                     ),
                     Some(remote) if remote != *amount => diff(
-                        "autotask",
-                        "amount",
+                        RemoteSystem::Autotask,
+                        DifferenceKind::Amount,
                         number,
                         format!(
                             "charge {marker:?} totals {remote} in Autotask but {amount} in the ledger"
@@ -155,8 +177,8 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
             }
             for (marker, amount) in by_marker {
                 diff(
-                    "autotask",
-                    "extra",
+                    RemoteSystem::Autotask,
+                    DifferenceKind::Extra,
                     "-",
                     format!(
                         "charge {marker:?} ({amount}) on contract {contract} is not in the ledger"

@@ -6,17 +6,12 @@ use sha2::{Digest, Sha256};
 use super::PipelineError;
 use crate::config::Config;
 use crate::domain::billing::{
-    BillingSettings, Computed, Destination, EmailDecision, InvoiceDraft, Line,
+    BillingSettings, ChargeKey, Computed, Destination, EmailDecision, InvoiceDraft,
 };
-use crate::domain::{CustomerId, Period};
+use crate::domain::{CustomerId, OutboxAction, Period, RemoteSystem};
 use crate::store::Store;
-use crate::store::billing::{NewAction, NewInvoice, NewLine, RecordOutcome};
-
-pub const XERO_INVOICE: &str = "xero_invoice";
-pub const XERO_EMAIL: &str = "xero_email";
-pub const XERO_UPDATE: &str = "xero_update";
-pub const AUTOTASK_CHARGE: &str = "autotask_charge";
-pub const AUTOTASK_UPDATE: &str = "autotask_update";
+use crate::store::billing::{NewInvoice, RecordOutcome};
+use crate::store::outbox::NewAction;
 
 pub fn settings(config: &Config) -> BillingSettings {
     BillingSettings {
@@ -26,6 +21,7 @@ pub fn settings(config: &Config) -> BillingSettings {
         number_prefix: config.invoices.number_prefix.clone(),
         default_account_code: Some(config.xero.account_code.clone()),
         default_tax_type: Some(config.xero.tax_type.clone()),
+        catch_up_months: config.invoices.catch_up_months,
     }
 }
 
@@ -56,29 +52,6 @@ pub async fn record(
     Ok(outcome)
 }
 
-pub fn new_line(l: &Line) -> NewLine {
-    NewLine {
-        charge_key: l.charge_key.to_string(),
-        kind: l.kind.as_str().to_string(),
-        description: l.description.clone(),
-        quantity: l.quantity,
-        unit_price: l.unit_price,
-        amount: l.amount,
-        unit_cost: l.unit_cost,
-        autotask: l.autotask.map(|c| {
-            (
-                c.contract_id.get(),
-                c.product_id.get(),
-                c.material_code_id.get(),
-            )
-        }),
-        account_code: l.account_code.clone(),
-        tax_type: l.tax_type.clone(),
-        item_code: l.item_code.clone(),
-        source_item: l.source_item.map(|i| i.get()),
-    }
-}
-
 /// How the email decision is stored: `send`, or the reason it is not sent.
 pub fn email_decision(d: &EmailDecision) -> String {
     match d {
@@ -88,36 +61,38 @@ pub fn email_decision(d: &EmailDecision) -> String {
 }
 
 fn new_invoice(d: &InvoiceDraft) -> NewInvoice {
-    let lines: Vec<NewLine> = d.lines.iter().map(new_line).collect();
     let mut actions = Vec::new();
     let (destination, xero_contact_id) = match &d.destination {
         Destination::Autotask { .. } => {
             for (i, l) in d.lines.iter().enumerate() {
                 actions.push(NewAction {
-                    action: AUTOTASK_CHARGE,
+                    action: OutboxAction::AutotaskCharge,
                     key: format!("at-charge:{}:{}:{}", d.period, d.customer_id, l.charge_key),
                     line: Some(i),
                     after: None,
                 });
             }
-            ("autotask", None)
+            (RemoteSystem::Autotask, None)
         }
         Destination::Xero { contact_id } => {
             actions.push(NewAction {
-                action: XERO_INVOICE,
+                action: OutboxAction::XeroInvoice,
                 key: format!("xero-invoice:{}:{}", d.period, d.customer_id),
                 line: None,
                 after: None,
             });
             if matches!(d.email, EmailDecision::Send) {
                 actions.push(NewAction {
-                    action: XERO_EMAIL,
+                    action: OutboxAction::XeroEmail,
                     key: format!("xero-email:{}:{}", d.period, d.customer_id),
                     line: None,
                     after: Some(0),
                 });
             }
-            ("xero", contact_id.as_ref().map(|c| c.to_string()))
+            (
+                RemoteSystem::Xero,
+                contact_id.as_ref().map(|c| c.to_string()),
+            )
         }
     };
     NewInvoice {
@@ -129,7 +104,7 @@ fn new_invoice(d: &InvoiceDraft) -> NewInvoice {
         currency: d.currency.clone(),
         email_decision: email_decision(&d.email),
         xero_contact_id,
-        lines,
+        lines: d.lines.clone(),
         bills_items: d
             .lines
             .iter()
@@ -145,9 +120,9 @@ const MARKER_MAX: usize = 38;
 /// The stable marker an Autotask charge carries (in `purchaseOrderNumber`, at most 50 characters),
 /// so that a lost response is found again by querying before any create.
 pub fn autotask_marker(
-    period: &str,
+    period: Period,
     customer: CustomerId,
-    charge_key: &str,
+    charge_key: &ChargeKey,
     revision: u32,
 ) -> String {
     let readable = if revision <= 1 {
@@ -171,20 +146,22 @@ mod tests {
     #[test]
     fn markers_fit_autotask_and_stay_stable() {
         let c = CustomerId::new(12).unwrap();
+        let nov = Period::parse("2026-11").unwrap();
+        let key = |k: &str| ChargeKey::parse(k).unwrap();
         assert_eq!(
-            autotask_marker("2026-11", c, "svc-3-fee", 1),
+            autotask_marker(nov, c, &key("svc-3-fee"), 1),
             "rb 2026-11 c12 svc-3-fee"
         );
         assert_eq!(
-            autotask_marker("2026-11", c, "svc-12-calls-2026-10", 1),
+            autotask_marker(nov, c, &key("svc-12-calls-2026-10"), 1),
             "rb 2026-11 c12 svc-12-calls-2026-10"
         );
-        let long = autotask_marker("2026-11", c, &"x".repeat(60), 1);
+        let long = autotask_marker(nov, c, &key(&"x".repeat(40)), 1);
         assert!(long.len() <= MARKER_MAX, "{long}");
-        assert_eq!(long, autotask_marker("2026-11", c, &"x".repeat(60), 1));
+        assert_eq!(long, autotask_marker(nov, c, &key(&"x".repeat(40)), 1));
         assert_ne!(
-            autotask_marker("2026-11", c, "svc-3-fee", 2),
-            autotask_marker("2026-11", c, "svc-3-fee", 1)
+            autotask_marker(nov, c, &key("svc-3-fee"), 2),
+            autotask_marker(nov, c, &key("svc-3-fee"), 1)
         );
     }
 }

@@ -1,22 +1,24 @@
 //! `rebilld --resync`: recompute a period and bring Autotask and Xero in line with it.
 //!
 //! `plan` reads (database and, for Xero, the remote invoice's state) and writes nothing; `apply`
-//! performs exactly the plan. `--dry-run` prints the plan and stops there, so the plan shown is
-//! the plan a real run carries out. Unchanged lines are no-ops; a changed line updates the remote
-//! record while it can still be changed (Xero: draft or unpaid; Autotask: `isBilled = false`),
-//! otherwise an adjustment is made (a credit note or an extra invoice; a correcting charge).
+//! performs exactly the plan. `resync` does both under the period lease, or only the plan with
+//! `--dry-run`, so the plan shown is the plan a real run carries out. Unchanged lines are no-ops;
+//! a changed line updates the remote record while it can still be changed (Xero: draft or unpaid;
+//! Autotask: `isBilled = false`), otherwise an adjustment is made (a credit note or an extra
+//! invoice; a correcting charge). Which lines changed is `domain::invoice::diff_lines`.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::record::{self, AUTOTASK_CHARGE, AUTOTASK_UPDATE, XERO_UPDATE};
-use super::{Pipeline, PipelineError, snapshot};
+use super::{Pipeline, PipelineError, PushReport, lease, record, snapshot};
 use crate::domain::billing::{Destination, InvoiceDraft, compute_invoices};
-use crate::domain::{CustomerId, Money, Period};
-use crate::store::billing::{
-    InvoiceChanges, NewAction, NewLine, OutboxEntry, StoredInvoice, StoredLine,
+use crate::domain::invoice::{LineChanges, diff_lines};
+use crate::domain::{
+    CustomerId, InvoiceId, Money, OutboxAction, OutboxStatus, Period, RemoteSystem,
 };
+use crate::store::billing::{InvoiceChanges, OutboxEntry, StoredInvoice};
+use crate::store::outbox::NewAction;
 
 #[derive(Debug, Clone)]
 pub struct ResyncRequest {
@@ -25,20 +27,50 @@ pub struct ResyncRequest {
     pub dry_run: bool,
 }
 
-/// One customer's part of the plan, in the words ops read.
+/// What a planned change does, in the words ops read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanKind {
+    /// A new invoice (the customer had none for the period).
+    Create,
+    /// The email decision of a new invoice.
+    Email,
+    /// A line changed on an invoice not yet in Xero, or an Autotask charge.
+    Update,
+    /// A line changed on an invoice already in Xero: edited while unpaid, else adjusted.
+    Adjust,
+    /// Failed remote actions queued again.
+    Retry,
+    /// Nothing to do.
+    Unchanged,
+}
+
+impl std::fmt::Display for PlanKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PlanKind::Create => "create",
+            PlanKind::Email => "email",
+            PlanKind::Update => "update",
+            PlanKind::Adjust => "adjust",
+            PlanKind::Retry => "retry",
+            PlanKind::Unchanged => "unchanged",
+        })
+    }
+}
+
+/// One customer's part of the plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedAction {
-    pub customer_id: i64,
+    pub customer_id: CustomerId,
     pub customer_name: String,
     pub invoice: Option<String>,
-    /// "create", "update", "adjust", "email", "unchanged", "retry".
-    pub kind: &'static str,
+    pub kind: PlanKind,
     pub description: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ResyncPlan {
-    pub period: String,
+    pub period: Period,
     pub actions: Vec<PlannedAction>,
     #[serde(skip)]
     work: Vec<Work>,
@@ -48,11 +80,11 @@ pub struct ResyncPlan {
 enum Work {
     Record(Box<InvoiceDraft>),
     Change {
-        invoice_id: i64,
+        invoice_id: InvoiceId,
         changes: InvoiceChanges,
     },
     Retry {
-        invoice_id: i64,
+        invoice_id: InvoiceId,
     },
 }
 
@@ -62,46 +94,81 @@ impl ResyncPlan {
     }
 }
 
+/// What a resync did: the plan, and what the push did when it was carried out (`None` for a dry
+/// run or an empty plan).
+#[derive(Debug, Clone, Serialize)]
+pub struct ResyncOutcome {
+    pub plan: ResyncPlan,
+    pub pushed: Option<PushReport>,
+}
+
+/// A resync of one period (or one customer of it), under the period lease: plan, then unless it is
+/// a dry run or a no-op, apply and push. `PeriodHeld` at once when another process holds it.
+pub async fn resync(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncOutcome, PipelineError> {
+    if let Some(c) = req.customer {
+        // Refused up front, naming it: a resync of a customer that does not exist is a typo.
+        p.store.customer(c).await?;
+    }
+    lease::with_period_lease(p, req.period, |p| async move {
+        let plan = plan(&p, req).await?;
+        if req.dry_run || plan.is_noop() {
+            return Ok(ResyncOutcome { plan, pushed: None });
+        }
+        let pushed = apply(&p, &plan).await?;
+        Ok(ResyncOutcome {
+            plan,
+            pushed: Some(pushed),
+        })
+    })
+    .await
+}
+
 /// Builds the plan: reads only.
 pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, PipelineError> {
     let tz = p.config.business.tz();
-    let snap = snapshot::take(&p.store, req.period, tz, true).await?;
+    let snap = snapshot::take(
+        &p.store,
+        req.period,
+        tz,
+        p.config.invoices.catch_up_months,
+        true,
+    )
+    .await?;
     let computed = compute_invoices(&snap, req.period, &record::settings(&p.config));
-    let names: BTreeMap<i64, String> = snap
+    let names: BTreeMap<CustomerId, String> = snap
         .customers
         .iter()
-        .map(|c| (c.id.get(), c.name.to_string()))
+        .map(|c| (c.id, c.name.to_string()))
         .collect();
-    let recorded: BTreeMap<i64, StoredInvoice> = p
+    let recorded: BTreeMap<CustomerId, StoredInvoice> = p
         .store
         .invoices(Some(req.period), req.customer)
         .await?
         .into_iter()
         .map(|i| (i.customer_id, i))
         .collect();
-    let wanted: BTreeMap<i64, &InvoiceDraft> = computed
+    let wanted: BTreeMap<CustomerId, &InvoiceDraft> = computed
         .invoices
         .iter()
         .filter(|d| req.customer.is_none_or(|c| c == d.customer_id))
-        .map(|d| (d.customer_id.get(), d))
+        .map(|d| (d.customer_id, d))
         .collect();
     let mut plan = ResyncPlan {
-        period: req.period.to_string(),
+        period: req.period,
         actions: Vec::new(),
         work: Vec::new(),
     };
-    let customers: std::collections::BTreeSet<i64> =
+    let customers: std::collections::BTreeSet<CustomerId> =
         recorded.keys().chain(wanted.keys()).copied().collect();
     for cid in customers {
         let name = names.get(&cid).cloned().unwrap_or_default();
-        let say =
-            |invoice: Option<String>, kind: &'static str, description: String| PlannedAction {
-                customer_id: cid,
-                customer_name: name.clone(),
-                invoice,
-                kind,
-                description,
-            };
+        let say = |invoice: Option<String>, kind: PlanKind, description: String| PlannedAction {
+            customer_id: cid,
+            customer_name: name.clone(),
+            invoice,
+            kind,
+            description,
+        };
         match (recorded.get(&cid), wanted.get(&cid)) {
             (None, Some(d)) => {
                 let total: Money = d.lines.iter().map(|l| l.amount).sum();
@@ -115,67 +182,60 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
                 };
                 plan.actions.push(say(
                     None,
-                    "create",
+                    PlanKind::Create,
                     format!("new invoice, total {total}: {where_to}"),
                 ));
                 plan.actions
-                    .push(say(None, "email", record::email_decision(&d.email)));
+                    .push(say(None, PlanKind::Email, record::email_decision(&d.email)));
                 plan.work.push(Work::Record(Box::new((*d).clone())));
             }
             (Some(inv), wanted) => {
                 let lines = p.store.invoice_lines(inv.id).await?;
-                let new_lines: Vec<NewLine> = wanted
-                    .map(|d| d.lines.iter().map(record::new_line).collect())
-                    .unwrap_or_default();
-                let changes = diff(
-                    inv,
-                    &lines,
-                    &new_lines,
-                    &p.store.outbox(Some(inv.id)).await?,
-                );
-                let failed = p
-                    .store
-                    .outbox(Some(inv.id))
-                    .await?
+                let recomputed = wanted.map(|d| d.lines.as_slice()).unwrap_or_default();
+                let changes = diff_lines(&lines, recomputed);
+                let outbox = p.store.outbox(Some(inv.id)).await?;
+                let failed = outbox
                     .iter()
-                    .filter(|o| o.status == "failed")
+                    .filter(|o| o.status == OutboxStatus::Failed)
                     .count();
-                if changes.changed.is_empty()
-                    && changes.added.is_empty()
-                    && changes.removed.is_empty()
-                {
+                if changes.is_empty() {
                     if failed > 0 {
                         plan.actions.push(say(
                             Some(inv.number.clone()),
-                            "retry",
+                            PlanKind::Retry,
                             format!("{failed} failed remote action(s) queued again"),
                         ));
                         plan.work.push(Work::Retry { invoice_id: inv.id });
                     } else {
                         plan.actions.push(say(
                             Some(inv.number.clone()),
-                            "unchanged",
+                            PlanKind::Unchanged,
                             format!("total {}", inv.total()),
                         ));
                     }
                     continue;
                 }
+                let kind = if inv.in_xero() {
+                    PlanKind::Adjust
+                } else {
+                    PlanKind::Update
+                };
                 for (id, l) in &changes.changed {
                     let old = lines
                         .iter()
                         .find(|x| x.id == *id)
-                        .map(|x| x.amount())
+                        .map(|x| x.amount)
                         .unwrap_or_default();
                     plan.actions.push(say(
                         Some(inv.number.clone()),
-                        remote_kind(inv),
+                        kind,
                         format!("{}: {} → {}", l.description, old, l.amount),
                     ));
                 }
                 for l in &changes.added {
                     plan.actions.push(say(
                         Some(inv.number.clone()),
-                        remote_kind(inv),
+                        kind,
                         format!("add {}: {}", l.description, l.amount),
                     ));
                 }
@@ -183,21 +243,21 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
                     if let Some(x) = lines.iter().find(|x| x.id == *id) {
                         plan.actions.push(say(
                             Some(inv.number.clone()),
-                            remote_kind(inv),
-                            format!("remove {}: {}", x.description, x.amount()),
+                            kind,
+                            format!("remove {}: {}", x.description, x.amount),
                         ));
                     }
                 }
-                if inv.destination == "xero" && inv.xero_invoice_id.is_some() {
+                if inv.in_xero() {
                     plan.actions.push(say(
                         Some(inv.number.clone()),
-                        "adjust",
+                        PlanKind::Adjust,
                         "the Xero invoice is updated while it is draft or unpaid; once paid, a credit note (decrease) or an extra invoice (increase) is made instead".into(),
                     ));
                 }
                 plan.work.push(Work::Change {
                     invoice_id: inv.id,
-                    changes,
+                    changes: invoice_changes(inv, changes, &outbox),
                 });
             }
             (None, None) => {}
@@ -206,82 +266,57 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
     Ok(plan)
 }
 
-fn remote_kind(inv: &StoredInvoice) -> &'static str {
-    // A Xero invoice already created is updated or adjusted; anything else is rewritten locally.
-    if inv.destination == "xero" && inv.xero_invoice_id.is_some() {
-        "adjust"
-    } else {
-        "update"
-    }
-}
-
-/// Compares the recorded lines with the recomputed ones, by charge key, and says what to queue.
-fn diff(
+/// The remote actions that carry changed lines to where the invoice went.
+fn invoice_changes(
     inv: &StoredInvoice,
-    old: &[StoredLine],
-    new: &[NewLine],
+    lines: LineChanges,
     outbox: &[OutboxEntry],
 ) -> InvoiceChanges {
-    let mut c = InvoiceChanges::default();
-    let live: BTreeMap<&str, &StoredLine> =
-        old.iter().map(|l| (l.charge_key.as_str(), l)).collect();
-    for l in new {
-        match live.get(l.charge_key.as_str()) {
-            Some(o) if !o.removed && same(o, l) => {}
-            Some(o) => c.changed.push((o.id, l.clone())),
-            None => c.added.push(l.clone()),
-        }
-    }
-    for o in old.iter().filter(|o| !o.removed) {
-        if !new.iter().any(|l| l.charge_key == o.charge_key) {
-            c.removed.push(o.id);
-        }
-    }
     let rev = inv.revision + 1;
-    if inv.destination == "autotask" {
-        let n_changed = c.changed.len();
-        let n_added = c.added.len();
-        for i in 0..n_changed + n_added + c.removed.len() {
-            let is_added = i >= n_changed && i < n_changed + n_added;
-            c.actions.push(NewAction {
-                action: if is_added {
-                    AUTOTASK_CHARGE
-                } else {
-                    AUTOTASK_UPDATE
-                },
-                key: format!("at-resync:{}:r{rev}:{i}", inv.id),
-                line: Some(i),
-                after: None,
-            });
+    let mut actions = Vec::new();
+    match inv.destination {
+        RemoteSystem::Autotask => {
+            let n_changed = lines.changed.len();
+            let n_added = lines.added.len();
+            for i in 0..n_changed + n_added + lines.removed.len() {
+                let is_added = i >= n_changed && i < n_changed + n_added;
+                actions.push(NewAction {
+                    action: if is_added {
+                        OutboxAction::AutotaskCharge
+                    } else {
+                        OutboxAction::AutotaskUpdate
+                    },
+                    key: format!("at-resync:{}:r{rev}:{i}", inv.id),
+                    line: Some(i),
+                    after: None,
+                });
+            }
         }
-    } else {
-        let created = outbox
-            .iter()
-            .any(|o| o.action == record::XERO_INVOICE && o.status == "done");
-        if created {
-            c.actions.push(NewAction {
-                action: XERO_UPDATE,
-                key: format!("xero-update:{}:r{rev}", inv.id),
-                line: None,
-                after: None,
-            });
+        RemoteSystem::Xero => {
+            let created = outbox
+                .iter()
+                .any(|o| o.action == OutboxAction::XeroInvoice && o.status == OutboxStatus::Done);
+            if created {
+                actions.push(NewAction {
+                    action: OutboxAction::XeroUpdate,
+                    key: format!("xero-update:{}:r{rev}", inv.id),
+                    line: None,
+                    after: None,
+                });
+            }
+            // Not yet created: the pending create sends the new lines; nothing else to queue.
         }
-        // Not yet created: the pending create sends the new lines; nothing else to queue.
     }
-    c
+    InvoiceChanges {
+        lines,
+        actions,
+        cancel: Vec::new(),
+    }
 }
 
-fn same(o: &StoredLine, n: &NewLine) -> bool {
-    o.description == n.description
-        && o.quantity().ok() == Some(n.quantity)
-        && o.unit_price() == n.unit_price
-        && o.amount() == n.amount
-        && o.unit_cost() == n.unit_cost
-}
-
-/// Carries out a plan made by `plan` (nothing else), then pushes what it queued.
-pub async fn apply(p: &Pipeline, plan: &ResyncPlan) -> Result<super::PushReport, PipelineError> {
-    let period = Period::parse(&plan.period).map_err(|e| PipelineError::Refused(e.to_string()))?;
+/// Carries out a plan made by `plan` (nothing else), then pushes what it queued. The caller holds
+/// the period lease.
+async fn apply(p: &Pipeline, plan: &ResyncPlan) -> Result<PushReport, PipelineError> {
     let mut new = Vec::new();
     for w in &plan.work {
         match w {
@@ -304,7 +339,7 @@ pub async fn apply(p: &Pipeline, plan: &ResyncPlan) -> Result<super::PushReport,
             invoices: new,
             skipped: Vec::new(),
         };
-        record::record(&p.store, &p.config, period, &computed).await?;
+        record::record(&p.store, &p.config, plan.period, &computed).await?;
     }
     p.drain(p.now()).await
 }

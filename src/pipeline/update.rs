@@ -7,7 +7,9 @@ use super::drafts::xero_draft_for;
 use super::{Pipeline, PipelineError};
 use crate::autotask::{AutotaskClient, AutotaskError, ChargeDraft};
 use crate::domain::Money;
-use crate::store::billing::{LedgerEntry, OutboxEntry, RemoteEffect, StoredInvoice, StoredLine};
+use crate::domain::{LedgerOutcome, RemoteSystem};
+use crate::store::billing::{StoredInvoice, StoredLine};
+use crate::store::outbox::{LedgerEntry, OutboxEntry, RemoteEffect};
 use crate::xero::{InvoiceDraft, InvoiceOutcome, LineDraft};
 
 /// The result of one remote update, for the ledger.
@@ -72,21 +74,10 @@ pub async fn push_xero_update(
         PipelineError::Refused(format!("invoice {} is not in Xero yet", inv.number))
     })?;
     let remote = xero.get_invoice(&remote_id).await?;
-    let draft = xero_draft_for(p, &inv)
-        .await
-        .map_err(PipelineError::Refused)?;
-    let mut l = LedgerEntry {
-        system: "xero",
-        remote_id: Some(remote_id.clone()),
-        remote_status: None,
-        amount: None,
-        requested_at,
-        outcome: "ok",
-        error: None,
-    };
-    let editable = matches!(remote.status.as_str(), "DRAFT" | "SUBMITTED" | "AUTHORISED")
-        && remote.amount_paid.is_zero();
-    if editable {
+    let draft = xero_draft_for(p, &inv).await?;
+    let mut l = LedgerEntry::new(RemoteSystem::Xero, LedgerOutcome::Ok, requested_at);
+    l.remote_id = Some(remote_id.clone());
+    if remote.is_editable() {
         let updated = xero
             .update_invoice(&remote_id, &draft, &e.idempotency_key)
             .await?;

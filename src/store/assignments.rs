@@ -28,6 +28,8 @@ pub struct AssignmentView {
     #[sqlx(try_from = "String")]
     pub state: StateColumn,
     pub starts_on: NaiveDate,
+    /// The first day no longer held (set by unassign).
+    pub ends_on: Option<NaiveDate>,
     pub autotask_contract_id: Option<i64>,
     pub autotask_product_id: Option<i64>,
     pub autotask_material_code_id: Option<i64>,
@@ -74,7 +76,7 @@ macro_rules! select_assignments {
     ($tail:literal) => {
         concat!(
             "SELECT a.id, a.service_id, s.name AS service_name, a.customer_id, c.name AS customer_name, a.state, \
-             a.starts_on, a.autotask_contract_id, a.autotask_product_id, a.autotask_material_code_id, \
+             a.starts_on, a.ends_on, a.autotask_contract_id, a.autotask_product_id, a.autotask_material_code_id, \
              a.changed_at, a.changed_by FROM assignments a JOIN services s ON s.id = a.service_id \
              JOIN customers c ON c.id = a.customer_id ",
             $tail
@@ -135,6 +137,23 @@ impl Store {
         if let Some(holder) = self.live_assignment(service_id).await? {
             return Err(refused_held(&who, &holder));
         }
+        // History stays true: a new holder starts no earlier than the last one stopped.
+        if let Some(last) = self
+            .assignment_history(service_id)
+            .await?
+            .into_iter()
+            .filter_map(|a| a.ends_on.map(|e| (e, a)))
+            .max_by_key(|(e, _)| *e)
+            && starts_on < last.0
+        {
+            return Err(StoreError::Refused(format!(
+                "cannot assign {who} from {starts_on}: customer {} ({}) held it until {}; start on {} or later",
+                last.1.customer_id,
+                last.1.customer_name,
+                last.0 - chrono::Duration::days(1),
+                last.0
+            )));
+        }
         let now = Utc::now();
         let id: i64 = on_db!(self, p => {
             let mut tx = p.begin().await?;
@@ -176,12 +195,15 @@ impl Store {
         self.assignment(AssignmentId::new(id)?).await
     }
 
-    /// Applies a life-cycle transition to the service's live assignment.
+    /// Applies a life-cycle transition to the service's live assignment, effective `on` (a day in
+    /// the business time zone). For unassign it is the first day the customer no longer holds the
+    /// service: fees are owed up to it, and calls from it on are not the customer's.
     pub async fn transition(
         &self,
         actor: &Actor,
         service_id: ServiceId,
         t: Transition,
+        on: NaiveDate,
     ) -> Result<AssignmentView, StoreError> {
         let service = self.service(service_id).await?;
         let Some(current) = self.live_assignment(service_id).await? else {
@@ -202,18 +224,33 @@ impl Store {
                 current.customer_name
             ))
         })?;
+        let ends_on = (t == Transition::Unassign).then_some(on);
+        if let Some(end) = ends_on
+            && end < current.starts_on
+        {
+            return Err(StoreError::Refused(format!(
+                "cannot unassign service {} ({}) of customer {} ({}) from {end}: the assignment starts on {}",
+                service.id,
+                service.name,
+                current.customer_id,
+                current.customer_name,
+                current.starts_on
+            )));
+        }
         let now = Utc::now();
         on_db!(self, p => {
             let mut tx = p.begin().await?;
             // The state in the WHERE makes a concurrent transition lose cleanly instead of both applying.
             let changed = sqlx::query(
-                "UPDATE assignments SET state = $2, changed_at = $3, changed_by = $4 WHERE id = $1 AND state = $5",
+                "UPDATE assignments SET state = $2, changed_at = $3, changed_by = $4, ends_on = $6 \
+                 WHERE id = $1 AND state = $5",
             )
             .bind(current.id.get())
             .bind(next.as_str())
             .bind(now)
             .bind(actor.as_str())
             .bind(current.state().as_str())
+            .bind(ends_on)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -226,7 +263,7 @@ impl Store {
             write_audit!(
                 &mut *tx, actor, "assignment", current.id, t.verb(),
                 Some(serde_json::json!({"state": current.state().as_str()})),
-                Some(serde_json::json!({"state": next.as_str()}))
+                Some(serde_json::json!({"state": next.as_str(), "on": on}))
             )?;
             tx.commit().await?;
         });
@@ -261,6 +298,21 @@ impl Store {
         Ok(on_db!(self, p => sqlx::query_as(select_assignments!(
             "WHERE a.state <> 'unassigned' AND (CAST($1 AS BIGINT) IS NULL OR a.customer_id = $1) ORDER BY a.customer_id, a.id"))
             .bind(customer.map(|c| c.get()))
+            .fetch_all(p)
+            .await?))
+    }
+
+    /// Every assignment (live or ended) of every service that overlaps `from..until` (days, `until`
+    /// exclusive): who held what when, for billing.
+    pub async fn assignments_overlapping(
+        &self,
+        from: NaiveDate,
+        until: NaiveDate,
+    ) -> Result<Vec<AssignmentView>, StoreError> {
+        Ok(on_db!(self, p => sqlx::query_as(select_assignments!(
+            "WHERE a.starts_on < $2 AND (a.ends_on IS NULL OR a.ends_on > $1) ORDER BY a.customer_id, a.id"))
+            .bind(from)
+            .bind(until)
             .fetch_all(p)
             .await?))
     }

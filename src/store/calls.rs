@@ -298,7 +298,7 @@ const ROLLUP_SUMS: &str = "calls = call_rollups.calls + excluded.calls, seconds 
 
 /// The lowest call key of the calls that started at or after `at`: a key begins with its start
 /// second, big-endian, so a time range is a key range (on the unique key's index).
-pub(super) fn key_floor(at: i64) -> Vec<u8> {
+pub(crate) fn key_floor(at: i64) -> Vec<u8> {
     at.to_be_bytes().to_vec()
 }
 

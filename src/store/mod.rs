@@ -15,6 +15,8 @@ mod catalogue;
 mod connect;
 mod customers;
 mod items;
+pub mod outbox;
+pub mod owed;
 mod rerate;
 pub mod runs;
 pub mod xero;

@@ -5,12 +5,44 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use super::{Store, StoreError, on_db};
-use crate::domain::Period;
+use crate::domain::{Period, RunStatus};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(sqlx::FromRow)]
+struct RunRowRaw {
+    period: String,
+    status: String,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    attempts: i32,
+    last_error: Option<String>,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<RunRowRaw> for RunRow {
+    type Error = StoreError;
+    fn try_from(r: RunRowRaw) -> Result<Self, StoreError> {
+        let bad = |e: crate::domain::DomainError| {
+            StoreError::Corrupt(format!("billing_runs row {}: {e}", r.period))
+        };
+        Ok(RunRow {
+            period: Period::parse(&r.period).map_err(bad)?,
+            status: r.status.parse().map_err(bad)?,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            attempts: r.attempts,
+            last_error: r.last_error,
+            lease_owner: r.lease_owner,
+            lease_expires_at: r.lease_expires_at,
+        })
+    }
+}
+
+/// One period's billing run.
+#[derive(Debug, Clone, Serialize)]
 pub struct RunRow {
-    pub period: String,
-    pub status: String,
+    pub period: Period,
+    pub status: RunStatus,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub attempts: i32,
@@ -29,12 +61,12 @@ impl RunRow {
         };
         let note = match (&self.last_error, &self.lease_owner) {
             (Some(e), _) => e.clone(),
-            (None, Some(o)) if self.status == "running" => format!("held by {o}"),
+            (None, Some(o)) if self.status == RunStatus::Running => format!("held by {o}"),
             _ => String::new(),
         };
         vec![
-            self.period.clone(),
-            self.status.clone(),
+            self.period.to_string(),
+            self.status.to_string(),
             t(&self.started_at),
             t(&self.finished_at),
             note,
@@ -153,15 +185,16 @@ impl Store {
             .bind(period.to_string())
             .fetch_optional(p)
             .await?);
-        Ok(s.as_deref() == Some("done"))
+        Ok(s.as_deref() == Some(RunStatus::Done.as_str()))
     }
 
     pub async fn last_runs(&self, limit: i64) -> Result<Vec<RunRow>, StoreError> {
-        Ok(on_db!(self, p => sqlx::query_as(
+        let rows: Vec<RunRowRaw> = on_db!(self, p => sqlx::query_as(
             "SELECT period, status, started_at, finished_at, attempts, last_error, lease_owner, lease_expires_at \
              FROM billing_runs ORDER BY period DESC LIMIT $1")
             .bind(limit)
             .fetch_all(p)
-            .await?))
+            .await?);
+        rows.into_iter().map(RunRow::try_from).collect()
     }
 }

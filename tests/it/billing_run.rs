@@ -5,9 +5,9 @@ use rebill::clock::Clock;
 use crate::common::TestApp;
 use crate::common::world::{World, build};
 use chrono::Utc;
+use rebill::domain::OutboxAction;
 use rebill::domain::{Money, Period};
-use rebill::pipeline::ResyncRequest;
-use rebill::pipeline::resync;
+use rebill::pipeline::{DifferenceKind, PlanKind, ResyncRequest, resync};
 use rebill::store::calls::{CallKey, NewCall};
 use serde_json::Value;
 
@@ -89,7 +89,7 @@ async fn a_run_bills_every_customer_in_the_right_place(app: TestApp) {
     assert!(
         skips
             .iter()
-            .any(|(c, why)| *c == w.idle.id.get() && why.contains("no billable")),
+            .any(|(c, why)| *c == w.idle.id && why.contains("no billable")),
         "{skips:?}"
     );
     // The once-off item is now invoiced and frozen.
@@ -170,25 +170,24 @@ async fn a_resync_after_a_late_cdr_changes_exactly_the_affected_lines(app: TestA
         customer: None,
         dry_run: false,
     };
-    let plan = resync::plan(&w.pipeline, &req).await.unwrap();
+    let plan = resync(&w.pipeline, &req).await.unwrap().plan;
     let changed: Vec<_> = plan
         .actions
         .iter()
-        .filter(|a| a.kind != "unchanged")
+        .filter(|a| a.kind != PlanKind::Unchanged)
         .collect();
     assert!(
-        changed.iter().any(|a| a.customer_id == w.enabled.id.get()),
+        changed.iter().any(|a| a.customer_id == w.enabled.id),
         "{plan:#?}"
     );
     assert!(
-        changed.iter().any(|a| a.customer_id == w.autotask.id.get()),
+        changed.iter().any(|a| a.customer_id == w.autotask.id),
         "{plan:#?}"
     );
     assert!(
-        !changed.iter().any(|a| a.customer_id == w.disabled.id.get()),
+        !changed.iter().any(|a| a.customer_id == w.disabled.id),
         "the disabled customer had no calls: {plan:#?}"
     );
-    resync::apply(&w.pipeline, &plan).await.unwrap();
 
     let after = w.sandboxes.xero.invoices();
     assert_eq!(
@@ -221,11 +220,16 @@ async fn a_resync_after_a_late_cdr_changes_exactly_the_affected_lines(app: TestA
     );
 
     // A second resync is a no-op.
-    let plan = resync::plan(&w.pipeline, &req).await.unwrap();
+    let again = resync(&w.pipeline, &req).await.unwrap();
     assert!(
-        plan.actions.iter().all(|a| a.kind == "unchanged"),
-        "{plan:#?}"
+        again
+            .plan
+            .actions
+            .iter()
+            .all(|a| a.kind == PlanKind::Unchanged),
+        "{again:#?}"
     );
+    assert!(again.pushed.is_none(), "nothing carried out: {again:#?}");
 }
 
 async fn a_resync_after_payment_makes_a_credit_note_not_an_edit(app: TestApp) {
@@ -241,10 +245,15 @@ async fn a_resync_after_payment_makes_a_credit_note_not_an_edit(app: TestApp) {
     w.sandboxes.xero.pay(&number);
     // The SIP service is excluded after the run: November's fee comes off.
     app.store
-        .transition(&app.actor(), w.sip, rebill::domain::Transition::Exclude)
+        .transition(
+            &app.actor(),
+            w.sip,
+            rebill::domain::Transition::Exclude,
+            crate::common::world::day("2026-11-20"),
+        )
         .await
         .unwrap();
-    let plan = resync::plan(
+    resync(
         &w.pipeline,
         &ResyncRequest {
             period: nov(),
@@ -254,7 +263,6 @@ async fn a_resync_after_payment_makes_a_credit_note_not_an_edit(app: TestApp) {
     )
     .await
     .unwrap();
-    resync::apply(&w.pipeline, &plan).await.unwrap();
     let inv = w
         .sandboxes
         .xero
@@ -279,7 +287,7 @@ async fn a_billed_autotask_charge_gets_a_correcting_charge(app: TestApp) {
     w.sandboxes.autotask.bill_all_charges();
     let item = app.store.items(Some(w.autotask.id)).await.unwrap()[0].clone();
     app.store.remove_item(&app.actor(), item.id).await.unwrap();
-    let plan = resync::plan(
+    resync(
         &w.pipeline,
         &ResyncRequest {
             period: nov(),
@@ -289,7 +297,6 @@ async fn a_billed_autotask_charge_gets_a_correcting_charge(app: TestApp) {
     )
     .await
     .unwrap();
-    resync::apply(&w.pipeline, &plan).await.unwrap();
     let charges = w.sandboxes.autotask.charges();
     assert_eq!(charges.len(), 3, "{charges:#?}");
     let correction = charges
@@ -328,7 +335,7 @@ async fn a_dry_run_changes_nothing_anywhere(app: TestApp) {
     let outbox_before = serde_json::to_string(&app.store.outbox(None).await.unwrap()).unwrap();
     let xero_before = serde_json::to_string(&w.sandboxes.xero.invoices()).unwrap();
     let charges_before = w.sandboxes.autotask.charges();
-    let plan = resync::plan(
+    let dry = resync(
         &w.pipeline,
         &ResyncRequest {
             period: nov(),
@@ -338,8 +345,10 @@ async fn a_dry_run_changes_nothing_anywhere(app: TestApp) {
     )
     .await
     .unwrap();
+    assert!(dry.pushed.is_none(), "a dry run carries nothing out");
+    let plan = dry.plan;
     assert!(
-        plan.actions.iter().any(|a| a.kind != "unchanged"),
+        plan.actions.iter().any(|a| a.kind != PlanKind::Unchanged),
         "the plan shows the change"
     );
     assert_eq!(
@@ -379,7 +388,7 @@ async fn reconcile_is_clean_and_then_catches_an_amount_edited_in_xero(app: TestA
         .await
         .unwrap();
     assert_eq!(dirty.differences.len(), 1, "{dirty:#?}");
-    assert_eq!(dirty.differences[0].kind, "amount");
+    assert_eq!(dirty.differences[0].kind, DifferenceKind::Amount);
     assert_eq!(dirty.differences[0].invoice, number);
 }
 
@@ -405,7 +414,7 @@ async fn reconcile_checks_xeros_total_with_tax_at_the_configured_rates(app: Test
         dirty
             .differences
             .iter()
-            .all(|d| d.kind == "amount" && d.detail.contains("total (with tax)")),
+            .all(|d| d.kind == DifferenceKind::Amount && d.detail.contains("total (with tax)")),
         "{dirty:#?}"
     );
 
@@ -510,7 +519,7 @@ mod limits_and_grace {
         assert!(w.sandboxes.xero.emails().is_empty());
         let open = app.store.outbox(None).await.unwrap();
         assert_eq!(open.len(), 1);
-        assert_eq!(open[0].action, "xero_email");
+        assert_eq!(open[0].action, OutboxAction::XeroEmail);
         assert!(
             open[0].next_attempt_at > w.clock.now() + chrono::Duration::hours(1),
             "parked until the next day"

@@ -118,23 +118,23 @@ async fn service_goes_assigned_excluded_free_and_back(app: TestApp) {
     assert_eq!(v.state(), AssignmentState::Assigned);
     let v = app
         .store
-        .transition(&a, w.child, Transition::Exclude)
+        .transition(&a, w.child, Transition::Exclude, day("2026-11-20"))
         .await
         .unwrap();
     assert_eq!(v.state(), AssignmentState::Excluded);
     let v = app
         .store
-        .transition(&a, w.child, Transition::Restore)
+        .transition(&a, w.child, Transition::Restore, day("2026-11-20"))
         .await
         .unwrap();
     assert_eq!(v.state(), AssignmentState::Assigned);
     app.store
-        .transition(&a, w.child, Transition::Exclude)
+        .transition(&a, w.child, Transition::Exclude, day("2026-11-20"))
         .await
         .unwrap();
     let v = app
         .store
-        .transition(&a, w.child, Transition::Unassign)
+        .transition(&a, w.child, Transition::Unassign, day("2026-11-20"))
         .await
         .unwrap();
     assert_eq!(v.state(), AssignmentState::Unassigned);
@@ -161,11 +161,11 @@ async fn unassigned_service_can_be_assigned_to_another_customer(app: TestApp) {
         .await
         .unwrap();
     app.store
-        .transition(&a, w.child, Transition::Exclude)
+        .transition(&a, w.child, Transition::Exclude, day("2026-11-20"))
         .await
         .unwrap();
     app.store
-        .transition(&a, w.child, Transition::Unassign)
+        .transition(&a, w.child, Transition::Unassign, day("2026-11-20"))
         .await
         .unwrap();
     let v = app
@@ -196,7 +196,9 @@ async fn refusals_name_the_service_customer_and_state_and_change_nothing(app: Te
         &["not enabled for rebilling", "Service 0003"],
     );
     assert_refused(
-        app.store.transition(&a, w.child, Transition::Exclude).await,
+        app.store
+            .transition(&a, w.child, Transition::Exclude, day("2026-11-20"))
+            .await,
         &["not assigned"],
     );
     assert_eq!(
@@ -216,20 +218,24 @@ async fn refusals_name_the_service_customer_and_state_and_change_nothing(app: Te
     );
     assert_refused(
         app.store
-            .transition(&a, w.child, Transition::Unassign)
+            .transition(&a, w.child, Transition::Unassign, day("2026-11-20"))
             .await,
         &["ASSIGNED", "exclude it first", "Acme"],
     );
     assert_refused(
-        app.store.transition(&a, w.child, Transition::Restore).await,
+        app.store
+            .transition(&a, w.child, Transition::Restore, day("2026-11-20"))
+            .await,
         &["ASSIGNED"],
     );
     app.store
-        .transition(&a, w.child, Transition::Exclude)
+        .transition(&a, w.child, Transition::Exclude, day("2026-11-20"))
         .await
         .unwrap();
     assert_refused(
-        app.store.transition(&a, w.child, Transition::Exclude).await,
+        app.store
+            .transition(&a, w.child, Transition::Exclude, day("2026-11-20"))
+            .await,
         &["EXCLUDED already"],
     );
     assert_refused(

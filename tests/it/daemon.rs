@@ -81,7 +81,11 @@ async fn missed_periods_are_caught_up_oldest_first_exactly_once(app: TestApp) {
         .unwrap();
     assert!(again.is_empty());
     let runs = app.store.last_runs(10).await.unwrap();
-    assert!(runs.iter().all(|r| r.status == "done"), "{runs:?}");
+    assert!(
+        runs.iter()
+            .all(|r| r.status == rebill::domain::RunStatus::Done),
+        "{runs:?}"
+    );
 }
 
 async fn a_dead_holders_lease_expires_and_another_daemon_finishes_the_period_once(app: TestApp) {
@@ -127,7 +131,7 @@ async fn a_dead_holders_lease_expires_and_another_daemon_finishes_the_period_onc
         .execute(p).await.unwrap().rows_affected());
     let mut b = w.pipeline.clone();
     b.owner = "daemon-b".into();
-    rebill::daemon::run_period(&b, nov, true).await.unwrap();
+    b.run_period(nov).await.unwrap();
     assert_eq!(w.sandboxes.xero.invoices().len(), 2, "each invoice once");
     assert_eq!(w.sandboxes.xero.emails().len(), 1, "each email once");
     assert_eq!(w.sandboxes.autotask.charges().len(), 2, "each charge once");
@@ -323,9 +327,8 @@ async fn sigterm_during_a_push_lets_the_action_finish_and_records_it() {
     for inv in &remote {
         let id = inv["InvoiceID"].as_str().unwrap();
         assert!(
-            ledger
-                .iter()
-                .any(|l| l.remote_id.as_deref() == Some(id) && l.outcome == "ok"),
+            ledger.iter().any(|l| l.remote_id.as_deref() == Some(id)
+                && l.outcome == rebill::domain::LedgerOutcome::Ok),
             "invoice {id} created but not recorded"
         );
     }

@@ -15,4 +15,5 @@ mod cli_core;
 mod core_lifecycle;
 mod crash;
 mod daemon;
+mod who_owes_what;
 mod xero_client;

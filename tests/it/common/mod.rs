@@ -299,7 +299,7 @@ pub mod world {
         let jan = day("2026-01-01");
         s.assign(&a, sip, enabled.id, jan, None).await.unwrap();
         s.assign(&a, excluded, enabled.id, jan, None).await.unwrap();
-        s.transition(&a, excluded, Transition::Exclude)
+        s.transition(&a, excluded, Transition::Exclude, day("2026-11-20"))
             .await
             .unwrap();
         s.assign(&a, trunk, disabled.id, jan, None).await.unwrap();

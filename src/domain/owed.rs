@@ -1,0 +1,376 @@
+//! Who owes what — the one rule every run, resync and reconcile follows (DESIGN §2):
+//!
+//! - a **call** is owed by the customer who held its service on the day the call started
+//!   (assignments keep their history: `starts_on` up to `ends_on`, which is the first day no longer
+//!   held), so a reassignment never moves calls;
+//! - a **fee** or **recurring item** is owed for the days of a month it was held or active:
+//!   `price × days ÷ days in month`, rounded once, half away from zero;
+//! - a **once-off item** is owed once.
+//!
+//! Each owed thing has an identity, a [`Charge`]: what is owed and for which month. A charge lands on
+//! exactly one document of the customer that owes it: normally the invoice of its own period; one that
+//! an earlier run could not have seen (a start date or calls entered after that period's run) goes on
+//! the customer's next invoice as its own line (`svc-7-fee-2027-01`). `billing::compute_invoices`
+//! decides which charges a period's invoice carries; this module says what each is worth.
+
+use std::fmt;
+
+use chrono::{Datelike, Duration, NaiveDate};
+
+use super::billing::ChargeKey;
+use super::{AssignmentState, AutotaskCoding, CustomerId, ItemId, Period, ServiceId};
+
+/// One period during which a customer held a service (a row of the assignment history).
+#[derive(Debug, Clone)]
+pub struct Holding {
+    pub service_id: ServiceId,
+    pub customer_id: CustomerId,
+    /// ASSIGNED or EXCLUDED while live; UNASSIGNED once it has ended.
+    pub state: AssignmentState,
+    pub starts_on: NaiveDate,
+    /// The first day no longer held; `None` while the customer still holds it.
+    pub ends_on: Option<NaiveDate>,
+    pub autotask: Option<AutotaskCoding>,
+}
+
+impl Holding {
+    /// Whether the customer still holds the service but has it in the trash can: it is left off
+    /// invoices, with its calls, until restored.
+    pub fn is_excluded(&self) -> bool {
+        self.ends_on.is_none() && self.state == AssignmentState::Excluded
+    }
+
+    /// Whether the customer held the service on `day`.
+    pub fn held_on(&self, day: NaiveDate) -> bool {
+        day >= self.starts_on && self.ends_on.is_none_or(|e| day < e)
+    }
+
+    /// The days of `p` it was held: the first and last day, or `None`.
+    pub fn days_in(&self, p: Period) -> Option<(NaiveDate, NaiveDate)> {
+        let first = self.starts_on.max(p.first_day());
+        let last = match self.ends_on {
+            Some(e) => (e - Duration::days(1)).min(p.last_day()),
+            None => p.last_day(),
+        };
+        (first <= last).then_some((first, last))
+    }
+}
+
+/// The identity of one owed thing: what, and for which month. The same charge never appears on
+/// two documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Charge {
+    /// A service's monthly fee for `period`.
+    Fee { service: ServiceId, period: Period },
+    /// A service's rated calls made in `month` (billed in arrears, on the next month's invoice).
+    Usage { service: ServiceId, month: Period },
+    /// An item for `period`: a recurring item's month, or a once-off item's (it is owed once).
+    Item { item: ItemId, period: Period },
+}
+
+impl Charge {
+    /// The period whose invoice normally carries the charge.
+    pub fn home_period(&self) -> Period {
+        match *self {
+            Charge::Fee { period, .. } | Charge::Item { period, .. } => period,
+            Charge::Usage { month, .. } => month.next(),
+        }
+    }
+
+    /// The line key on the invoice of `invoice`: the plain key at home, and the month added when it
+    /// is billed late on a later invoice.
+    pub fn key_on(&self, invoice: Period) -> ChargeKey {
+        let late = invoice != self.home_period();
+        let key = match *self {
+            Charge::Fee { service, period } if late => format!("svc-{service}-fee-{period}"),
+            Charge::Fee { service, .. } => format!("svc-{service}-fee"),
+            Charge::Usage { service, month } => format!("svc-{service}-calls-{month}"),
+            Charge::Item { item, period } if late => format!("item-{item}-{period}"),
+            Charge::Item { item, .. } => format!("item-{item}"),
+        };
+        ChargeKey::from_parts(key)
+    }
+
+    /// Reads a recorded line's key on the invoice of `invoice` back into the charge it bills.
+    pub fn from_key(key: &ChargeKey, invoice: Period) -> Option<Charge> {
+        let k = key.as_str();
+        let id = |s: &str| s.parse::<i64>().ok();
+        if let Some(rest) = k.strip_prefix("svc-") {
+            let (service, tail) = rest.split_once('-')?;
+            let service = ServiceId::new(id(service)?).ok()?;
+            if tail == "fee" {
+                return Some(Charge::Fee {
+                    service,
+                    period: invoice,
+                });
+            }
+            if let Some(p) = tail.strip_prefix("fee-") {
+                return Some(Charge::Fee {
+                    service,
+                    period: Period::parse(p).ok()?,
+                });
+            }
+            let month = Period::parse(tail.strip_prefix("calls-")?).ok()?;
+            return Some(Charge::Usage { service, month });
+        }
+        let rest = k.strip_prefix("item-")?;
+        let (item, period) = match rest.split_once('-') {
+            Some((item, p)) => (item, Period::parse(p).ok()?),
+            None => (rest, invoice),
+        };
+        Some(Charge::Item {
+            item: ItemId::new(id(item)?).ok()?,
+            period,
+        })
+    }
+}
+
+impl fmt::Display for Charge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key_on(self.home_period()).as_str())
+    }
+}
+
+/// The days of a month something was held or active: `used` of `days`, from `first` to `last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    pub used: u32,
+    pub days: u32,
+    pub first: NaiveDate,
+    pub last: NaiveDate,
+}
+
+impl Share {
+    pub fn whole(p: Period) -> Share {
+        Share {
+            used: p.days(),
+            days: p.days(),
+            first: p.first_day(),
+            last: p.last_day(),
+        }
+    }
+
+    pub fn is_whole(&self) -> bool {
+        self.used == self.days
+    }
+
+    /// The share of `p` from `first` to `last` (both inside `p`).
+    pub fn of(p: Period, first: NaiveDate, last: NaiveDate) -> Share {
+        Share {
+            used: (last - first).num_days() as u32 + 1,
+            days: p.days(),
+            first,
+            last,
+        }
+    }
+
+    /// "20–31 January 2027 (12 of 31 days)", or "January 2027" for the whole month.
+    pub fn describe(&self, p: Period) -> String {
+        let month = p.first_day().format("%B %Y");
+        if self.is_whole() {
+            month.to_string()
+        } else if self.first == self.last {
+            format!("{} {month} (1 of {} days)", self.first.day(), self.days)
+        } else {
+            format!(
+                "{}–{} {month} ({} of {} days)",
+                self.first.day(),
+                self.last.day(),
+                self.used,
+                self.days
+            )
+        }
+    }
+}
+
+/// The share of `p` a customer held a service, over all its holdings of it (a service can come back
+/// to the same customer within a month): days summed, first and last day overall.
+pub fn held_share<'a>(holdings: impl IntoIterator<Item = &'a Holding>, p: Period) -> Option<Share> {
+    let mut share: Option<Share> = None;
+    for (first, last) in holdings.into_iter().filter_map(|h| h.days_in(p)) {
+        let used = (last - first).num_days() as u32 + 1;
+        share = Some(match share {
+            None => Share::of(p, first, last),
+            Some(s) => Share {
+                used: (s.used + used).min(s.days),
+                days: s.days,
+                first: s.first.min(first),
+                last: s.last.max(last),
+            },
+        });
+    }
+    share
+}
+
+/// The share of `p` a recurring item starting on `starts_on` is active (it runs until removed).
+pub fn active_share(starts_on: Option<NaiveDate>, p: Period) -> Option<Share> {
+    match starts_on {
+        Some(d) if d > p.last_day() => None,
+        Some(d) if d >= p.first_day() => Some(Share::of(p, d, p.last_day())),
+        _ => Some(Share::whole(p)),
+    }
+}
+
+/// The months an invoice for `period` looks back over for charges no document carries yet: the
+/// `catch_up_months` before it, never before `billing_start` (the first period this installation
+/// billed: nothing before it is back-billed).
+pub fn catch_up_window(
+    period: Period,
+    billing_start: Option<Period>,
+    catch_up_months: u32,
+) -> Vec<Period> {
+    let Some(start) = billing_start else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut q = period;
+    for _ in 0..catch_up_months {
+        q = q.previous();
+        if q < start {
+            break;
+        }
+        out.push(q);
+    }
+    out.reverse();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Period {
+        Period::parse(s).unwrap()
+    }
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+    fn holding(starts: &str, ends: Option<&str>) -> Holding {
+        Holding {
+            service_id: ServiceId::new(7).unwrap(),
+            customer_id: CustomerId::new(3).unwrap(),
+            state: if ends.is_some() {
+                AssignmentState::Unassigned
+            } else {
+                AssignmentState::Assigned
+            },
+            starts_on: d(starts),
+            ends_on: ends.map(d),
+            autotask: None,
+        }
+    }
+
+    #[test]
+    fn charges_read_back_from_their_keys_on_any_invoice() {
+        let s = ServiceId::new(7).unwrap();
+        let i = ItemId::new(4).unwrap();
+        let charges = [
+            Charge::Fee {
+                service: s,
+                period: p("2027-01"),
+            },
+            Charge::Usage {
+                service: s,
+                month: p("2026-12"),
+            },
+            Charge::Item {
+                item: i,
+                period: p("2027-01"),
+            },
+        ];
+        for c in charges {
+            for invoice in [p("2027-01"), p("2027-02"), p("2027-04")] {
+                let key = c.key_on(invoice);
+                assert_eq!(
+                    Charge::from_key(&key, invoice),
+                    Some(c),
+                    "{key} on {invoice}"
+                );
+            }
+        }
+        assert_eq!(
+            Charge::Fee {
+                service: s,
+                period: p("2027-01")
+            }
+            .key_on(p("2027-02"))
+            .as_str(),
+            "svc-7-fee-2027-01"
+        );
+        assert_eq!(
+            Charge::Fee {
+                service: s,
+                period: p("2027-01")
+            }
+            .key_on(p("2027-01"))
+            .as_str(),
+            "svc-7-fee"
+        );
+    }
+
+    #[test]
+    fn the_days_held_run_from_the_start_to_the_day_before_the_end() {
+        let cases = [
+            (
+                "2027-01-20",
+                None,
+                "2027-01",
+                Some(("2027-01-20", "2027-01-31")),
+            ),
+            (
+                "2026-10-01",
+                Some("2027-01-11"),
+                "2027-01",
+                Some(("2027-01-01", "2027-01-10")),
+            ),
+            ("2026-10-01", Some("2027-01-01"), "2027-01", None),
+            ("2027-02-01", None, "2027-01", None),
+            (
+                "2027-01-31",
+                Some("2027-02-01"),
+                "2027-01",
+                Some(("2027-01-31", "2027-01-31")),
+            ),
+        ];
+        for (starts, ends, period, want) in cases {
+            let got = holding(starts, ends).days_in(p(period));
+            assert_eq!(
+                got,
+                want.map(|(a, b)| (d(a), d(b))),
+                "{starts}..{ends:?} in {period}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_part_month_is_described_by_its_days() {
+        let jan = p("2027-01");
+        let share = held_share([&holding("2027-01-20", None)], jan).unwrap();
+        assert_eq!(share.describe(jan), "20–31 January 2027 (12 of 31 days)");
+        let whole = held_share([&holding("2026-01-01", None)], jan).unwrap();
+        assert_eq!(whole.describe(jan), "January 2027");
+        let two = held_share(
+            [
+                &holding("2027-01-01", Some("2027-01-06")),
+                &holding("2027-01-21", None),
+            ],
+            jan,
+        )
+        .unwrap();
+        assert_eq!(two.used, 5 + 11);
+    }
+
+    #[test]
+    fn the_catch_up_window_never_reaches_before_the_first_billed_period() {
+        assert!(catch_up_window(p("2027-02"), None, 3).is_empty());
+        assert_eq!(
+            catch_up_window(p("2027-02"), Some(p("2027-01")), 3),
+            vec![p("2027-01")]
+        );
+        assert_eq!(
+            catch_up_window(p("2027-04"), Some(p("2026-01")), 2),
+            vec![p("2027-02"), p("2027-03")]
+        );
+        assert!(catch_up_window(p("2027-01"), Some(p("2027-01")), 3).is_empty());
+    }
+}
