@@ -162,7 +162,8 @@ pub async fn write(
             for_each_call(store, &s, period, tz, |u, c| {
                 let Some(c) = c else { return Ok(()) };
                 let call = serde_json::json!({"user": u, "destination": c.destination, "started_at": local(c.started_at, tz),
-                    "duration_secs": c.duration_secs, "call_type": c.call_type, "cost": price(c), "rated": c.price_micros.is_some()});
+                    "duration_secs": c.duration_secs, "call_type": c.call_type,
+                    "cost": c.price_micros.map(|p| Money::from_micros(p).to_string()), "rated": c.price_micros.is_some()});
                 if !first {
                     out.write_all(b",")?;
                 }

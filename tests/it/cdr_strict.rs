@@ -360,6 +360,16 @@ async fn summary_csv_quotes_fields_neutralises_formulas_and_marks_unrated_calls(
     .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(v["calls"].as_array().unwrap().len(), 2);
+    let unrated = v["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["rated"] == false)
+        .unwrap();
+    assert!(
+        unrated["cost"].is_null(),
+        "no word in the cost field: {unrated}"
+    );
     assert_eq!(v["summary"]["totals"]["unrated_calls"], 1);
     assert_eq!(v["users_without_calls"], serde_json::json!(["0299990002"]));
 }
@@ -427,6 +437,34 @@ mod imports {
             .failure()
             .stderr(contains("emial"))
             .stderr(contains("customers.json:2"));
+    }
+
+    #[test]
+    fn a_cdr_file_with_too_many_rejected_rows_exits_non_zero_keeping_its_good_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("call_id,user,start,duration,destination\n");
+        for i in 0..18 {
+            text.push_str(&format!(
+                "k{i},0299990001,2026-10-05T10:00:{i:02}+11:00,60,0299990000\n"
+            ));
+        }
+        text.push_str("b1,0299990001,05/10/2026 10:00,60,0299990000\n");
+        text.push_str("b2,0299990001,05/10/2026 10:01,60,0299990000\n");
+        std::fs::write(dir.path().join("pbx.csv"), text).unwrap();
+        rebilld(dir.path())
+            .args(["cdr", "import", "pbx.csv"])
+            .assert()
+            .failure()
+            .stdout(contains("18 imported"))
+            .stderr(contains("2 of 20 rows"))
+            .stderr(contains("max_reject_share"));
+        // Allowed a larger share, the same file passes (its calls already stored).
+        rebilld(dir.path())
+            .env("REBILL_CDR__MAX_REJECT_SHARE", "0.2")
+            .args(["cdr", "import", "pbx.csv"])
+            .assert()
+            .success()
+            .stdout(contains("18 duplicates"));
     }
 
     #[test]
