@@ -568,7 +568,8 @@ fn to_call(r: &csv::ByteRecord, p: &Parser) -> Result<Row, String> {
             .get(i)
             .ok_or_else(|| format!("the {what} field (column {}) is missing", i + 1))?;
         std::str::from_utf8(b)
-            .map(str::trim)
+            // A BOM before a headerless file's first field is not part of it.
+            .map(|s| s.trim_start_matches('\u{feff}').trim())
             .map_err(|_| format!("the {what} field is not UTF-8 text"))
     };
     let optional = |i: Option<usize>, what: &str| -> Result<Option<&str>, String> {

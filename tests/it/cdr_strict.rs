@@ -374,7 +374,38 @@ async fn summary_csv_quotes_fields_neutralises_formulas_and_marks_unrated_calls(
     assert_eq!(v["users_without_calls"], serde_json::json!(["0299990002"]));
 }
 
+async fn a_bom_before_a_headerless_file_or_a_header_is_ignored(app: TestApp) {
+    let id = service(&app).await;
+    let mapping = Mapping::from_toml(
+        "has_header = false\n[columns]\nuser = 1\nstart = 2\nduration = 3\ndestination = 4\n",
+    )
+    .unwrap();
+    let file = write(
+        &app,
+        "bom.csv",
+        "\u{feff}0299990001,2026-10-05T10:00:00+11:00,60,0299990000\n",
+    );
+    let r = import_file(&app.store, &mapping, &file, None, &opts())
+        .await
+        .unwrap();
+    assert_eq!((r.imported, r.unmatched), (1, 0), "{r:?}");
+    let file = write(
+        &app,
+        "bom-header.csv",
+        "\u{feff}CALL_ID, User ,Start,Duration,Destination\nb1,0299990002,2026-10-05T10:00:00+11:00,60,0299990000\n",
+    );
+    let r = import_file(&app.store, &Mapping::standard(), &file, None, &opts())
+        .await
+        .unwrap();
+    assert_eq!((r.imported, r.unmatched), (1, 0), "{r:?}");
+    let s = rebill::cdr::summary::summary(&app.store, id, Period::parse("2026-10").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(s.totals.calls, 2);
+}
+
 backend_tests!(
+    a_bom_before_a_headerless_file_or_a_header_is_ignored,
     a_mapped_column_the_file_lacks_is_refused_naming_the_key_and_the_file,
     a_file_whose_every_row_is_rejected_fails_and_the_spool_moves_it_to_failed,
     crlf_rejects_keep_their_line_and_raw_text_for_reimport,
