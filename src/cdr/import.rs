@@ -295,6 +295,7 @@ pub async fn import_file(
         plans,
         batch_rows: opts.batch_rows,
         rejects_path,
+        path: path.to_path_buf(),
         raw,
         bar,
     };
@@ -359,6 +360,8 @@ struct Parser {
     plans: HashMap<i64, (i32, RatePlan)>,
     batch_rows: usize,
     rejects_path: PathBuf,
+    /// The file being imported, and a second handle on it for rejected rows' raw text.
+    path: PathBuf,
     raw: File,
     bar: Option<indicatif::ProgressBar>,
 }
@@ -438,7 +441,7 @@ impl Parser {
     fn raw_row(&self, from: &csv::Position, to: u64) -> Result<(u64, String), ImportError> {
         use std::io::{Seek, SeekFrom};
         let io = |e: std::io::Error| ImportError::Io {
-            file: self.rejects_path.display().to_string(),
+            file: self.path.display().to_string(),
             source: e,
         };
         let len = to.saturating_sub(from.byte());
