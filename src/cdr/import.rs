@@ -688,3 +688,38 @@ fn to_call(r: &csv::ByteRecord, p: &Parser) -> Result<Row, String> {
         unrated,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(rows: u64, rejected: u64, skipped: u64) -> ImportReport {
+        ImportReport {
+            file: "pbx.csv".into(),
+            rows_read: rows,
+            rejected,
+            skipped_by_rule: skipped,
+            ..ImportReport::default()
+        }
+    }
+
+    #[test]
+    fn a_file_fails_when_every_row_or_more_than_the_share_is_rejected() {
+        for (rows, rejected, skipped, fails) in [
+            (0, 0, 0, false),   // empty: a quiet day, not a failure
+            (10, 0, 10, false), // all skipped by rule (unanswered)
+            (5, 5, 0, true),    // every row rejected
+            (6, 5, 1, true),    // no call left
+            (100, 5, 0, false), // 5 %: allowed
+            (100, 6, 0, true),  // 6 %
+        ] {
+            let mut r = report(rows, rejected, skipped);
+            r.judge(0.05);
+            assert_eq!(
+                r.failed.is_some(),
+                fails,
+                "{rows} rows, {rejected} rejected"
+            );
+        }
+    }
+}
