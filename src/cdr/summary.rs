@@ -102,38 +102,19 @@ pub async fn for_each_call(
     summary: &Summary,
     period: Period,
     tz: Tz,
-    mut on_call: impl FnMut(&str, Option<&CallDetail>) -> std::io::Result<()>,
+    on_call: impl FnMut(&str, Option<&CallDetail>) -> std::io::Result<()>,
 ) -> Result<(), StoreError> {
     let (start, end) = period.bounds(tz);
     let service = ServiceId::new(summary.service_id)?;
-    for user in &summary.users {
-        let mut after = (i64::MIN, 0i64);
-        let mut any = false;
-        loop {
-            let page = store
-                .user_calls(
-                    service,
-                    user,
-                    start.timestamp(),
-                    end.timestamp(),
-                    after,
-                    5_000,
-                )
-                .await?;
-            for c in &page {
-                any = true;
-                on_call(user, Some(c)).map_err(|e| StoreError::Corrupt(format!("write: {e}")))?;
-            }
-            match page.last() {
-                Some(c) => after = (c.started_at, c.id),
-                None => break,
-            }
-        }
-        if !any {
-            on_call(user, None).map_err(|e| StoreError::Corrupt(format!("write: {e}")))?;
-        }
-    }
-    Ok(())
+    store
+        .stream_user_calls(
+            service,
+            &summary.users,
+            start.timestamp(),
+            end.timestamp(),
+            on_call,
+        )
+        .await
 }
 
 /// Writes the summary as a readable report, JSON or CSV.

@@ -291,6 +291,11 @@ impl Rollups {
     }
 }
 
+/// A page of one user's calls of a service in a range, after `(started_at, id)`.
+const USER_CALLS: &str = "SELECT id, user_ref, started_at, duration_secs, destination, call_type, inbound, cost_micros, price_micros \
+     FROM calls WHERE service_id = $1 AND user_ref = $2 AND started_at >= $3 AND started_at < $4 \
+     AND (started_at > $5 OR (started_at = $5 AND id > $6)) ORDER BY started_at, id LIMIT $7";
+
 /// How an upsert adds a batch's sums to a stored rollup row.
 const ROLLUP_SUMS: &str = "calls = call_rollups.calls + excluded.calls, seconds = call_rollups.seconds + excluded.seconds, \
      cost_micros = call_rollups.cost_micros + excluded.cost_micros, price_micros = call_rollups.price_micros + excluded.price_micros, \
@@ -1003,6 +1008,53 @@ impl Store {
         )
     }
 
+    /// Streams each of `users`' calls in `[start, end)` of `service`, oldest first:
+    /// `on_call(user, Some(call))` per call, `on_call(user, None)` for a user without calls. Pages
+    /// of 5,000 on ONE connection held throughout: a pool connection released between pages may
+    /// not be back before the next page asks, and each new SQLite connection grows a page cache
+    /// of its own (a month's summary went from 122 MB to 192 MB peak that way).
+    pub async fn stream_user_calls(
+        &self,
+        service: ServiceId,
+        users: &[String],
+        start: i64,
+        end: i64,
+        mut on_call: impl FnMut(&str, Option<&CallDetail>) -> std::io::Result<()>,
+    ) -> Result<(), StoreError> {
+        let write = |e: std::io::Error| StoreError::Corrupt(format!("write: {e}"));
+        on_db!(self, p => {
+            let mut conn = p.acquire().await?;
+            for user in users {
+                let mut after = (i64::MIN, 0i64);
+                let mut any = false;
+                loop {
+                    let page: Vec<CallDetail> = sqlx::query_as(USER_CALLS)
+                        .bind(service.get())
+                        .bind(user)
+                        .bind(start)
+                        .bind(end)
+                        .bind(after.0)
+                        .bind(after.1)
+                        .bind(5_000i64)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    for c in &page {
+                        any = true;
+                        on_call(user, Some(c)).map_err(write)?;
+                    }
+                    match page.last() {
+                        Some(c) => after = (c.started_at, c.id),
+                        None => break,
+                    }
+                }
+                if !any {
+                    on_call(user, None).map_err(write)?;
+                }
+            }
+        });
+        Ok(())
+    }
+
     /// One user's calls in a range, oldest first, `limit` at a time after `(started_at, id)`.
     pub async fn user_calls(
         &self,
@@ -1013,10 +1065,7 @@ impl Store {
         after: (i64, i64),
         limit: i64,
     ) -> Result<Vec<CallDetail>, StoreError> {
-        Ok(on_db!(self, p => sqlx::query_as(
-            "SELECT id, user_ref, started_at, duration_secs, destination, call_type, inbound, cost_micros, price_micros \
-             FROM calls WHERE service_id = $1 AND user_ref = $2 AND started_at >= $3 AND started_at < $4 \
-             AND (started_at > $5 OR (started_at = $5 AND id > $6)) ORDER BY started_at, id LIMIT $7")
+        Ok(on_db!(self, p => sqlx::query_as(USER_CALLS)
             .bind(service.get())
             .bind(user)
             .bind(start)
