@@ -292,6 +292,7 @@ pub async fn import_file(
         skip,
         inbound,
         users,
+        memo: Default::default(),
         plans,
         batch_rows: opts.batch_rows,
         rejects_path,
@@ -357,6 +358,8 @@ struct Parser {
     inbound: Vec<String>,
     /// E.164 form → (the catalogue's user reference, its service).
     users: HashMap<String, (String, i64)>,
+    /// Written user → (its stored form when not the same, its service).
+    memo: std::cell::RefCell<HashMap<String, (Option<String>, Option<i64>)>>,
     plans: HashMap<i64, (i32, RatePlan)>,
     batch_rows: usize,
     rejects_path: PathBuf,
@@ -435,6 +438,27 @@ impl Parser {
 }
 
 impl Parser {
+    /// The user a CDR's (punctuation-free) user field stands for, and its service: the
+    /// catalogue's own reference when its E.164 form matches, else the E.164 form. Remembered per
+    /// written form (a file repeats a few thousand users millions of times).
+    fn user_of(&self, written: String) -> (String, Option<i64>) {
+        let mut memo = self.memo.borrow_mut();
+        if let Some((stored, service)) = memo.get(&written) {
+            return (stored.clone().unwrap_or(written), *service);
+        }
+        let number = e164(&written, self.country);
+        let (stored, service) = match self.users.get(&number) {
+            Some((r, s)) => (r.clone(), Some(*s)),
+            None => (number, None),
+        };
+        if memo.len() >= 100_000 {
+            memo.clear();
+        }
+        let differs = (stored != written).then(|| stored.clone());
+        memo.insert(written, (differs, service));
+        (stored, service)
+    }
+
     /// A rejected row's line and its text exactly as read (without its line ending). The CSV
     /// reader counts lines at the start of a record, before the `\n` of a CRLF ending or a blank
     /// line before it: each such `\n` skipped here is one line more.
@@ -531,7 +555,6 @@ fn to_call(r: &csv::ByteRecord, p: &Parser) -> Result<Row, String> {
         mapping: m,
         skip,
         inbound,
-        users,
         plans,
         ..
     } = p;
@@ -546,24 +569,28 @@ fn to_call(r: &csv::ByteRecord, p: &Parser) -> Result<Row, String> {
             r.len()
         ));
     }
-    for (i, f) in r.iter().enumerate() {
-        if f.contains(&0) {
-            return Err(format!("field {} contains a NUL byte", i + 1));
-        }
-        if f.len() > MAX_FIELD_BYTES {
-            return Err(format!(
-                "field {} is {} bytes long, more than {} KiB",
-                i + 1,
-                f.len(),
-                MAX_FIELD_BYTES / 1024
-            ));
-        }
-        if f.contains(&b'\n') || f.contains(&b'\r') {
-            // Only a quoted field can hold one: a quote left open swallows the lines after it.
-            return Err(format!(
-                "field {} spans lines (a missing closing quote?)",
-                i + 1
-            ));
+    // One scan of the whole row (the usual case: nothing found); per field only for the reason.
+    let bytes = r.as_slice();
+    if bytes.len() > MAX_FIELD_BYTES || bytes.iter().any(|&b| b == 0 || b == b'\n' || b == b'\r') {
+        for (i, f) in r.iter().enumerate() {
+            if f.contains(&0) {
+                return Err(format!("field {} contains a NUL byte", i + 1));
+            }
+            if f.len() > MAX_FIELD_BYTES {
+                return Err(format!(
+                    "field {} is {} bytes long, more than {} KiB",
+                    i + 1,
+                    f.len(),
+                    MAX_FIELD_BYTES / 1024
+                ));
+            }
+            if f.contains(&b'\n') || f.contains(&b'\r') {
+                // Only a quoted field can hold one: a quote left open swallows the lines after it.
+                return Err(format!(
+                    "field {} spans lines (a missing closing quote?)",
+                    i + 1
+                ));
+            }
         }
     }
     let field = |i: usize, what: &str| -> Result<&str, String> {
@@ -633,11 +660,7 @@ fn to_call(r: &csv::ByteRecord, p: &Parser) -> Result<Row, String> {
     };
     // A matched call carries the catalogue's own reference (the summary lists calls by it); an
     // unmatched one its E.164 form, which `cdr unmatched` lists and `cdr rerate` matches later.
-    let number = e164(&written_user, p.country);
-    let (user, service) = match users.get(&number) {
-        Some((r, s)) => (r.clone(), Some(*s)),
-        None => (number, None),
-    };
+    let (user, service) = p.user_of(written_user);
     let (price, version) = match service.and_then(|s| plans.get(&s)) {
         Some((v, plan)) => {
             let call = CallForRating {
