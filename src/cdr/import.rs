@@ -348,6 +348,9 @@ pub async fn import_file(
     Ok(report)
 }
 
+/// A written user's stored form when not the same as written, and its service.
+type StoredUser = (Option<String>, Option<i64>);
+
 /// The reading half of an import: rows to calls, batches to the writer, bad rows to the rejects file.
 struct Parser {
     idx: Indexes,
@@ -359,7 +362,7 @@ struct Parser {
     /// E.164 form → (the catalogue's user reference, its service).
     users: HashMap<String, (String, i64)>,
     /// Written user → (its stored form when not the same, its service).
-    memo: std::cell::RefCell<HashMap<String, (Option<String>, Option<i64>)>>,
+    memo: std::cell::RefCell<HashMap<String, StoredUser>>,
     plans: HashMap<i64, (i32, RatePlan)>,
     batch_rows: usize,
     rejects_path: PathBuf,
