@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rebill::cli::{self, Cli, Ctx};
-use rebill::config::{Config, EXIT_CONFIG};
+use rebill::config::{Config, ConfigError, EXIT_CONFIG};
 use rebill::store::Store;
 
 fn main() -> ExitCode {
+    cli::exit_quietly_on_broken_pipe();
     let args = Cli::parse();
     let config = match Config::load(args.config.as_deref()) {
         Ok(c) => c,
@@ -17,11 +18,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG as u8);
         }
     };
-    let format = args
-        .log_format
-        .clone()
-        .unwrap_or_else(|| config.log.format.clone());
-    rebill::telemetry::init(&format, &config.log.level);
+    let format = args.log_format.unwrap_or(config.log.format);
+    rebill::telemetry::init(format, &config.log.level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -36,15 +34,35 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rebilld: {e:#}");
-            ExitCode::FAILURE
+            if is_config_error(&e) {
+                ExitCode::from(EXIT_CONFIG as u8)
+            } else {
+                ExitCode::from(cli::exit_code(&e))
+            }
         }
     }
 }
 
+/// A configuration error found once a command needed it (a secret of the integration it uses).
+fn is_config_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.is::<ConfigError>()
+            || matches!(
+                c.downcast_ref::<rebill::xero::XeroError>(),
+                Some(rebill::xero::XeroError::NotConfigured(_))
+            )
+            || matches!(
+                c.downcast_ref::<rebill::autotask::AutotaskError>(),
+                Some(rebill::autotask::AutotaskError::NotConfigured(_))
+            )
+    })
+}
+
 async fn run(args: Cli, config: Config) -> anyhow::Result<()> {
-    // The demo makes its own fresh database; it must not create or touch the configured one.
+    // These make no use of the configured database: they must not create or touch it.
     match args.command {
         Some(cli::Command::Demo(a)) => return cli::demo::demo(&config, a).await,
+        Some(cli::Command::Sandbox(a)) => return cli::demo::sandbox(a).await,
         Some(cli::Command::Completions { shell }) => {
             cli::print_completions(shell);
             return Ok(());

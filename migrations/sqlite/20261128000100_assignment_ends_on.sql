@@ -4,3 +4,6 @@
 -- Assignments unassigned before this column existed end on the day they were last changed.
 ALTER TABLE assignments ADD COLUMN ends_on TEXT;
 UPDATE assignments SET ends_on = substr(CAST(changed_at AS TEXT), 1, 10) WHERE state = 'unassigned';
+-- The last day the assignment came back from the trash can: what it owes from before then is not
+-- billed late (a run left it off while it was excluded).
+ALTER TABLE assignments ADD COLUMN restored_on TEXT;

@@ -13,6 +13,8 @@ use super::query::Filter;
 use super::wire::{ContractCharge, CreateResult};
 use super::{AutotaskError, ChargeChange, ChargeDraft, RemoteCharge};
 use crate::domain::{ContractId, Money};
+// Autotask's fields are numbers, not strings: exact ones.
+use crate::http::json::number;
 
 fn remote(c: ContractCharge) -> RemoteCharge {
     RemoteCharge {
@@ -24,11 +26,6 @@ fn remote(c: ContractCharge) -> RemoteCharge {
         unit_cost: Money::new(c.unit_cost.unwrap_or_default()),
         is_billed: c.is_billed.unwrap_or(false),
     }
-}
-
-/// A decimal as a JSON number (Autotask's fields are numbers, not strings).
-fn number(d: Decimal) -> serde_json::Value {
-    serde_json::from_str(&d.normalize().to_string()).unwrap_or(serde_json::Value::Null)
 }
 
 fn body(d: &ChargeDraft) -> serde_json::Value {
@@ -232,5 +229,25 @@ mod tests {
         );
         assert_eq!(m, "rebill 2026-11 c12 svc-3-fee adjm1250");
         assert!(correction_marker(&"x".repeat(50), Money::parse("1").unwrap()).len() <= 50);
+    }
+
+    #[test]
+    fn a_charges_amounts_go_out_as_exact_json_numbers() {
+        let draft = ChargeDraft {
+            contract_id: ContractId::new(29684183).unwrap(),
+            product_id: crate::domain::ProductId::new(1).unwrap(),
+            material_code_id: crate::domain::MaterialCodeId::new(2).unwrap(),
+            name: "n".into(),
+            description: "d".into(),
+            unit_quantity: Decimal::ONE,
+            unit_price: Money::parse("12345678901234.56").unwrap(),
+            unit_cost: Money::parse("1234567890123456.78").unwrap(),
+            date_purchased: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            billable: true,
+            marker: "m".into(),
+        };
+        let text = serde_json::to_string(&body(&draft)).unwrap();
+        assert!(text.contains(r#""unitPrice":12345678901234.56"#), "{text}");
+        assert!(text.contains(r#""unitCost":1234567890123456.78"#), "{text}");
     }
 }

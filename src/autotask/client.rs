@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
@@ -17,6 +17,7 @@ use super::pace::Pacer;
 use super::query::Filter;
 use super::wire::{self, Page};
 use super::{AutotaskConfig, AutotaskError};
+use crate::http::{Failure, Retries, retry_after, retrying};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -47,6 +48,13 @@ pub(super) struct Reply {
     pub body: String,
 }
 
+/// What came back, with the server's `Retry-After`.
+struct RawReply {
+    status: StatusCode,
+    body: String,
+    retry_after: Option<Duration>,
+}
+
 /// Whether a request may be sent again after an unclear outcome.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Repeat {
@@ -57,12 +65,15 @@ pub(super) enum Repeat {
 
 impl AutotaskClient {
     pub async fn new(cfg: &AutotaskConfig, store: Store) -> Result<Self, AutotaskError> {
-        if cfg.username.is_none() || cfg.secret.is_none() || cfg.integration_code.is_none() {
+        if cfg.username.is_none() {
             return Err(AutotaskError::NotConfigured(
                 "autotask.username, autotask.secret and autotask.integration_code are all needed"
                     .into(),
             ));
         }
+        // A secret is asked for only here, when a command uses Autotask.
+        cfg.secrets()
+            .map_err(|e| AutotaskError::NotConfigured(e.to_string()))?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(cfg.timeout_secs))
@@ -155,138 +166,148 @@ impl AutotaskClient {
         repeat: Repeat,
     ) -> Result<Reply, AutotaskError> {
         let endpoint = endpoint_of(path_or_url);
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(self.inner.cfg.retry_base_ms))
-            .with_max_delay(Duration::from_secs(60))
-            .with_max_times(self.inner.cfg.max_retries)
-            .with_jitter()
-            .build();
-        let mut re_resolved = false;
-        loop {
-            let zone = self.zone(false).await?;
-            let url = if path_or_url.starts_with("http") {
-                let u = url::Url::parse(path_or_url)
-                    .map_err(|e| AutotaskError::Decode(e.to_string()))?;
-                if u.host_str() != zone.host_str()
-                    || u.scheme() != zone.scheme()
-                    || u.port_or_known_default() != zone.port_or_known_default()
-                {
-                    return Err(AutotaskError::ForeignHost(
-                        u.host_str().unwrap_or("?").to_string(),
-                    ));
-                }
-                u
-            } else {
-                zone.join(path_or_url)
-                    .map_err(|e| AutotaskError::Decode(e.to_string()))?
-            };
-            if let Err(wait) = self.inner.pacer.acquire().await {
-                return Err(AutotaskError::BudgetSpent { retry_after: wait });
-            }
-            let sem = self.slot(&endpoint).await;
-            let outcome = {
-                let _permit = sem
-                    .acquire()
-                    .await
-                    .map_err(|_| AutotaskError::Transport("client closed".into()))?;
-                let mut req = self
-                    .inner
-                    .http
-                    .request(method.clone(), url)
-                    .header(
-                        "ApiIntegrationCode",
-                        self.inner
-                            .cfg
-                            .integration_code
-                            .as_ref()
-                            .map(|s| s.expose_secret().to_string())
-                            .unwrap_or_default(),
-                    )
-                    .header("UserName", self.username())
-                    .header(
-                        "Secret",
-                        self.inner
-                            .cfg
-                            .secret
-                            .as_ref()
-                            .map(|s| s.expose_secret().to_string())
-                            .unwrap_or_default(),
-                    )
-                    .header("Accept", "application/json");
-                if let Some(b) = body {
-                    req = req.json(b);
-                }
-                match req.send().await {
-                    Ok(resp) => {
-                        let status = resp.status();
-                        let retry_after = resp
-                            .headers()
-                            .get("retry-after")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.trim().parse::<u64>().ok())
-                            .map(Duration::from_secs);
-                        let text = resp.text().await.map_err(transport);
-                        text.map(|t| (status, t, retry_after))
-                    }
-                    Err(e) => Err(transport(e)),
-                }
-            };
-            let wait = match outcome {
-                Ok((StatusCode::UNAUTHORIZED, _, _)) if !re_resolved => {
-                    // The zone may have moved: look it up again once.
-                    re_resolved = true;
-                    self.zone(true).await?;
-                    continue;
-                }
-                Ok((s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN), _, _)) => {
-                    return Err(AutotaskError::Unauthorized { status: s.as_u16() });
-                }
-                Ok((status, text, retry_after))
-                    if status.as_u16() == 429 || is_thread_threshold(&text) =>
-                {
-                    let after = retry_after.unwrap_or(Duration::from_secs(30));
-                    if repeat == Repeat::Never {
-                        return Err(AutotaskError::Throttled { retry_after: after });
-                    }
-                    match delays.next() {
-                        Some(d) => {
-                            tracing::warn!(
-                                status = status.as_u16(),
-                                endpoint,
-                                "Autotask throttled the request; backing off"
-                            );
-                            d.max(retry_after.unwrap_or_default())
-                        }
-                        None => return Err(AutotaskError::Throttled { retry_after: after }),
-                    }
-                }
-                Ok((status, text, _))
-                    if status.is_server_error()
-                        && repeat == Repeat::Safe
-                        && errors_of(&text).is_empty() =>
-                {
-                    match delays.next() {
-                        Some(d) => d,
-                        None => {
-                            return Err(AutotaskError::Http {
-                                status: status.as_u16(),
-                                body: truncate(&text),
-                            });
-                        }
-                    }
-                }
-                Ok((status, text, _)) => return Ok(Reply { status, body: text }),
-                Err(e) if repeat == Repeat::Safe => match delays.next() {
-                    Some(d) => {
-                        tracing::warn!(error = %e, endpoint, "Autotask request failed; retrying");
-                        d
-                    }
-                    None => return Err(e),
-                },
-                Err(e) => return Err(e),
-            };
-            tokio::time::sleep(wait).await;
+        let retries = Retries::new(self.inner.cfg.retry_base_ms, self.inner.cfg.max_retries);
+        let re_resolved = AtomicBool::new(false);
+        retrying(retries, || {
+            self.attempt(&method, path_or_url, body, repeat, &endpoint, &re_resolved)
+        })
+        .await
+    }
+
+    /// One attempt, and what the retry loop should make of it: throttling (429, "thread
+    /// threshold"), 5xx without Autotask's error words, and transport errors are transient when
+    /// the request is Safe; a 401 looks the zone up again once per request before it counts.
+    async fn attempt(
+        &self,
+        method: &Method,
+        path_or_url: &str,
+        body: Option<&Value>,
+        repeat: Repeat,
+        endpoint: &str,
+        re_resolved: &AtomicBool,
+    ) -> Result<Reply, Failure<AutotaskError>> {
+        let mut sent = self
+            .send_once(method, path_or_url, body, repeat, endpoint)
+            .await?;
+        if sent.status == StatusCode::UNAUTHORIZED && !re_resolved.swap(true, Ordering::SeqCst) {
+            // The zone may have moved: look it up again once.
+            self.zone(true).await.map_err(Failure::Final)?;
+            sent = self
+                .send_once(method, path_or_url, body, repeat, endpoint)
+                .await?;
         }
+        let RawReply {
+            status,
+            body: text,
+            retry_after,
+        } = sent;
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(Failure::Final(AutotaskError::Unauthorized {
+                status: status.as_u16(),
+            }));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || is_thread_threshold(&text) {
+            let throttled = AutotaskError::Throttled {
+                retry_after: retry_after.unwrap_or(Duration::from_secs(30)),
+            };
+            return Err(match repeat {
+                Repeat::Never => Failure::Final(throttled),
+                Repeat::Safe => Failure::Transient {
+                    error: throttled,
+                    retry_after,
+                    reason: "Autotask throttled the request",
+                },
+            });
+        }
+        if status.is_server_error() && repeat == Repeat::Safe && errors_of(&text).is_empty() {
+            return Err(Failure::transient(
+                AutotaskError::Http {
+                    status: status.as_u16(),
+                    body: truncate(&text),
+                },
+                "Autotask server error",
+            ));
+        }
+        Ok(Reply { status, body: text })
+    }
+
+    /// Sends the request once, within the pace and the endpoint's concurrency. A failure before
+    /// anything was sent is final; a transport failure is transient when the request is Safe.
+    async fn send_once(
+        &self,
+        method: &Method,
+        path_or_url: &str,
+        body: Option<&Value>,
+        repeat: Repeat,
+        endpoint: &str,
+    ) -> Result<RawReply, Failure<AutotaskError>> {
+        let zone = self.zone(false).await.map_err(Failure::Final)?;
+        let url = if path_or_url.starts_with("http") {
+            let u = url::Url::parse(path_or_url)
+                .map_err(|e| Failure::Final(AutotaskError::Decode(e.to_string())))?;
+            if u.host_str() != zone.host_str()
+                || u.scheme() != zone.scheme()
+                || u.port_or_known_default() != zone.port_or_known_default()
+            {
+                return Err(Failure::Final(AutotaskError::ForeignHost(
+                    u.host_str().unwrap_or("?").to_string(),
+                )));
+            }
+            u
+        } else {
+            zone.join(path_or_url)
+                .map_err(|e| Failure::Final(AutotaskError::Decode(e.to_string())))?
+        };
+        if let Err(wait) = self.inner.pacer.acquire().await {
+            return Err(Failure::Final(AutotaskError::BudgetSpent {
+                retry_after: wait,
+            }));
+        }
+        let sem = self.slot(endpoint).await;
+        let _permit = sem
+            .acquire()
+            .await
+            .map_err(|_| Failure::Final(AutotaskError::Transport("client closed".into())))?;
+        let mut req = self
+            .inner
+            .http
+            .request(method.clone(), url)
+            .header(
+                "ApiIntegrationCode",
+                self.inner
+                    .cfg
+                    .integration_code
+                    .as_ref()
+                    .map(|s| s.expose_secret().to_string())
+                    .unwrap_or_default(),
+            )
+            .header("UserName", self.username())
+            .header(
+                "Secret",
+                self.inner
+                    .cfg
+                    .secret
+                    .as_ref()
+                    .map(|s| s.expose_secret().to_string())
+                    .unwrap_or_default(),
+            )
+            .header("Accept", "application/json");
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let unclear = |e: reqwest::Error| match repeat {
+            Repeat::Safe => Failure::transient(transport(e), "Autotask request failed"),
+            Repeat::Never => Failure::Final(transport(e)),
+        };
+        let resp = req.send().await.map_err(unclear)?;
+        let status = resp.status();
+        let retry_after = retry_after(resp.headers());
+        let body = resp.text().await.map_err(unclear)?;
+        Ok(RawReply {
+            status,
+            body,
+            retry_after,
+        })
     }
 
     /// Interprets a reply: success, or Autotask's `{"errors": [...]}` words, or the bare status.

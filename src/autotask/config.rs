@@ -1,7 +1,7 @@
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, SecretSource};
+use crate::settings::{ConfigError, SecretSource, at_least_one};
 
 /// `[autotask]`: the API user, and how hard this daemon may use the tenant's shared budget.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -17,6 +17,11 @@ pub struct AutotaskConfig {
     #[serde(skip_serializing)]
     pub integration_code: Option<SecretString>,
     pub integration_code_file: Option<std::path::PathBuf>,
+    /// Why `secret` or `integration_code` is absent though a source was named (a file this user
+    /// cannot read): kept until a command needs Autotask, so that commands that call no API never
+    /// ask for it.
+    #[serde(skip)]
+    pub secret_errors: Vec<ConfigError>,
     /// Where the user's zone (its API base URL) is looked up; the zone itself is never configured.
     pub zone_lookup_url: String,
     /// Concurrent requests per endpoint (Autotask allows 3).
@@ -43,6 +48,7 @@ impl Default for AutotaskConfig {
             secret_file: None,
             integration_code: None,
             integration_code_file: None,
+            secret_errors: Vec::new(),
             zone_lookup_url: "https://webservices.autotask.net/atservicesrest/v1.0/zoneInformation"
                 .into(),
             max_concurrent: 2,
@@ -62,30 +68,46 @@ impl AutotaskConfig {
         self.username.is_some()
     }
 
+    /// The API user's two secrets, when a command needs Autotask: absent or unreadable is a
+    /// configuration error naming the key (and the file), never the secret.
+    pub fn secrets(&self) -> Result<(&SecretString, &SecretString), ConfigError> {
+        if let Some(e) = self.secret_errors.first() {
+            return Err(e.clone());
+        }
+        let secret = self.secret.as_ref().ok_or_else(|| {
+            ConfigError::new(
+                "autotask.secret",
+                "autotask.username is set but no secret was given (secret_file or the credential autotask.secret)",
+            )
+        })?;
+        let code = self.integration_code.as_ref().ok_or_else(|| {
+            ConfigError::new(
+                "autotask.integration_code",
+                "autotask.username is set but no API integration code was given (integration_code_file or the credential autotask.integration_code)",
+            )
+        })?;
+        Ok((secret, code))
+    }
+
+    /// Reads the secrets if it can; a secret that cannot be read is an error only once Autotask
+    /// is used (`secrets`), so that commands that call no API run without it.
     pub fn validate(&mut self, secrets: &SecretSource) -> Result<(), ConfigError> {
-        self.secret = secrets.resolve(
+        self.secret_errors.clear();
+        match secrets.resolve(
             "autotask.secret",
             self.secret.take(),
             self.secret_file.as_deref(),
-        )?;
-        self.integration_code = secrets.resolve(
+        ) {
+            Ok(s) => self.secret = s,
+            Err(e) => self.secret_errors.push(e),
+        }
+        match secrets.resolve(
             "autotask.integration_code",
             self.integration_code.take(),
             self.integration_code_file.as_deref(),
-        )?;
-        if self.username.is_some() {
-            if self.secret.is_none() {
-                return Err(ConfigError::new(
-                    "autotask.secret",
-                    "autotask.username is set but no secret was given",
-                ));
-            }
-            if self.integration_code.is_none() {
-                return Err(ConfigError::new(
-                    "autotask.integration_code",
-                    "autotask.username is set but no API integration code was given",
-                ));
-            }
+        ) {
+            Ok(s) => self.integration_code = s,
+            Err(e) => self.secret_errors.push(e),
         }
         if !(1..=3).contains(&self.max_concurrent) {
             return Err(ConfigError::new(
@@ -99,6 +121,10 @@ impl AutotaskConfig {
                 "must be more than 0 and at most 1",
             ));
         }
+        at_least_one("autotask.hourly_budget", u64::from(self.hourly_budget))?;
+        at_least_one("autotask.budget_window_secs", self.budget_window_secs)?;
+        at_least_one("autotask.timeout_secs", self.timeout_secs)?;
+        at_least_one("autotask.retry_base_ms", self.retry_base_ms)?;
         url::Url::parse(&self.zone_lookup_url)
             .map_err(|e| ConfigError::new("autotask.zone_lookup_url", format!("not a URL: {e}")))?;
         Ok(())

@@ -1,5 +1,5 @@
 //! Lookups: contracts, products and material codes of a company (validated before an assignment is
-//! saved, names cached for display), and customers imported from Autotask companies.
+//! saved, their names returned for display), and customers imported from Autotask companies.
 
 use chrono::NaiveDate;
 use reqwest::Method;
@@ -72,8 +72,14 @@ impl AutotaskClient {
                 &Filter::eq("companyID", company.get()).and(Filter::eq("status", CONTRACT_ACTIVE)),
             )
             .await?;
+        // Only contracts that take charges are offered (Autotask refuses them on the others).
         Ok(found
             .into_iter()
+            .filter(|c| {
+                c.contract_type
+                    .and_then(super::chargeless_contract_type)
+                    .is_none()
+            })
             .map(|c| Named {
                 id: c.id,
                 name: c.contract_name.unwrap_or_default(),
@@ -160,6 +166,17 @@ impl AutotaskClient {
                 contract.id
             )));
         }
+        if let Some(kind) = contract
+            .contract_type
+            .and_then(super::chargeless_contract_type)
+        {
+            return Err(invalid(format!(
+                "contract {} ({contract_name}) is a {kind} contract: Autotask takes no contract \
+                 charges on Block Hours, Retainer or Per Ticket contracts; choose a Recurring \
+                 Service, Fixed Price or Time and Materials contract",
+                contract.id
+            )));
+        }
         let (start, end) = (date_of(&contract.start_date), date_of(&contract.end_date));
         if start.is_some_and(|s| on < s) || end.is_some_and(|e| on > e) {
             return Err(invalid(format!(
@@ -215,16 +232,6 @@ impl AutotaskClient {
                 code.id
             )));
         }
-        let store = &self.inner.store;
-        store
-            .cache_autotask_name("contract", contract.id, &contract_name)
-            .await?;
-        store
-            .cache_autotask_name("product", product.id, &product_name)
-            .await?;
-        store
-            .cache_autotask_name("material_code", code.id, &code_name)
-            .await?;
         Ok(CodingNames {
             contract: contract_name,
             product: product_name,
@@ -236,10 +243,31 @@ impl AutotaskClient {
         self.get("Companies", id.get()).await
     }
 
+    /// The company a customer is about to be linked to, checked: it exists in Autotask. Returns
+    /// its name and whether it is active.
+    pub async fn check_company(
+        &self,
+        id: AutotaskCompanyId,
+    ) -> Result<(String, bool), AutotaskError> {
+        let c = self.company(id).await.map_err(|e| match e {
+            AutotaskError::NotFound(_) => {
+                AutotaskError::NotFound(format!("company {id} (check the id in Autotask)"))
+            }
+            other => other,
+        })?;
+        Ok((
+            c.company_name.unwrap_or_else(|| format!("company {id}")),
+            c.is_active != Some(false),
+        ))
+    }
+
     pub async fn active_companies(&self) -> Result<Vec<Company>, AutotaskError> {
         self.query("Companies", &Filter::eq("isActive", true)).await
     }
 }
+
+/// The id Autotask gives the tenant's own company.
+pub const OWN_COMPANY: i64 = 0;
 
 /// Which companies `customer import --from autotask` takes.
 pub enum CompanyImport {
@@ -256,7 +284,14 @@ pub async fn import_companies(
     which: CompanyImport,
 ) -> Result<Vec<(i64, Result<Upsert, String>)>, AutotaskError> {
     let companies = match which {
-        CompanyImport::AllActive => client.active_companies().await?,
+        // Autotask lists the tenant's own company (id 0) among the active ones: it is not a
+        // customer, and no customer can be linked to id 0.
+        CompanyImport::AllActive => client
+            .active_companies()
+            .await?
+            .into_iter()
+            .filter(|c| c.id != OWN_COMPANY)
+            .collect(),
         CompanyImport::Ids(ids) => {
             let mut v = Vec::new();
             for id in ids {
@@ -285,8 +320,10 @@ pub async fn import_companies(
             let new = NewCustomer {
                 external_ref: Some(reference),
                 name,
-                // Keep a local decision to disable the customer; Autotask does not own that.
-                enabled: existing.as_ref().map(|e| e.enabled).unwrap_or(true),
+                // An inactive company comes in disabled (never emailed); otherwise a local
+                // decision to disable the customer stands: Autotask does not own that.
+                enabled: c.is_active != Some(false)
+                    && existing.as_ref().map(|e| e.enabled).unwrap_or(true),
                 target: BillingTarget::Autotask { company_id },
                 email: existing.as_ref().and_then(|e| e.email.clone()),
                 details: BusinessDetails {

@@ -153,3 +153,15 @@ impl ChargeChange {
         }
     }
 }
+
+/// The contract types (`Contracts.contractType`, Autotask's picklist) that Autotask refuses
+/// contract charges on, with their names: Block Hours (4), Retainer (6) and Per Ticket (8).
+/// Recurring Service (7), Fixed Price (3) and Time and Materials (1) take charges.
+pub fn chargeless_contract_type(contract_type: i64) -> Option<&'static str> {
+    match contract_type {
+        4 => Some("Block Hours"),
+        6 => Some("Retainer"),
+        8 => Some("Per Ticket"),
+        _ => None,
+    }
+}

@@ -8,9 +8,7 @@ use serde::{Deserialize, Deserializer};
 fn decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
     match Option::<serde_json::Value>::deserialize(d)? {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::Number(n)) => n
-            .to_string()
-            .parse()
+        Some(serde_json::Value::Number(n)) => crate::http::json::decimal(&n)
             .map(Some)
             .map_err(serde::de::Error::custom),
         Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
@@ -91,6 +89,8 @@ pub struct Contract {
     pub contract_name: Option<String>,
     #[serde(default, deserialize_with = "int")]
     pub status: Option<i64>,
+    #[serde(default, deserialize_with = "int")]
+    pub contract_type: Option<i64>,
     #[serde(default)]
     pub start_date: Option<String>,
     #[serde(default)]

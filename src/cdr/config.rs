@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::settings::ConfigError;
 
 /// `[cdr]`: where call records come from and how they are read.
 #[derive(Debug, Clone, Serialize, Deserialize)]

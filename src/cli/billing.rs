@@ -63,9 +63,9 @@ pub async fn invoice(ctx: &Ctx, cmd: InvoiceCmd) -> anyhow::Result<()> {
     }
 }
 
-fn email_state(i: &crate::store::billing::StoredInvoice) -> String {
+fn email_state(i: &crate::store::billing::StoredInvoice, tz: chrono_tz::Tz) -> String {
     match (&i.emailed_at, i.email_decision.as_str()) {
-        (Some(t), _) => format!("emailed {}", t.format("%Y-%m-%d")),
+        (Some(t), _) => format!("emailed {}", super::output::local_date(*t, tz)),
         (None, "send") => "to be emailed".into(),
         (None, d) => d.replace('_', " "),
     }
@@ -110,9 +110,10 @@ async fn list(
             format!("{} ({})", i.customer_id, i.customer_name),
             i.total().to_string(),
             went,
-            email_state(i),
+            email_state(i, ctx.config.business.tz()),
         ]);
     }
+    super::output::sort_rows_naturally(&mut rows, 0);
     table(
         &[
             "invoice",
@@ -166,7 +167,7 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
         ),
         RemoteSystem::Autotask => println!("  autotask: contract charges (never sent to Xero)"),
     }
-    println!("  email: {}", email_state(&i));
+    println!("  email: {}", email_state(&i, ctx.config.business.tz()));
     println!();
     let rows: Vec<Vec<String>> = lines
         .iter()
@@ -205,7 +206,7 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
         .iter()
         .map(|l| {
             vec![
-                l.completed_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                super::output::local_time_secs(l.completed_at, ctx.config.business.tz()),
                 format!("{} {}", l.system, l.action),
                 l.outcome.to_string(),
                 l.remote_id.clone().unwrap_or_default(),
@@ -461,7 +462,7 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
                 o.action.to_string(),
                 o.status.to_string(),
                 o.attempts.to_string(),
-                o.next_attempt_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                super::output::local_time(o.next_attempt_at, ctx.config.business.tz()),
                 o.last_error.clone().unwrap_or_default(),
             ]
         })

@@ -114,8 +114,11 @@ pub const CUSTOMER_FIELDS: [&str; 15] = [
     "payment_terms_days",
 ];
 
+/// Exactly one of the three ways to find the contact. The group is declared on the command, not
+/// as the struct's own group: a struct-level `#[group]` also swallows the positional ID, which
+/// then "cannot be used with" every flag.
 #[derive(Debug, Args)]
-#[group(id = "how", required = true, multiple = false, args = ["contact_id", "contact_number", "create"])]
+#[command(group(clap::ArgGroup::new("how").required(true).multiple(false).args(["contact_id", "contact_number", "create"])))]
 pub struct LinkXeroArgs {
     pub id: CustomerId,
     /// The contact's ContactID
@@ -139,6 +142,18 @@ pub async fn run(ctx: &Ctx, cmd: CustomerCmd) -> anyhow::Result<()> {
         CustomerCmd::Disable { id } => set_enabled(ctx, id, false).await,
         CustomerCmd::LinkXero(a) => link_xero(ctx, a).await,
         CustomerCmd::LinkAutotask { id, company } => {
+            let customer = ctx.store.customer(id).await?;
+            let at = crate::autotask::AutotaskClient::new(&ctx.config.autotask, ctx.store.clone())
+                .await?;
+            let (name, active) = at.check_company(company).await.with_context(|| {
+                format!(
+                    "customer {} ({}) was not linked to Autotask company {company}",
+                    customer.id, customer.name
+                )
+            })?;
+            if !active {
+                eprintln!("note: Autotask company {company} ({name}) is inactive");
+            }
             let c = ctx.store.link_autotask(&ctx.actor, id, company).await?;
             say(
                 ctx,

@@ -224,7 +224,12 @@ impl Fields<'_> {
     pub fn str(&self, key: &str) -> Option<String> {
         match self.0.get(key) {
             Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
-            Some(Value::Number(n)) => Some(n.to_string()),
+            // A number as its exact decimal text: 1e2 is "100", and no digit is lost to f64.
+            Some(Value::Number(n)) => Some(
+                crate::http::json::decimal(n)
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|_| n.to_string()),
+            ),
             _ => None,
         }
     }
@@ -276,6 +281,21 @@ mod tests {
     fn json_elements_know_their_lines() {
         let text = "[\n  {\"a\": \"x,]\"},\n  {\"b\": [1, 2]}\n,\n{}]";
         assert_eq!(element_lines(text), vec![2, 3, 5]);
+    }
+
+    #[test]
+    fn a_json_number_field_reads_as_its_exact_decimal_text() {
+        let row: Map<String, Value> = serde_json::from_str(
+            r#"{"monthly_price": 1e2, "monthly_cost": 12345678901234567.89, "postcode": 2000}"#,
+        )
+        .unwrap();
+        let f = Fields(&row);
+        assert_eq!(f.str("monthly_price").as_deref(), Some("100"));
+        assert_eq!(
+            f.str("monthly_cost").as_deref(),
+            Some("12345678901234567.89")
+        );
+        assert_eq!(f.str("postcode").as_deref(), Some("2000"));
     }
 }
 

@@ -214,7 +214,7 @@ pub async fn audit(ctx: &Ctx, a: AuditArgs) -> anyhow::Result<()> {
         .iter()
         .map(|r| {
             vec![
-                r.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                super::output::local_time_secs(r.at, ctx.config.business.tz()),
                 r.actor.clone(),
                 format!("{} {}", r.entity, r.entity_id),
                 r.action.clone(),

@@ -3,6 +3,7 @@
 //! JSON for scripts. `main.rs` only parses, loads the config and dispatches here.
 
 pub mod autotask;
+pub mod backup;
 pub mod bench;
 pub mod billing;
 pub mod cdr;
@@ -37,9 +38,9 @@ pub struct Cli {
     /// Print JSON instead of tables
     #[arg(long, global = true)]
     pub json: bool,
-    /// Log format: text (journald-friendly) or json [default: log.format]
-    #[arg(long, global = true, value_name = "FORMAT")]
-    pub log_format: Option<String>,
+    /// Log format [default: log.format]
+    #[arg(long, global = true, value_name = "FORMAT", value_enum)]
+    pub log_format: Option<crate::telemetry::LogFormat>,
     #[command(flatten)]
     pub resync: billing::ResyncArgs,
     #[command(subcommand)]
@@ -50,6 +51,12 @@ pub struct Cli {
 pub enum Command {
     /// Apply database migrations and exit
     Migrate,
+    /// Write a consistent, checked copy of the SQLite database to PATH (a new file), while the
+    /// daemon runs; for PostgreSQL use pg_dump
+    Backup {
+        /// Where to write the copy (must not exist)
+        path: PathBuf,
+    },
     /// Customers: add, import, list, show, enable, disable, link to Xero or Autotask
     #[command(subcommand)]
     Customer(customer::CustomerCmd),
@@ -128,6 +135,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Backup { path } => backup::backup(ctx, &path).await,
         Command::Customer(c) => customer::run(ctx, c).await,
         Command::Service(c) => service::run(ctx, c).await,
         Command::Item(c) => item::run(ctx, c).await,
@@ -143,13 +151,47 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
         Command::Reconcile(a) => billing::reconcile(ctx, a).await,
         Command::Status => billing::status(ctx).await,
         Command::Demo(a) => demo::demo(&ctx.config, a).await,
-        Command::Sandbox(a) => demo::sandbox(ctx, a).await,
+        Command::Sandbox(a) => demo::sandbox(a).await,
         Command::Completions { shell } => {
             print_completions(shell);
             Ok(())
         }
         Command::Man => print_man(),
     }
+}
+
+/// The exit status for an error a command returned: 1, unless the command says otherwise.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    backup::exit_code(e).unwrap_or(1)
+}
+
+/// The exit status after stdout was closed by its reader (`rebilld … | head`): what a shell
+/// reports for a command ended by SIGPIPE (128 + 13).
+pub const EXIT_BROKEN_PIPE: i32 = 141;
+
+/// A reader that stops reading (`rebilld invoice list | head`) is not a failure worth a panic and
+/// a backtrace: `println!` panics on a closed stdout, so the panic hook ends the process quietly
+/// instead, with the status a shell reports for SIGPIPE. Every other panic is reported as usual.
+pub fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if is_broken_pipe_panic(text) {
+            std::process::exit(EXIT_BROKEN_PIPE);
+        }
+        default(info)
+    }));
+}
+
+/// The panic of `print!`/`println!` (or `eprint!`) when the reader of stdout (stderr) has gone.
+fn is_broken_pipe_panic(text: &str) -> bool {
+    (text.starts_with("failed printing to stdout") || text.starts_with("failed printing to stderr"))
+        && text.contains("Broken pipe")
 }
 
 /// Shell completions generated from the CLI definition.
@@ -164,6 +206,26 @@ pub fn print_completions(shell: clap_complete::Shell) {
 /// The man page generated from the CLI definition.
 pub fn print_man() -> anyhow::Result<()> {
     let cmd = <Cli as clap::CommandFactory>::command();
-    clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
-    Ok(())
+    match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            std::process::exit(EXIT_BROKEN_PIPE)
+        }
+        r => Ok(r?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_broken_pipe_panic_of_print_is_silenced() {
+        assert!(is_broken_pipe_panic(
+            "failed printing to stdout: Broken pipe (os error 32)"
+        ));
+        assert!(!is_broken_pipe_panic(
+            "failed printing to stdout: No space left on device (os error 28)"
+        ));
+        assert!(!is_broken_pipe_panic("index out of bounds"));
+    }
 }

@@ -54,7 +54,8 @@ pub struct AssignArgs {
     pub id: ServiceId,
     #[arg(long)]
     pub customer: CustomerId,
-    /// First day it is billed (a part month is prorated) [default: today in business.timezone]
+    /// First day it is billed (a part month is prorated) [default: the 1st of the current month
+    /// in business.timezone, as for recurring items]
     #[arg(long)]
     pub starts_on: Option<NaiveDate>,
     #[command(flatten)]
@@ -295,7 +296,7 @@ async fn show(ctx: &Ctx, id: ServiceId) -> anyhow::Result<()> {
                 format!("{} ({})", a.customer_id, a.customer_name),
                 a.state().to_string(),
                 a.starts_on.to_string(),
-                a.changed_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                super::output::local_time(a.changed_at, ctx.config.business.tz()),
                 a.changed_by.clone(),
             ]
         })
@@ -305,10 +306,9 @@ async fn show(ctx: &Ctx, id: ServiceId) -> anyhow::Result<()> {
 }
 
 async fn assign(ctx: &Ctx, a: AssignArgs) -> anyhow::Result<()> {
-    let tz = ctx.config.business.tz();
     let starts_on = a
         .starts_on
-        .unwrap_or_else(|| chrono::Utc::now().with_timezone(&tz).date_naive());
+        .unwrap_or_else(|| default_starts_on(chrono::Utc::now(), ctx.config.business.tz()));
     let coding = a.coding.coding();
     if let Some(c) = &coding {
         let customer = ctx.store.customer(a.customer).await?;
@@ -341,6 +341,12 @@ async fn assign(ctx: &Ctx, a: AssignArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Without `--starts-on` a service is billed from the 1st of the current month in the business
+/// zone, as recurring items are: assigning on the 28th bills the whole month, not 3 days of it.
+pub fn default_starts_on(now: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> NaiveDate {
+    Period::containing(now, tz).first_day()
+}
+
 async fn transition(
     ctx: &Ctx,
     id: ServiceId,
@@ -368,4 +374,29 @@ async fn transition(
     };
     say(ctx, &text, json!(view));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn an_assignment_without_starts_on_begins_on_the_first_of_the_current_month() {
+        // 28 November in Sydney: the whole of November is billed, not 3 days of it.
+        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 28, 3, 0, 0).unwrap();
+        let tz = chrono_tz::Australia::Sydney;
+        assert_eq!(
+            default_starts_on(now, tz),
+            NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()
+        );
+        // 14:00 UTC on 30 November is already 1 December in Sydney.
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 30, 14, 0, 0)
+            .unwrap();
+        assert_eq!(
+            default_starts_on(now, tz),
+            NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()
+        );
+    }
 }

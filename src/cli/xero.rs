@@ -34,28 +34,52 @@ pub async fn run(ctx: &Ctx, cmd: XeroCmd) -> anyhow::Result<()> {
         }
         XeroCmd::Status => {
             let t = ctx.store.xero_token().await?;
+            let state = t
+                .as_ref()
+                .map(|t| token_state(t, chrono::Utc::now(), ctx.config.business.tz()));
             let v = match &t {
                 Some(t) => json!({
                     "grant": t.grant_type, "tenant_id": t.tenant_id, "access_token_expires_at": t.access_expires_at,
                     "has_refresh_token": t.refresh_token.is_some(), "refreshes": t.refresh_count,
+                    "state": state,
                 }),
                 None => json!({"connected": false}),
             };
-            let text = match &t {
-                Some(t) => format!(
-                    "Xero: {} grant, organisation {}, access token valid until {}, {} refresh(es)",
+            let text = match (&t, &state) {
+                (Some(t), Some(state)) => format!(
+                    "Xero: {} grant, organisation {}, {state}, {} refresh(es)",
                     t.grant_type,
                     t.tenant_id.as_deref().unwrap_or("(not chosen yet)"),
-                    t.access_expires_at
-                        .map(|d| d.to_string())
-                        .unwrap_or_else(|| "-".into()),
                     t.refresh_count
                 ),
-                None => "Xero: not connected; run `rebilld xero connect`".into(),
+                _ => "Xero: not connected; run `rebilld xero connect`".into(),
             };
             say(ctx, &text, v);
             Ok(())
         }
+    }
+}
+
+/// What the stored grant is good for, in words: a revoked authorization-code grant (its tokens
+/// forgotten when Xero refused the refresh token) says so, instead of an expiry in 1970.
+pub fn token_state(
+    t: &crate::store::xero::XeroTokenRow,
+    now: chrono::DateTime<chrono::Utc>,
+    tz: chrono_tz::Tz,
+) -> String {
+    let valid = t
+        .access_expires_at
+        .filter(|e| *e > now && t.access_token.is_some());
+    match (t.grant_type.as_str(), valid, t.refresh_token.is_some()) {
+        (_, Some(e), _) => format!(
+            "access token valid until {}",
+            super::output::local_time(e, tz)
+        ),
+        ("authorization_code", None, false) => "revoked: run `rebilld xero connect`".to_string(),
+        ("authorization_code", None, true) => {
+            "access token expired; it is refreshed on next use".to_string()
+        }
+        _ => "no current access token; a new one is fetched on next use".to_string(),
     }
 }
 
@@ -88,4 +112,41 @@ pub async fn resolve_contact(
         eprintln!("an existing Xero contact with the same name or number was found: linking it");
     }
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn row(grant: &str, expires: Option<i64>, refresh: bool) -> crate::store::xero::XeroTokenRow {
+        crate::store::xero::XeroTokenRow {
+            grant_type: grant.into(),
+            access_token: expires.map(|_| "sealed".into()),
+            access_expires_at: expires.map(|s| chrono::Utc.timestamp_opt(s, 0).unwrap()),
+            refresh_token: refresh.then(|| "sealed".into()),
+            tenant_id: None,
+            refresh_count: 3,
+        }
+    }
+
+    #[test]
+    fn xero_status_says_revoked_instead_of_an_expiry_in_1970() {
+        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 28, 0, 0, 0).unwrap();
+        let tz = chrono_tz::Australia::Sydney;
+        let revoked = row("authorization_code", None, false);
+        assert_eq!(
+            token_state(&revoked, now, tz),
+            "revoked: run `rebilld xero connect`"
+        );
+        // Refused by the server (expiry set to the epoch) but still refreshable.
+        let refused = row("authorization_code", Some(0), true);
+        assert!(token_state(&refused, now, tz).contains("refreshed on next use"));
+        assert!(!token_state(&refused, now, tz).contains("1970"));
+        let valid = row("custom_connection", Some(now.timestamp() + 600), false);
+        assert_eq!(
+            token_state(&valid, now, tz),
+            "access token valid until 2026-11-28 11:10 AEDT"
+        );
+    }
 }

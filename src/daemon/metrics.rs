@@ -1,131 +1,146 @@
 //! Counters for `/metrics` (Prometheus text exposition format) and `/healthz`, on a loopback
 //! address (`metrics.listen`, off by default).
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use crate::pipeline::PushReport;
 
-#[derive(Debug, Default)]
+/// Label pairs of one series, escaped by the encoder.
+type Labels = Vec<(String, String)>;
+
+/// The daemon's counters, registered once and rendered by the official client library (names
+/// end in `_total` for counters; label values are escaped). The `Counter` and `Gauge` handles
+/// share their values with the registry.
+#[derive(Debug)]
 pub struct Metrics {
-    pub runs_total: AtomicU64,
-    pub run_failures_total: AtomicU64,
-    pub pushed_xero_total: AtomicU64,
-    pub pushed_autotask_total: AtomicU64,
-    pub push_failures_total: AtomicU64,
-    pub rate_limit_waits_total: AtomicU64,
-    pub outbox_depth: AtomicI64,
-    pub cdr_files_total: AtomicU64,
-    pub cdr_files_failed_total: AtomicU64,
-    last_success: Mutex<BTreeMap<String, i64>>,
+    registry: Registry,
+    runs: Counter,
+    run_failures: Counter,
+    pushed_items: Family<Labels, Counter>,
+    push_failures: Counter,
+    rate_limit_waits: Counter,
+    outbox_depth: Gauge,
+    cdr_files: Counter,
+    cdr_files_failed: Counter,
+    last_success: Family<Labels, Gauge>,
+}
+
+fn label(name: &str, value: &str) -> Labels {
+    vec![(name.to_string(), value.to_string())]
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            runs: Counter::default(),
+            run_failures: Counter::default(),
+            pushed_items: Family::default(),
+            push_failures: Counter::default(),
+            rate_limit_waits: Counter::default(),
+            outbox_depth: Gauge::default(),
+            cdr_files: Counter::default(),
+            cdr_files_failed: Counter::default(),
+            last_success: Family::default(),
+            registry: Registry::default(),
+        };
+        // The library appends `_total` to counters and a full stop to the help.
+        registry.register("rebill_runs", "Billing runs started", m.runs.clone());
+        registry.register(
+            "rebill_run_failures",
+            "Billing runs that failed",
+            m.run_failures.clone(),
+        );
+        registry.register(
+            "rebill_push_failures",
+            "Remote actions that failed",
+            m.push_failures.clone(),
+        );
+        registry.register(
+            "rebill_rate_limit_waits",
+            "Remote actions parked by a rate limit or budget",
+            m.rate_limit_waits.clone(),
+        );
+        registry.register(
+            "rebill_cdr_files",
+            "CDR files imported from the spool",
+            m.cdr_files.clone(),
+        );
+        registry.register(
+            "rebill_cdr_files_failed",
+            "CDR files of the spool moved to failed/: refused whole, or too many rejected rows",
+            m.cdr_files_failed.clone(),
+        );
+        // Both targets are shown from the start, at 0.
+        for target in ["xero", "autotask"] {
+            drop(m.pushed_items.get_or_create(&label("target", target)));
+        }
+        registry.register(
+            "rebill_pushed_items",
+            "Remote actions completed, by target",
+            m.pushed_items.clone(),
+        );
+        registry.register(
+            "rebill_outbox_depth",
+            "Remote actions not yet done",
+            m.outbox_depth.clone(),
+        );
+        registry.register(
+            "rebill_last_successful_run_timestamp_seconds",
+            "When each period's run last succeeded",
+            m.last_success.clone(),
+        );
+        Metrics { registry, ..m }
+    }
 }
 
 impl Metrics {
     pub fn record_push(&self, r: &PushReport) {
         let xero =
             r.xero_invoices_created.len() + r.xero_invoices_found_again.len() + r.emailed.len();
-        self.pushed_xero_total
-            .fetch_add(xero as u64, Ordering::Relaxed);
-        self.pushed_autotask_total
-            .fetch_add(r.autotask_charges as u64, Ordering::Relaxed);
-        self.push_failures_total
-            .fetch_add(r.failed.len() as u64, Ordering::Relaxed);
-        self.rate_limit_waits_total
-            .fetch_add(r.parked.len() as u64, Ordering::Relaxed);
-    }
-
-    /// CDR files of the spool moved to failed/ (refused whole, or too many rejected rows).
-    pub fn record_cdr_files_failed(&self, n: u64) {
-        self.cdr_files_failed_total.fetch_add(n, Ordering::Relaxed);
+        self.pushed_items
+            .get_or_create(&label("target", "xero"))
+            .inc_by(xero as u64);
+        self.pushed_items
+            .get_or_create(&label("target", "autotask"))
+            .inc_by(r.autotask_charges as u64);
+        self.push_failures.inc_by(r.failed.len() as u64);
+        self.rate_limit_waits.inc_by(r.parked.len() as u64);
     }
 
     pub fn record_run(&self, period: &str, ok: bool, at: i64) {
-        self.runs_total.fetch_add(1, Ordering::Relaxed);
+        self.runs.inc();
         if ok {
-            if let Ok(mut m) = self.last_success.lock() {
-                m.insert(period.to_string(), at);
-            }
+            self.last_success
+                .get_or_create(&label("period", period))
+                .set(at);
         } else {
-            self.run_failures_total.fetch_add(1, Ordering::Relaxed);
+            self.run_failures.inc();
         }
     }
 
-    /// The text exposition format (version 0.0.4).
+    pub fn record_cdr_files(&self, n: usize) {
+        self.cdr_files.inc_by(n as u64);
+    }
+
+    /// CDR files of the spool moved to failed/ (refused whole, or too many rejected rows).
+    pub fn record_cdr_files_failed(&self, n: usize) {
+        self.cdr_files_failed.inc_by(n as u64);
+    }
+
+    pub fn set_outbox_depth(&self, n: usize) {
+        self.outbox_depth.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                s,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        };
-        counter(
-            "rebill_runs_total",
-            "Billing runs started.",
-            self.runs_total.load(Ordering::Relaxed),
-        );
-        counter(
-            "rebill_run_failures_total",
-            "Billing runs that failed.",
-            self.run_failures_total.load(Ordering::Relaxed),
-        );
-        counter(
-            "rebill_push_failures_total",
-            "Remote actions that failed.",
-            self.push_failures_total.load(Ordering::Relaxed),
-        );
-        counter(
-            "rebill_rate_limit_waits_total",
-            "Remote actions parked by a rate limit or budget.",
-            self.rate_limit_waits_total.load(Ordering::Relaxed),
-        );
-        counter(
-            "rebill_cdr_files_total",
-            "CDR files imported from the spool.",
-            self.cdr_files_total.load(Ordering::Relaxed),
-        );
-        counter(
-            "rebill_cdr_files_failed_total",
-            "CDR files of the spool moved to failed/: refused whole, or too many rejected rows.",
-            self.cdr_files_failed_total.load(Ordering::Relaxed),
-        );
-        let _ = writeln!(
-            s,
-            "# HELP rebill_pushed_items_total Remote actions completed, by target.\n# TYPE rebill_pushed_items_total counter"
-        );
-        let _ = writeln!(
-            s,
-            "rebill_pushed_items_total{{target=\"xero\"}} {}",
-            self.pushed_xero_total.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            s,
-            "rebill_pushed_items_total{{target=\"autotask\"}} {}",
-            self.pushed_autotask_total.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            s,
-            "# HELP rebill_outbox_depth Remote actions not yet done.\n# TYPE rebill_outbox_depth gauge"
-        );
-        let _ = writeln!(
-            s,
-            "rebill_outbox_depth {}",
-            self.outbox_depth.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            s,
-            "# HELP rebill_last_successful_run_timestamp_seconds When each period's run last succeeded.\n# TYPE rebill_last_successful_run_timestamp_seconds gauge"
-        );
-        if let Ok(m) = self.last_success.lock() {
-            for (p, t) in m.iter() {
-                let _ = writeln!(
-                    s,
-                    "rebill_last_successful_run_timestamp_seconds{{period=\"{p}\"}} {t}"
-                );
-            }
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut s, &self.registry);
         s
     }
 }
@@ -141,9 +156,12 @@ pub fn router(metrics: std::sync::Arc<Metrics>, store: crate::store::Store) -> a
                 let (m, store) = (m.clone(), store.clone());
                 async move {
                     if let Ok(open) = store.outbox(None).await {
-                        m.outbox_depth.store(open.len() as i64, Ordering::Relaxed);
+                        m.set_outbox_depth(open.len());
                     }
-                    ([("content-type", "text/plain; version=0.0.4")], m.render())
+                    (
+                        [("content-type", prometheus_text::CONTENT_TYPE)],
+                        m.render(),
+                    )
                 }
             }),
         )
@@ -169,5 +187,48 @@ mod tests {
                 "{name} has a TYPE line"
             );
         }
+    }
+
+    #[test]
+    fn a_label_value_with_a_quote_a_backslash_and_a_newline_is_escaped() {
+        let m = Metrics::default();
+        m.record_run("2026-11\"} evil 1\n\\x", true, 5);
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"rebill_last_successful_run_timestamp_seconds{period="2026-11\"} evil 1\n\\x"} 5"#
+            ),
+            "{text}"
+        );
+        // The newline did not end the sample early: no line starts with what followed it.
+        assert!(!text.lines().any(|l| l.starts_with('\\')), "{text}");
+    }
+
+    #[test]
+    fn counters_keep_their_names_and_start_at_zero() {
+        let m = Metrics::default();
+        let text = m.render();
+        for line in [
+            "rebill_runs_total 0",
+            "rebill_run_failures_total 0",
+            "rebill_push_failures_total 0",
+            "rebill_rate_limit_waits_total 0",
+            "rebill_cdr_files_total 0",
+            "rebill_pushed_items_total{target=\"xero\"} 0",
+            "rebill_pushed_items_total{target=\"autotask\"} 0",
+            "rebill_outbox_depth 0",
+            "# HELP rebill_runs_total Billing runs started.",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        m.record_run("2026-11", false, 0);
+        m.record_cdr_files(2);
+        assert!(m.render().lines().any(|l| l == "rebill_runs_total 1"));
+        assert!(
+            m.render()
+                .lines()
+                .any(|l| l == "rebill_run_failures_total 1")
+        );
+        assert!(m.render().lines().any(|l| l == "rebill_cdr_files_total 2"));
     }
 }

@@ -2,10 +2,8 @@
 //! watchdog, signals, the metrics endpoint. Sits on top of `pipeline` (which owns the period
 //! lease).
 
-mod config;
 pub mod metrics;
 mod run;
 pub mod schedule;
 
-pub use config::{MetricsConfig, ScheduleConfig};
 pub use run::{next_run_description, run, schedule_of, tick};

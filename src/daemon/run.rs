@@ -97,7 +97,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
     if let Some(listen) = config.metrics.listen.as_deref().filter(|l| !l.is_empty()) {
         let addr = listen.parse()?;
         let (bound, _) =
-            crate::sandbox::serve(super::metrics::router(metrics.clone(), store.clone()), addr)
+            crate::http::serve(super::metrics::router(metrics.clone(), store.clone()), addr)
                 .await?;
         tracing::info!(%bound, "metrics and health endpoint listening");
     }
@@ -174,8 +174,8 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
                 let opts = crate::cdr::ImportOptions { tz: pipeline.config.business.tz(), country: pipeline.config.cdr.country, batch_rows: pipeline.config.cdr.batch_rows, progress: false };
                 match crate::cdr::import_spool_once(&store, &pipeline.config.cdr, &opts, pipeline.now().into()).await {
                     Ok(r) => {
-                        let failed = r.iter().filter(|r| r.failed.is_some()).count() as u64;
-                        metrics.cdr_files_total.fetch_add(r.len() as u64 - failed, Ordering::Relaxed);
+                        let failed = r.iter().filter(|r| r.failed.is_some()).count();
+                        metrics.record_cdr_files(r.len() - failed);
                         metrics.record_cdr_files_failed(failed);
                     }
                     Err(e) => tracing::error!(error = %e, "importing the CDR spool failed"),
@@ -194,19 +194,26 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
     Ok(())
 }
 
+/// How long one step of the loop may hold it, beyond the watchdog period, before the loop stops
+/// being vouched for. The heartbeat is only taken between steps, and one step can be a whole
+/// billing run (paced Autotask charges, batched Xero creates): without this slack systemd would
+/// kill a daemon in the middle of every long run, and the restart would run into the same limit.
+const LONG_STEP_SLACK_SECS: i64 = 3_600;
+
 /// WATCHDOG=1 at half of WatchdogSec, only while the loop shows signs of life.
 fn spawn_watchdog(heartbeat: Arc<AtomicI64>) {
     let Some(period) = sd_notify::watchdog_enabled() else {
         return;
     };
-    let usec = period.as_micros() as u64;
+    let period_secs = i64::try_from(period.as_secs()).unwrap_or(i64::MAX);
     let every = period / 2;
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
-            // A loop stuck for longer than the whole watchdog period stops being vouched for.
+            // A loop stuck for longer than the watchdog period plus an hour (a long step, see
+            // LONG_STEP_SLACK_SECS) stops being vouched for, and systemd restarts the daemon.
             if Utc::now().timestamp() - heartbeat.load(Ordering::Relaxed)
-                < (usec / 1_000_000) as i64 + 3_600
+                < period_secs.saturating_add(LONG_STEP_SLACK_SECS)
             {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             }
@@ -248,16 +255,7 @@ fn spawn_signals(p: Pipeline, stop: Arc<Notify>, reload: Arc<Notify>, grace: Dur
 
 /// The schedule of a configuration (its zone defaults to `business.timezone`).
 pub fn schedule_of(config: &Config) -> Result<Schedule, String> {
-    let tz = if config.schedule.timezone.is_empty() {
-        config.business.tz()
-    } else {
-        config
-            .schedule
-            .timezone
-            .parse()
-            .map_err(|_| format!("schedule.timezone {:?}", config.schedule.timezone))?
-    };
-    Schedule::parse(&config.schedule.cron, tz)
+    Schedule::parse(&config.schedule.cron, config.schedule_tz())
 }
 
 /// "2026-12-01 02:00 AEDT (period 2026-12)".

@@ -26,7 +26,7 @@ use super::{
     ItemId, ItemKind, ItemStatus, Money, Period, Service, ServiceId, XeroContactId,
 };
 
-pub use super::owed::Holding;
+pub use super::owed::{ChargeKey, Holding};
 
 /// What the computation reads.
 #[derive(Debug, Clone, Default)]
@@ -80,38 +80,6 @@ pub struct BillingSettings {
     pub default_tax_type: Option<String>,
     /// How many months back an invoice looks for charges no document carries yet.
     pub catch_up_months: u32,
-}
-
-/// A line's key: stable and unique per customer, period and charge (the database's unique key, and
-/// part of the Autotask marker). ASCII, at most 40 characters.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct ChargeKey(String);
-
-impl ChargeKey {
-    /// Built by `owed::Charge::key_on` only.
-    pub(super) fn from_parts(key: String) -> Self {
-        ChargeKey(key)
-    }
-    /// A key read back from the store: ASCII, 1 to 40 characters.
-    pub fn parse(s: &str) -> Result<Self, DomainError> {
-        if s.is_empty() || s.len() > 40 || !s.is_ascii() {
-            return Err(DomainError::InvalidText {
-                what: "charge key",
-                reason: format!("{s:?} must be 1 to 40 ASCII characters"),
-            });
-        }
-        Ok(ChargeKey(s.to_string()))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ChargeKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -205,7 +173,7 @@ pub enum EmailDecision {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct InvoiceDraft {
+pub struct ComputedInvoice {
     pub customer_id: CustomerId,
     pub period: Period,
     pub destination: Destination,
@@ -245,7 +213,7 @@ pub struct Skipped {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Computed {
-    pub invoices: Vec<InvoiceDraft>,
+    pub invoices: Vec<ComputedInvoice>,
     pub skipped: Vec<Skipped>,
 }
 
@@ -311,10 +279,9 @@ struct Candidate<'a> {
 /// every charge of the catch-up window that no other document carries (DESIGN §2 "Who owes what";
 /// `owed` says what each charge is worth).
 ///
-/// A fee or an item is billed once, where it first lands: a charge already on another document
-/// (removed from it or not) is not billed here. Calls are facts that can arrive late, so a usage
-/// charge is billed by amount: what is owed less what other documents already bill, on its home
-/// invoice, and on a later one only for calls imported after its home invoice was made.
+/// Each charge is billed by amount: what is owed less what other documents already bill, on its
+/// home invoice, and on a later one only for what was entered after its home invoice was made
+/// (a back-dated start, calls imported late), so that every charge nets to what is owed.
 pub fn compute_invoices(s: &Snapshot, period: Period, settings: &BillingSettings) -> Computed {
     let services: BTreeMap<ServiceId, &Service> = s.services.iter().map(|x| (x.id, x)).collect();
     let mut customers: Vec<&Customer> = s.customers.iter().collect();
@@ -409,8 +376,17 @@ fn candidates<'a>(
             .iter()
             .max_by_key(|h| h.starts_on)
             .and_then(|h| h.autotask);
+        let period = months.last().copied();
+        // Late lines (months before this invoice's) count only from the last restore: runs left
+        // the service off while it was in the trash can.
+        let since_restore: Vec<Holding> = holdings.iter().map(|h| h.since_restore()).collect();
         for &q in months {
-            let Some(share) = held_share(holdings.iter().copied(), q) else {
+            let share = if Some(q) == period {
+                held_share(holdings.iter().copied(), q)
+            } else {
+                held_share(since_restore.iter(), q)
+            };
+            let Some(share) = share else {
                 continue;
             };
             out.push(Candidate {
@@ -429,6 +405,14 @@ fn candidates<'a>(
         }
         for &q in months {
             let month = q.previous();
+            let restored_since = holdings
+                .iter()
+                .filter_map(|h| h.restored_on)
+                .any(|r| r > month.first_day());
+            if Some(q) != period && restored_since {
+                // Calls of a month it spent partly in the trash can are not billed late.
+                continue;
+            }
             let usage = s
                 .usage
                 .iter()
@@ -508,34 +492,28 @@ fn candidates<'a>(
     out
 }
 
-/// What this period's invoice bills for a candidate charge, if anything (see `compute_invoices`).
+/// What this period's invoice bills for a candidate charge, if anything (see `compute_invoices`):
+/// what is owed less what other documents bill (removed lines bill nothing). On the charge's home
+/// invoice, or one that already carries it, that is the line's amount; on a later invoice only a
+/// shortfall is billed (something entered after its home invoice was made). An excess is never
+/// taken back here: that is a resync of the document that bills it.
 fn billable_here(s: &Snapshot, c: CustomerId, period: Period, cand: &Candidate) -> Option<Money> {
     let same = |b: &&BilledCharge| b.customer_id == c && b.charge == cand.charge;
     let here = s.billed.iter().filter(same).any(|b| b.on_invoice == period);
-    let elsewhere: Vec<&BilledCharge> = s
+    let elsewhere: Money = s
         .billed
         .iter()
         .filter(same)
-        .filter(|b| b.on_invoice != period)
-        .collect();
-    let home = cand.charge.home_period() == period;
-    match cand.charge {
-        Charge::Fee { .. } | Charge::Item { .. } => elsewhere.is_empty().then_some(cand.owed),
-        Charge::Usage { .. } => {
-            let billed: Money = elsewhere
-                .iter()
-                .filter(|b| !b.removed)
-                .map(|b| b.amount)
-                .sum();
-            let rest = cand.owed - billed;
-            let wanted = if home || here {
-                !rest.is_zero()
-            } else {
-                rest.is_positive()
-            };
-            wanted.then_some(rest)
-        }
-    }
+        .filter(|b| b.on_invoice != period && !b.removed)
+        .map(|b| b.amount)
+        .sum();
+    let rest = cand.owed - elsewhere;
+    let wanted = if cand.charge.home_period() == period || here {
+        !rest.is_zero()
+    } else {
+        rest.is_positive()
+    };
+    wanted.then_some(rest)
 }
 
 fn assemble(
@@ -543,7 +521,7 @@ fn assemble(
     period: Period,
     settings: &BillingSettings,
     lines: Vec<Line>,
-) -> InvoiceDraft {
+) -> ComputedInvoice {
     let (destination, email) = match &c.target {
         BillingTarget::Autotask { company_id } => (
             Destination::Autotask {
@@ -572,7 +550,7 @@ fn assemble(
     let terms = c.payment_terms_days.unwrap_or(settings.payment_terms_days);
     let issue_date = period.first_day();
     let total = lines.iter().map(|l| l.amount).sum();
-    InvoiceDraft {
+    ComputedInvoice {
         customer_id: c.id,
         period,
         destination,
@@ -588,3 +566,7 @@ fn assemble(
 #[cfg(test)]
 #[path = "billing_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "billing_model_tests.rs"]
+mod model_tests;

@@ -1,5 +1,6 @@
 use super::*;
 use crate::domain::customer::BusinessDetails;
+use crate::domain::owed::Charge;
 use crate::domain::{AssignmentState, ContractId, Email, MaterialCodeId, NonEmpty, ProductId};
 
 fn m(s: &str) -> Money {
@@ -68,6 +69,7 @@ fn assigned(service: i64, customer: i64, starts: &str) -> Holding {
         state: AssignmentState::Assigned,
         starts_on: d(starts),
         ends_on: None,
+        restored_on: None,
         autotask: None,
     }
 }
@@ -101,7 +103,7 @@ fn item(
     }
 }
 
-fn one(snapshot: &Snapshot, period: &str) -> InvoiceDraft {
+fn one(snapshot: &Snapshot, period: &str) -> ComputedInvoice {
     let c = compute_invoices(snapshot, p(period), &settings());
     assert_eq!(c.invoices.len(), 1, "{c:?}");
     c.invoices[0].clone()
@@ -432,4 +434,85 @@ fn every_line_amount_is_its_quantity_times_unit_price_in_cents() {
         );
         assert_eq!(l.amount, l.amount.round_cents());
     }
+}
+
+#[test]
+fn a_service_back_from_the_trash_can_is_not_billed_late_for_the_months_it_was_left_off() {
+    // Excluded before December's run, restored on 15 January: February's invoice bills February,
+    // and late only 15–31 January; never December.
+    let mut back = assigned(1, 1, "2026-01-01");
+    back.restored_on = Some(d("2027-01-15"));
+    let s = Snapshot {
+        customers: vec![customer(1, true, xero())],
+        services: vec![service(1, "31.00")],
+        assignments: vec![back],
+        billed: vec![BilledCharge {
+            customer_id: CustomerId::new(1).unwrap(),
+            on_invoice: p("2026-11"),
+            charge: Charge::Fee {
+                service: ServiceId::new(1).unwrap(),
+                period: p("2026-11"),
+            },
+            amount: m("31.00"),
+            removed: false,
+        }],
+        billing_start: Some(p("2026-11")),
+        ..Default::default()
+    };
+    let inv = one(&s, "2027-02");
+    let lines: Vec<(&str, Money)> = inv
+        .lines
+        .iter()
+        .map(|l| (l.description.as_str(), l.amount))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            ("SIP 1 — 15–31 January 2027 (17 of 31 days)", m("17.00")),
+            ("SIP 1 — February 2027", m("31.00")),
+        ]
+    );
+}
+
+#[test]
+fn a_part_month_billed_late_is_its_own_line_and_is_not_billed_twice() {
+    let s = |billed: Vec<BilledCharge>| Snapshot {
+        customers: vec![customer(1, true, xero())],
+        services: vec![service(1, "31.00")],
+        assignments: vec![assigned(1, 1, "2027-01-20")],
+        billed,
+        billing_start: Some(p("2026-11")),
+        ..Default::default()
+    };
+    let feb = one(&s(vec![]), "2027-02");
+    assert_eq!(feb.lines[0].charge_key.as_str(), "svc-1-fee-2027-01");
+    assert_eq!(
+        feb.lines[0].description,
+        "SIP 1 — 20–31 January 2027 (12 of 31 days)"
+    );
+    assert_eq!(feb.lines[0].amount, m("12.00"));
+    // Once February's invoice carries it, January's own invoice (a resync) does not.
+    let on_feb = BilledCharge {
+        customer_id: CustomerId::new(1).unwrap(),
+        on_invoice: p("2027-02"),
+        charge: Charge::Fee {
+            service: ServiceId::new(1).unwrap(),
+            period: p("2027-01"),
+        },
+        amount: m("12.00"),
+        removed: false,
+    };
+    let jan = compute_invoices(&s(vec![on_feb.clone()]), p("2027-01"), &settings());
+    assert!(jan.invoices.is_empty(), "{jan:?}");
+    // And March's does not bill it again (February's own fee is on February's invoice too).
+    let feb_fee = BilledCharge {
+        charge: Charge::Fee {
+            service: ServiceId::new(1).unwrap(),
+            period: p("2027-02"),
+        },
+        amount: m("31.00"),
+        ..on_feb.clone()
+    };
+    let mar = one(&s(vec![on_feb, feb_fee]), "2027-03");
+    assert_eq!(mar.lines.len(), 1, "{mar:?}");
 }

@@ -59,13 +59,6 @@ pub struct Customer {
     pub payment_terms_days: Option<u32>,
 }
 
-impl Customer {
-    /// An invoice can be emailed only to an enabled Xero customer with an address.
-    pub fn can_be_emailed(&self) -> bool {
-        self.enabled && self.email.is_some() && !self.target.is_autotask()
-    }
-}
-
 /// What it takes to create (or, for imports, update) a customer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCustomer {

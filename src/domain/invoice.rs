@@ -76,18 +76,26 @@ impl StoredLine {
         self.amount
     }
 
-    /// Whether the recorded line says what the recomputed one says (the figures and the words
-    /// that reach the customer). A calls line is compared by its money only: calls imported after
-    /// it was made are billed on a later invoice, and its count of calls and their wholesale cost
-    /// then describe more calls than it bills, without anything owed having changed.
+    /// Whether the recorded line says what the recomputed one says: the figures, the words that
+    /// reach the customer, and where it is charged (a re-coded line is a change). A calls line is
+    /// compared by its money and coding only: calls imported after it was made are billed on a
+    /// later invoice, and its count of calls and their wholesale cost then describe more calls than
+    /// it bills, without anything owed having changed.
     pub fn same_as(&self, l: &Line) -> bool {
         let money = self.quantity == l.quantity
             && self.unit_price == l.unit_price
             && self.amount == l.amount;
+        let coding = self.autotask == l.autotask
+            && self.account_code == l.account_code
+            && self.tax_type == l.tax_type
+            && self.item_code == l.item_code;
         match l.kind {
-            LineKind::Usage => money,
+            LineKind::Usage => money && coding,
             LineKind::ServiceFee | LineKind::OnceOff | LineKind::Recurring => {
-                money && self.description == l.description && self.unit_cost == l.unit_cost
+                money
+                    && coding
+                    && self.description == l.description
+                    && self.unit_cost == l.unit_cost
             }
         }
     }

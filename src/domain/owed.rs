@@ -17,8 +17,41 @@ use std::fmt;
 
 use chrono::{Datelike, Duration, NaiveDate};
 
-use super::billing::ChargeKey;
-use super::{AssignmentState, AutotaskCoding, CustomerId, ItemId, Period, ServiceId};
+use serde::Serialize;
+
+use super::{AssignmentState, AutotaskCoding, CustomerId, DomainError, ItemId, Period, ServiceId};
+
+/// A line's key: stable and unique per customer, period and charge (the database's unique key, and
+/// part of the Autotask marker). ASCII, at most 40 characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ChargeKey(String);
+
+impl ChargeKey {
+    /// Built by `Charge::key_on` only.
+    fn from_parts(key: String) -> Self {
+        ChargeKey(key)
+    }
+    /// A key read back from the store: ASCII, 1 to 40 characters.
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        if s.is_empty() || s.len() > 40 || !s.is_ascii() {
+            return Err(DomainError::InvalidText {
+                what: "charge key",
+                reason: format!("{s:?} must be 1 to 40 ASCII characters"),
+            });
+        }
+        Ok(ChargeKey(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ChargeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// One period during which a customer held a service (a row of the assignment history).
 #[derive(Debug, Clone)]
@@ -30,6 +63,9 @@ pub struct Holding {
     pub starts_on: NaiveDate,
     /// The first day no longer held; `None` while the customer still holds it.
     pub ends_on: Option<NaiveDate>,
+    /// The day it last came back from the trash can. Runs left it off while it was excluded, so
+    /// nothing from before this day is billed late.
+    pub restored_on: Option<NaiveDate>,
     pub autotask: Option<AutotaskCoding>,
 }
 
@@ -38,6 +74,15 @@ impl Holding {
     /// invoices, with its calls, until restored.
     pub fn is_excluded(&self) -> bool {
         self.ends_on.is_none() && self.state == AssignmentState::Excluded
+    }
+
+    /// The holding as far as late billing goes: from the day it last came back from the trash can.
+    pub fn since_restore(&self) -> Holding {
+        let mut h = self.clone();
+        if let Some(r) = self.restored_on {
+            h.starts_on = h.starts_on.max(r);
+        }
+        h
     }
 
     /// Whether the customer held the service on `day`.
@@ -256,6 +301,7 @@ mod tests {
             },
             starts_on: d(starts),
             ends_on: ends.map(d),
+            restored_on: None,
             autotask: None,
         }
     }

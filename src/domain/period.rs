@@ -79,10 +79,6 @@ impl Period {
         self.last_day().day()
     }
 
-    pub fn contains_date(self, date: NaiveDate) -> bool {
-        Period::of_date(date) == self
-    }
-
     pub fn next(self) -> Period {
         if self.month == 12 {
             Period {

@@ -529,8 +529,13 @@ async fn push_charge(
     let draft = charge_draft(&inv, &line, 1)
         .map_err(|why| ChargeError::Remote(AutotaskError::Local(why)))?;
     let amount = Money::new(draft.unit_price.amount() * draft.unit_quantity).round_cents();
+    // A create for a line taken off since it was queued is superseded: it must not create a
+    // charge now. Like an update, it looks for the charge by marker (an earlier attempt may have
+    // made it) and takes it back if so.
+    let update = e.action == OutboxAction::AutotaskUpdate
+        || (e.action == OutboxAction::AutotaskCharge && line.removed);
     match e.action {
-        OutboxAction::AutotaskUpdate => {
+        _ if update => {
             let change = super::update::push_autotask_update(autotask, &inv, &line, draft).await?;
             let mut l = ledger(RemoteSystem::Autotask, LedgerOutcome::Ok, requested_at);
             l.remote_id = Some(change.charge_id.to_string());
@@ -543,7 +548,7 @@ async fn push_charge(
                 },
             ))
         }
-        OutboxAction::AutotaskCharge => {
+        OutboxAction::AutotaskCharge | OutboxAction::AutotaskUpdate => {
             let remote = autotask.push_charge(&draft).await?;
             let mut l = ledger(RemoteSystem::Autotask, LedgerOutcome::Ok, requested_at);
             l.remote_id = Some(remote.id.to_string());

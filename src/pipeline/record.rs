@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use super::PipelineError;
 use crate::config::Config;
 use crate::domain::billing::{
-    BillingSettings, ChargeKey, Computed, Destination, EmailDecision, InvoiceDraft,
+    BillingSettings, ChargeKey, Computed, ComputedInvoice, Destination, EmailDecision,
 };
 use crate::domain::{CustomerId, OutboxAction, Period, RemoteSystem};
 use crate::store::Store;
@@ -60,7 +60,7 @@ pub fn email_decision(d: &EmailDecision) -> String {
     }
 }
 
-fn new_invoice(d: &InvoiceDraft) -> NewInvoice {
+fn new_invoice(d: &ComputedInvoice) -> NewInvoice {
     let mut actions = Vec::new();
     let (destination, xero_contact_id) = match &d.destination {
         Destination::Autotask { .. } => {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Pipeline, PipelineError, PushReport, lease, record, snapshot};
-use crate::domain::billing::{Destination, InvoiceDraft, compute_invoices};
+use crate::domain::billing::{ComputedInvoice, Destination, compute_invoices};
 use crate::domain::invoice::{LineChanges, diff_lines};
 use crate::domain::{
     CustomerId, InvoiceId, Money, OutboxAction, OutboxStatus, Period, RemoteSystem,
@@ -78,7 +78,7 @@ pub struct ResyncPlan {
 
 #[derive(Debug, Clone)]
 enum Work {
-    Record(Box<InvoiceDraft>),
+    Record(Box<ComputedInvoice>),
     Change {
         invoice_id: InvoiceId,
         changes: InvoiceChanges,
@@ -147,7 +147,7 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
         .into_iter()
         .map(|i| (i.customer_id, i))
         .collect();
-    let wanted: BTreeMap<CustomerId, &InvoiceDraft> = computed
+    let wanted: BTreeMap<CustomerId, &ComputedInvoice> = computed
         .invoices
         .iter()
         .filter(|d| req.customer.is_none_or(|c| c == d.customer_id))
@@ -274,6 +274,20 @@ fn invoice_changes(
 ) -> InvoiceChanges {
     let rev = inv.revision + 1;
     let mut actions = Vec::new();
+    // A refused action for a line that changes or goes is superseded by what is queued now (for
+    // a re-coded line, the push with its new coding), never replayed.
+    let touched: Vec<crate::domain::LineId> = lines
+        .changed
+        .iter()
+        .map(|(id, _)| *id)
+        .chain(lines.removed.iter().copied())
+        .collect();
+    let cancel = outbox
+        .iter()
+        .filter(|o| o.status == OutboxStatus::Failed)
+        .filter(|o| o.line_id.is_some_and(|l| touched.contains(&l)))
+        .map(|o| o.id)
+        .collect();
     match inv.destination {
         RemoteSystem::Autotask => {
             let n_changed = lines.changed.len();
@@ -310,7 +324,7 @@ fn invoice_changes(
     InvoiceChanges {
         lines,
         actions,
-        cancel: Vec::new(),
+        cancel,
     }
 }
 

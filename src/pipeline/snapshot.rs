@@ -45,6 +45,7 @@ pub async fn take(
                 state: a.state(),
                 starts_on: a.starts_on,
                 ends_on: a.ends_on,
+                restored_on: a.restored_on,
                 autotask: a.autotask()?,
             })
         })

@@ -16,6 +16,7 @@ use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 
 use super::faults::{Fault, Faults};
+use crate::http::json::decimal;
 
 pub const USERNAME: &str = "api-user@sandbox.example";
 pub const SECRET: &str = "sandbox-secret";
@@ -69,7 +70,7 @@ impl AutotaskSandbox {
     pub fn seed_company(&self, company: i64, name: &str) -> (i64, i64, i64) {
         let (contract, product, code) = (company * 100 + 1, company * 100 + 2, company * 100 + 3);
         self.insert("companies", json!({"id": company, "companyName": name, "phone": "02 9999 0000", "address1": "1 Sandbox St", "city": "Sydney", "state": "NSW", "postalCode": "2000", "isActive": true}));
-        self.insert("contracts", json!({"id": contract, "companyID": company, "contractName": format!("{name} — Managed Voice"), "status": 1, "startDate": "2020-01-01T00:00:00Z", "endDate": "2030-12-31T00:00:00Z"}));
+        self.insert("contracts", json!({"id": contract, "companyID": company, "contractName": format!("{name} — Managed Voice"), "status": 1, "contractType": 7, "startDate": "2020-01-01T00:00:00Z", "endDate": "2030-12-31T00:00:00Z"}));
         self.insert(
             "products",
             json!({"id": product, "name": "Hosted Voice Service", "isActive": true}),
@@ -227,7 +228,8 @@ fn field<'a>(item: &'a Value, name: &str) -> &'a Value {
 
 fn cmp(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        // Exactly, whatever the digits (1 equals 1.0; ids beyond 2^53 stay apart).
+        (Value::Number(x), Value::Number(y)) => Some(decimal(x).ok()?.cmp(&decimal(y).ok()?)),
         (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
         (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
         _ => None,
@@ -349,6 +351,17 @@ async fn create_charge(
         };
         if !has("contracts", &json!(contract)) {
             return Err(format!("Contract {contract} does not exist."));
+        }
+        // As Autotask: Block Hours (4), Retainer (6) and Per Ticket (8) contracts take no charges.
+        let kind = d
+            .entities
+            .get("contracts")
+            .and_then(|v| v.iter().find(|i| i["id"] == json!(contract)))
+            .and_then(|c| c["contractType"].as_i64());
+        if let Some(name) = kind.and_then(crate::autotask::chargeless_contract_type) {
+            return Err(format!(
+                "Contract charges cannot be created on {name} contracts."
+            ));
         }
         if !has("products", &charge["productID"]) {
             return Err(format!(

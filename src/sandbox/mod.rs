@@ -3,33 +3,24 @@
 //! bills against them, `rebilld sandbox` serves them for a staging daemon, and the tests drive them
 //! (with fault injection: 429, 500, timeouts, a response dropped after a create).
 
-use std::net::SocketAddr;
-
-/// Serves `router` on `addr` (port 0: any free port) in the background; returns the bound address.
-pub async fn serve(
-    router: axum::Router,
-    addr: SocketAddr,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let handle = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "sandbox server stopped");
-        }
-    });
-    Ok((bound, handle))
-}
-
 pub mod autotask;
 pub mod faults;
+pub mod world;
 pub mod xero;
 
 pub use faults::Fault;
 
+use std::net::SocketAddr;
+
 use secrecy::SecretString;
 
 use crate::autotask::AutotaskConfig;
+use crate::http::serve;
 use crate::xero::XeroConfig;
+
+/// The token key of the stand-ins' configuration (the demo and the tests): public, never for a
+/// real connection.
+pub const SANDBOX_TOKEN_KEY: &str = "c2FuZGJveC10b2tlbi1rZXktMzItYnl0ZXMtbG9uZyE=";
 
 /// A Xero configuration that talks to a stand-in served at `base` (a custom connection).
 pub fn xero_config(base: &str) -> XeroConfig {
@@ -37,6 +28,7 @@ pub fn xero_config(base: &str) -> XeroConfig {
     XeroConfig {
         client_id: Some("sandbox-client".into()),
         client_secret: Some(SecretString::from("sandbox-client-secret")),
+        token_key: Some(SecretString::from(SANDBOX_TOKEN_KEY)),
         api_url: format!("{base}/api.xro/2.0"),
         identity_url: base.to_string(),
         token_url: format!("{base}/connect/token"),

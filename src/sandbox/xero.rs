@@ -16,6 +16,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Value, json};
 
 use super::faults::{Fault, Faults};
+use crate::http::json::number as num;
 
 pub const TENANT_ID: &str = "0f4c8a1e-5b0e-4c1a-9d55-5a6b1f2e3d4c";
 
@@ -44,14 +45,10 @@ fn round2(d: Decimal) -> Decimal {
 
 fn dec(v: &Value) -> Decimal {
     match v {
-        Value::Number(n) => n.to_string().parse().unwrap_or_default(),
+        Value::Number(n) => crate::http::json::decimal(n).unwrap_or_default(),
         Value::String(s) => s.parse().unwrap_or_default(),
         _ => Decimal::ZERO,
     }
-}
-
-fn num(d: Decimal) -> Value {
-    serde_json::from_str(&d.normalize().to_string()).unwrap_or(json!(0))
 }
 
 impl XeroSandbox {
@@ -85,13 +82,6 @@ impl XeroSandbox {
     /// The InvoiceIDs emailed, in order (one entry per email sent).
     pub fn emails(&self) -> Vec<String> {
         self.with(|s| s.emails.clone())
-    }
-
-    /// Issues a refresh token, as a completed `xero connect` would have received.
-    pub fn issue_refresh_token(&self) -> String {
-        let t = format!("refresh-{}", uuid::Uuid::new_v4().simple());
-        self.with(|s| s.refresh_tokens.push(t.clone()));
-        t
     }
 
     /// How many times the token endpoint was called.

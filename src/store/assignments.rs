@@ -30,6 +30,8 @@ pub struct AssignmentView {
     pub starts_on: NaiveDate,
     /// The first day no longer held (set by unassign).
     pub ends_on: Option<NaiveDate>,
+    /// The day it last came back from the trash can (set by restore).
+    pub restored_on: Option<NaiveDate>,
     pub autotask_contract_id: Option<i64>,
     pub autotask_product_id: Option<i64>,
     pub autotask_material_code_id: Option<i64>,
@@ -76,7 +78,7 @@ macro_rules! select_assignments {
     ($tail:literal) => {
         concat!(
             "SELECT a.id, a.service_id, s.name AS service_name, a.customer_id, c.name AS customer_name, a.state, \
-             a.starts_on, a.ends_on, a.autotask_contract_id, a.autotask_product_id, a.autotask_material_code_id, \
+             a.starts_on, a.ends_on, a.restored_on, a.autotask_contract_id, a.autotask_product_id, a.autotask_material_code_id, \
              a.changed_at, a.changed_by FROM assignments a JOIN services s ON s.id = a.service_id \
              JOIN customers c ON c.id = a.customer_id ",
             $tail
@@ -225,6 +227,7 @@ impl Store {
             ))
         })?;
         let ends_on = (t == Transition::Unassign).then_some(on);
+        let restored_on = (t == Transition::Restore).then_some(on);
         if let Some(end) = ends_on
             && end < current.starts_on
         {
@@ -242,7 +245,8 @@ impl Store {
             let mut tx = p.begin().await?;
             // The state in the WHERE makes a concurrent transition lose cleanly instead of both applying.
             let changed = sqlx::query(
-                "UPDATE assignments SET state = $2, changed_at = $3, changed_by = $4, ends_on = $6 \
+                "UPDATE assignments SET state = $2, changed_at = $3, changed_by = $4, \
+                 ends_on = COALESCE($6, ends_on), restored_on = COALESCE($7, restored_on) \
                  WHERE id = $1 AND state = $5",
             )
             .bind(current.id.get())
@@ -251,6 +255,7 @@ impl Store {
             .bind(actor.as_str())
             .bind(current.state().as_str())
             .bind(ends_on)
+            .bind(restored_on)
             .execute(&mut *tx)
             .await?
             .rows_affected();

@@ -26,33 +26,4 @@ impl Store {
             .rows_affected());
         Ok(())
     }
-
-    pub async fn cache_autotask_name(
-        &self,
-        kind: &str,
-        id: i64,
-        name: &str,
-    ) -> Result<(), StoreError> {
-        on_db!(self, p => sqlx::query(
-            "INSERT INTO autotask_names (kind, remote_id, name, cached_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (kind, remote_id) DO UPDATE SET name = excluded.name, cached_at = excluded.cached_at")
-            .bind(kind)
-            .bind(id)
-            .bind(name)
-            .bind(Utc::now())
-            .execute(p)
-            .await?
-            .rows_affected());
-        Ok(())
-    }
-
-    pub async fn autotask_name(&self, kind: &str, id: i64) -> Result<Option<String>, StoreError> {
-        Ok(
-            on_db!(self, p => sqlx::query_scalar("SELECT name FROM autotask_names WHERE kind = $1 AND remote_id = $2")
-            .bind(kind)
-            .bind(id)
-            .fetch_optional(p)
-            .await?),
-        )
-    }
 }

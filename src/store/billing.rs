@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::outbox::NewAction;
-use super::{Store, StoreError, is_unique_violation, micros, money, on_db};
+use super::{Store, StoreError, is_unique_violation, micros, money, on_db, parse_rows};
 use crate::domain::billing::{ChargeKey, Line};
 use crate::domain::invoice::LineChanges;
 use crate::domain::{
@@ -157,14 +157,6 @@ impl TryFrom<LineRow> for StoredLine {
             removed: r.removed,
         })
     }
-}
-
-/// Parses every row, stopping at the first corrupt one.
-pub(super) fn parse_rows<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
-where
-    T: TryFrom<R, Error = StoreError>,
-{
-    rows.into_iter().map(T::try_from).collect()
 }
 
 /// The tax Xero adds to an invoice's lines (removed lines left out) at `rates`; `None` when a
@@ -487,7 +479,8 @@ impl Store {
             for (id, l) in &c.lines.changed {
                 sqlx::query(
                     "UPDATE invoice_lines SET description = $2, quantity = $3, unit_price_micros = $4, amount_micros = $5, \
-                     unit_cost_micros = $6, removed = FALSE WHERE id = $1",
+                     unit_cost_micros = $6, removed = FALSE, autotask_contract_id = $7, autotask_product_id = $8, \
+                     autotask_material_code_id = $9, account_code = $10, tax_type = $11, item_code = $12 WHERE id = $1",
                 )
                 .bind(id.get())
                 .bind(&l.description)
@@ -495,6 +488,12 @@ impl Store {
                 .bind(micros(l.unit_price)?)
                 .bind(micros(l.amount)?)
                 .bind(micros(l.unit_cost)?)
+                .bind(l.autotask.map(|a| a.contract_id.get()))
+                .bind(l.autotask.map(|a| a.product_id.get()))
+                .bind(l.autotask.map(|a| a.material_code_id.get()))
+                .bind(l.account_code.as_deref())
+                .bind(l.tax_type.as_deref())
+                .bind(l.item_code.as_deref())
                 .execute(&mut *tx)
                 .await?;
                 line_ids.push(id.get());
@@ -539,7 +538,7 @@ impl Store {
                 .await?;
             }
             for id in &c.cancel {
-                sqlx::query("UPDATE outbox SET status = 'cancelled', updated_at = $2 WHERE id = $1 AND status = 'pending'")
+                sqlx::query("UPDATE outbox SET status = 'cancelled', updated_at = $2 WHERE id = $1 AND status IN ('pending', 'failed')")
                     .bind(id.get())
                     .bind(now)
                     .execute(&mut *tx)

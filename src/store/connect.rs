@@ -1,13 +1,14 @@
 //! Opening the database, refusing files that are not ours, and running migrations.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{Db, Store, StoreError};
-use crate::config::{DatabaseConfig, redact_url};
+use super::{DatabaseConfig, Db, Store, StoreError};
+use crate::settings::redact_url;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -21,8 +22,12 @@ impl Store {
             reason: e.to_string(),
         };
         let store = if cfg.url.starts_with("sqlite:") {
-            let opts = SqliteConnectOptions::from_str(&cfg.url)
-                .map_err(open_err)?
+            let opts = SqliteConnectOptions::from_str(&cfg.url).map_err(open_err)?;
+            create_private(opts.get_filename()).map_err(|e| StoreError::Open {
+                url: shown.clone(),
+                reason: format!("cannot create the database file: {e}"),
+            })?;
+            let opts = opts
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
@@ -110,6 +115,190 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Creates a missing SQLite file empty and readable by its owner only (0600, whatever the umask):
+/// it holds customers' details and the Xero connection. SQLite gives the `-wal` and `-shm` files
+/// it makes beside it the same mode. An existing file is left as it is.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let name = path.as_os_str();
+    if name.is_empty() || name == ":memory:" || path.exists() {
+        return Ok(());
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        // Another process created it between our look and our create: theirs stands.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Why `rebilld backup` made no copy.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(
+        "{path} already exists: a backup never overwrites a file; give a new name or move the old file away"
+    )]
+    Exists { path: String },
+    #[error("cannot create the backup {path}: {reason}")]
+    Create { path: String, reason: String },
+    #[error(
+        "rebilld backup copies SQLite databases; for PostgreSQL use pg_dump, e.g. \
+         `pg_dump --format=custom --file=rebill.dump \"$DATABASE_URL\"` (restore with pg_restore)"
+    )]
+    Postgres,
+    #[error("the backup to {path} failed and nothing was kept: {reason}")]
+    Copy { path: String, reason: String },
+    #[error("the copy at {path} failed its check ({reason}) and was removed")]
+    Check { path: String, reason: String },
+}
+
+/// What a checked backup holds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackupReport {
+    pub path: String,
+    pub bytes: u64,
+    /// Migrations recorded in the copy (the same as in the database it came from).
+    pub migrations: i64,
+    pub latest_migration: i64,
+}
+
+impl Store {
+    /// Writes a consistent copy of the SQLite database to `path` (a new file, 0600) while other
+    /// connections keep writing: `VACUUM INTO` reads one snapshot, so the copy holds every
+    /// transaction committed before it began and none half. The copy is then opened on its own and
+    /// checked (`PRAGMA integrity_check`, the migrations table as in the source); a copy that fails
+    /// is removed. PostgreSQL is refused: `pg_dump` does this for it.
+    pub async fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError> {
+        let Db::Sqlite(pool) = &self.db else {
+            return Err(BackupError::Postgres);
+        };
+        let shown = path.display().to_string();
+        let Some(target) = path.to_str() else {
+            return Err(BackupError::Create {
+                path: shown,
+                reason: "the path is not valid UTF-8".into(),
+            });
+        };
+        // Reserve the name atomically: an existing file is never overwritten, and the copy is
+        // private from its first byte (VACUUM INTO accepts an empty file).
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        if let Err(e) = o.open(path) {
+            return Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
+                BackupError::Exists { path: shown }
+            } else {
+                BackupError::Create {
+                    path: shown,
+                    reason: e.to_string(),
+                }
+            });
+        }
+        let source: (i64, i64) = match sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_one(pool)
+        .await
+        {
+            Ok(v) => v,
+            Err(e) => return Err(discard(path, &shown, e.to_string(), false)),
+        };
+        if let Err(e) = sqlx::query("VACUUM INTO $1")
+            .bind(target)
+            .execute(pool)
+            .await
+        {
+            return Err(discard(path, &shown, e.to_string(), false));
+        }
+        if let Err(e) = std::fs::File::open(path).and_then(|f| f.sync_all()) {
+            return Err(discard(path, &shown, e.to_string(), false));
+        }
+        let copied = match check_copy(path).await {
+            Ok(v) => v,
+            Err(reason) => return Err(discard(path, &shown, reason, true)),
+        };
+        if copied != source {
+            return Err(discard(
+                path,
+                &shown,
+                format!(
+                    "it records {} migrations up to {}, the database {} up to {}",
+                    copied.0, copied.1, source.0, source.1
+                ),
+                true,
+            ));
+        }
+        let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        Ok(BackupReport {
+            path: shown,
+            bytes,
+            migrations: copied.0,
+            latest_migration: copied.1,
+        })
+    }
+}
+
+/// Removes a failed copy and says why.
+fn discard(path: &Path, shown: &str, reason: String, checked: bool) -> BackupError {
+    let _ = std::fs::remove_file(path);
+    if checked {
+        BackupError::Check {
+            path: shown.to_string(),
+            reason,
+        }
+    } else {
+        BackupError::Copy {
+            path: shown.to_string(),
+            reason,
+        }
+    }
+}
+
+/// Opens the copy read-only on its own and checks it: integrity, our marker table, and the
+/// migrations it records (count, latest version).
+async fn check_copy(path: &Path) -> Result<(i64, i64), String> {
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .create_if_missing(false);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+        .map_err(|e| format!("it does not open: {e}"))?;
+    let result = async {
+        let integrity: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&pool)
+            .await
+            .map_err(|e| format!("integrity_check: {e}"))?;
+        if integrity != ["ok"] {
+            return Err(format!("integrity_check: {}", integrity.join("; ")));
+        }
+        let marker: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'rebill_meta'",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        if marker != 1 {
+            return Err("it has no rebill_meta table".into());
+        }
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT COUNT(*), COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| format!("the migrations table: {e}"))
+    }
+    .await;
+    pool.close().await;
+    result
 }
 
 fn not_a_database(shown: &str, e: sqlx::Error) -> StoreError {

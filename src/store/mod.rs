@@ -12,6 +12,7 @@ pub mod autotask;
 pub mod billing;
 pub mod calls;
 mod catalogue;
+mod config;
 mod connect;
 mod customers;
 mod items;
@@ -26,6 +27,8 @@ use sqlx::{PgPool, SqlitePool};
 pub use assignments::AssignmentView;
 pub use audit::{Actor, AuditRecord};
 pub use catalogue::{ServiceImport, ServiceUserImport};
+pub use config::DatabaseConfig;
+pub use connect::{BackupError, BackupReport};
 pub use customers::Upsert;
 pub use items::NewItem;
 pub use rerate::Repriced;
@@ -114,4 +117,12 @@ pub(crate) fn money(micros: i64) -> crate::domain::Money {
 pub(crate) fn micros(m: crate::domain::Money) -> Result<i64, StoreError> {
     m.to_micros()
         .map_err(|e| StoreError::Refused(e.to_string()))
+}
+
+/// Parses every row, stopping at the first corrupt one.
+pub(crate) fn parse_rows<R, T>(rows: Vec<R>) -> Result<Vec<T>, StoreError>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
 }

@@ -5,8 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::billing::parse_rows;
-use super::{Store, StoreError, on_db};
+use super::{Store, StoreError, on_db, parse_rows};
 pub use crate::domain::invoice::{LedgerRow, OutboxEntry};
 use crate::domain::{
     InvoiceId, LedgerOutcome, LineId, Money, OutboxAction, OutboxId, OutboxStatus, RemoteSystem,
@@ -376,13 +375,27 @@ impl Store {
         invoice_id: InvoiceId,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        Ok(on_db!(self, p => sqlx::query(
-            "UPDATE outbox SET status = 'pending', next_attempt_at = $2, updated_at = $2 WHERE invoice_id = $1 AND status = 'failed'",
-        )
-        .bind(invoice_id.get())
-        .bind(now)
-        .execute(p)
-        .await?
-        .rows_affected()))
+        Ok(on_db!(self, p => {
+            let mut tx = p.begin().await?;
+            // An action for a line that is no longer billed is superseded, never replayed.
+            sqlx::query(
+                "UPDATE outbox SET status = 'cancelled', updated_at = $2 WHERE invoice_id = $1 AND status = 'failed' \
+                 AND line_id IN (SELECT id FROM invoice_lines WHERE removed = TRUE)",
+            )
+            .bind(invoice_id.get())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let n = sqlx::query(
+                "UPDATE outbox SET status = 'pending', next_attempt_at = $2, updated_at = $2 WHERE invoice_id = $1 AND status = 'failed'",
+            )
+            .bind(invoice_id.get())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            n
+        }))
     }
 }

@@ -4,9 +4,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::billing::parse_rows;
 use super::calls::key_floor;
-use super::{Store, StoreError, money, on_db};
+use super::{Store, StoreError, money, on_db, parse_rows};
 use crate::domain::billing::{BilledCharge, ChargeKey};
 use crate::domain::owed::Charge;
 use crate::domain::{CustomerId, Money, Period, RunStatus, ServiceId};

@@ -1,12 +1,17 @@
 //! Xero's OAuth2 tokens. A rotated refresh token is written in the same statement that records the
 //! refresh, and a refresh is claimed in the database first, so that two processes never spend the
 //! same single-use refresh token.
+//!
+//! The store keeps the tokens as it is given them: `xero::auth` seals them with `xero.token_key`
+//! before they are written and opens them after they are read, so the database holds only sealed
+//! text.
 
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError, on_db};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// The one grant. Not `Debug`-derived: its tokens must never reach a log line or an error.
+#[derive(Clone, sqlx::FromRow)]
 pub struct XeroTokenRow {
     pub grant_type: String,
     pub access_token: Option<String>,
@@ -14,6 +19,20 @@ pub struct XeroTokenRow {
     pub refresh_token: Option<String>,
     pub tenant_id: Option<String>,
     pub refresh_count: i64,
+}
+
+impl std::fmt::Debug for XeroTokenRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |t: &Option<String>| t.as_ref().map(|_| "[redacted]");
+        f.debug_struct("XeroTokenRow")
+            .field("grant_type", &self.grant_type)
+            .field("access_token", &shown(&self.access_token))
+            .field("access_expires_at", &self.access_expires_at)
+            .field("refresh_token", &shown(&self.refresh_token))
+            .field("tenant_id", &self.tenant_id)
+            .field("refresh_count", &self.refresh_count)
+            .finish()
+    }
 }
 
 impl Store {
@@ -95,6 +114,41 @@ impl Store {
             .await?
             .rows_affected());
         Ok(n == 1)
+    }
+
+    /// Replaces tokens stored in plain text by an earlier version with their sealed form, only if
+    /// they are still the ones read (a compare-and-set: a refresh in between wins).
+    pub async fn reseal_xero_tokens(
+        &self,
+        old_access: Option<&str>,
+        old_refresh: Option<&str>,
+        access: Option<&str>,
+        refresh: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let n = on_db!(self, p => sqlx::query(
+            "UPDATE xero_tokens SET access_token = $3, refresh_token = $4 WHERE id = 1 \
+             AND access_token IS NOT DISTINCT FROM $1 AND refresh_token IS NOT DISTINCT FROM $2")
+            .bind(old_access)
+            .bind(old_refresh)
+            .bind(access)
+            .bind(refresh)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Forgets a grant Xero refused (`invalid_grant`): its tokens are cleared, only if the refresh
+    /// token is still the one presented (a newer grant from `xero connect` stays).
+    pub async fn revoke_xero_grant(&self, presented_refresh: &str) -> Result<(), StoreError> {
+        on_db!(self, p => sqlx::query(
+            "UPDATE xero_tokens SET access_token = NULL, access_expires_at = NULL, refresh_token = NULL \
+             WHERE id = 1 AND refresh_token = $1")
+            .bind(presented_refresh)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(())
     }
 
     pub async fn release_xero_refresh(&self, me: &str) -> Result<(), StoreError> {

@@ -1,12 +1,12 @@
 //! Requests to the Accounting API: tenant header, a bearer token, at most `max_concurrent` in
-//! flight, and retries of 429/5xx/timeouts with exponential back-off and jitter (`backon`),
-//! honouring `Retry-After`. Only requests that are safe to repeat are retried: reads, and writes
-//! that carry an `Idempotency-Key`.
+//! flight, and retries of 429/5xx/timeouts through `crate::http::retry` (exponential back-off with
+//! jitter, honouring `Retry-After`). Only requests that are safe to repeat are retried: reads, and
+//! writes that carry an `Idempotency-Key`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{Duration as ChronoDuration, Utc};
 use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
@@ -20,6 +20,7 @@ use super::{
     RemoteInvoice, XeroConfig, XeroError, auth,
 };
 use crate::domain::{Money, XeroContactId};
+use crate::http::{Failure, Retries, retry_after, retrying};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -53,6 +54,11 @@ struct Reply {
 
 impl XeroClient {
     pub async fn new(cfg: &XeroConfig, store: Store) -> Result<Self, XeroError> {
+        // A secret is asked for only here, when a command uses Xero.
+        if cfg.is_configured() {
+            cfg.client_secret()
+                .map_err(|e| XeroError::NotConfigured(e.to_string()))?;
+        }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(cfg.timeout_secs))
@@ -179,84 +185,80 @@ impl XeroClient {
         body: Option<&Value>,
         key: Option<&str>,
     ) -> Result<Reply, XeroError> {
-        let retryable = method == Method::GET || key.is_some();
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(self.inner.cfg.retry_base_ms))
-            .with_max_delay(Duration::from_secs(60))
-            .with_max_times(self.inner.cfg.max_retries)
-            .with_jitter()
-            .build();
-        let mut refreshed = false;
-        loop {
-            let attempt = self
-                .send_once(method.clone(), path, query, body, key, false)
-                .await;
-            let wait = match attempt {
-                Ok(r) if r.status == StatusCode::UNAUTHORIZED && !refreshed => {
-                    refreshed = true;
-                    self.token(true).await?;
-                    continue;
+        let retries = Retries::new(self.inner.cfg.retry_base_ms, self.inner.cfg.max_retries);
+        let refreshed = AtomicBool::new(false);
+        retrying(retries, || {
+            self.attempt(&method, path, query, body, key, &refreshed)
+        })
+        .await
+    }
+
+    /// One attempt, and what the retry loop should make of it: 429 and 5xx and transport errors
+    /// are transient when the request is safe to repeat (a read, or a write with a key); a 401 gets
+    /// one fresh token (once per request) before it counts.
+    async fn attempt(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        key: Option<&str>,
+        refreshed: &AtomicBool,
+    ) -> Result<Reply, Failure<XeroError>> {
+        let retryable = *method == Method::GET || key.is_some();
+        let mut sent = self.send_once(method.clone(), path, query, body, key).await;
+        if matches!(&sent, Ok(r) if r.status == StatusCode::UNAUTHORIZED)
+            && !refreshed.swap(true, Ordering::SeqCst)
+        {
+            self.token(true).await.map_err(Failure::Final)?;
+            sent = self.send_once(method.clone(), path, query, body, key).await;
+        }
+        match sent {
+            Ok(r) if r.status == StatusCode::UNAUTHORIZED => {
+                Err(Failure::Final(XeroError::Reauthorize {
+                    reason: "Xero refused a fresh access token (401)".into(),
+                }))
+            }
+            Ok(r) if r.status == StatusCode::FORBIDDEN => {
+                Err(Failure::Final(XeroError::Reauthorize {
+                    reason: format!("Xero refused access (403): {}", truncate(&r.body)),
+                }))
+            }
+            Ok(r) if r.status == StatusCode::TOO_MANY_REQUESTS => {
+                let retry_after = r.retry_after.unwrap_or(Duration::from_secs(60));
+                if r.day_limit {
+                    return Err(Failure::Final(XeroError::DayBudgetSpent {
+                        until: Utc::now()
+                            + ChronoDuration::from_std(retry_after)
+                                .unwrap_or(ChronoDuration::hours(1)),
+                    }));
                 }
-                Ok(r) if r.status == StatusCode::UNAUTHORIZED => {
-                    return Err(XeroError::Reauthorize {
-                        reason: "Xero refused a fresh access token (401)".into(),
-                    });
+                let limited = XeroError::RateLimited { retry_after };
+                if !retryable || retry_after > Duration::from_secs(60) {
+                    // A long wait is the outbox's job (the entry is parked), not a sleeping request.
+                    return Err(Failure::Final(limited));
                 }
-                Ok(r) if r.status == StatusCode::FORBIDDEN => {
-                    return Err(XeroError::Reauthorize {
-                        reason: format!("Xero refused access (403): {}", truncate(&r.body)),
-                    });
-                }
-                Ok(r) if r.status.as_u16() == 429 => {
-                    let retry_after = r.retry_after.unwrap_or(Duration::from_secs(60));
-                    if r.day_limit {
-                        return Err(XeroError::DayBudgetSpent {
-                            until: Utc::now()
-                                + ChronoDuration::from_std(retry_after)
-                                    .unwrap_or(ChronoDuration::hours(1)),
-                        });
-                    }
-                    if !retryable || retry_after > Duration::from_secs(60) {
-                        // A long wait is the outbox's job (the entry is parked), not a sleeping request.
-                        return Err(XeroError::RateLimited { retry_after });
-                    }
-                    match delays.next() {
-                        Some(d) => d.max(retry_after),
-                        None => return Err(XeroError::RateLimited { retry_after }),
-                    }
-                }
-                Ok(r) if r.status.is_server_error() && retryable => match delays.next() {
-                    Some(d) => {
-                        tracing::warn!(
-                            status = r.status.as_u16(),
-                            path,
-                            "Xero server error; retrying"
-                        );
-                        d
-                    }
-                    None => {
-                        return Err(XeroError::Http {
-                            status: r.status.as_u16(),
-                            body: truncate(&r.body),
-                        });
-                    }
+                Err(Failure::Transient {
+                    error: limited,
+                    retry_after: Some(retry_after),
+                    reason: "Xero asked us to slow down",
+                })
+            }
+            Ok(r) if r.status.is_server_error() && retryable => Err(Failure::transient(
+                XeroError::Http {
+                    status: r.status.as_u16(),
+                    body: truncate(&r.body),
                 },
-                Ok(r) => {
-                    return Ok(Reply {
-                        status: r.status,
-                        body: r.body,
-                    });
-                }
-                Err(e @ XeroError::Transport(_)) if retryable => match delays.next() {
-                    Some(d) => {
-                        tracing::warn!(error = %e, path, "Xero request failed; retrying");
-                        d
-                    }
-                    None => return Err(e),
-                },
-                Err(e) => return Err(e),
-            };
-            tokio::time::sleep(wait).await;
+                "Xero server error",
+            )),
+            Ok(r) => Ok(Reply {
+                status: r.status,
+                body: r.body,
+            }),
+            Err(e @ XeroError::Transport(_)) if retryable => {
+                Err(Failure::transient(e, "Xero request failed"))
+            }
+            Err(e) => Err(Failure::Final(e)),
         }
     }
 
@@ -267,7 +269,6 @@ impl XeroClient {
         query: &[(&str, String)],
         body: Option<&Value>,
         key: Option<&str>,
-        _force: bool,
     ) -> Result<RawReply, XeroError> {
         let token = self.token(false).await?;
         let tenant = self.tenant().await?;
@@ -300,9 +301,7 @@ impl XeroClient {
         let status = resp.status();
         let h = resp.headers();
         let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let retry_after = header("retry-after")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(h);
         let day_limit = header("x-rate-limit-problem")
             .is_some_and(|p| p.eq_ignore_ascii_case("day"))
             || header("x-daylimit-remaining").is_some_and(|v| v.trim() == "0")
@@ -357,7 +356,7 @@ impl XeroClient {
             invoice_number: d.invoice_number.clone(),
             reference: Some(d.reference.clone()),
             currency_code: Some(d.currency.clone()),
-            status: Some(self.inner.cfg.invoice_status.clone()),
+            status: Some(self.inner.cfg.invoice_status.to_string()),
             line_items: line_items(&d.lines),
             ..Default::default()
         }

@@ -3,7 +3,7 @@
 //! `Reference`, updates, credit notes, email, contacts. Every write carries an `Idempotency-Key`, so
 //! a retry after a timeout, a 5xx or a 429 never creates twice. Depends on `domain` and `store`.
 
-mod auth;
+pub mod auth;
 mod client;
 mod config;
 pub mod connect;
@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 pub use client::XeroClient;
-pub use config::XeroConfig;
+pub use config::{InvoiceStatus, XeroConfig, XeroGrant};
 
 use crate::domain::{Money, XeroContactId};
 use crate::store::StoreError;

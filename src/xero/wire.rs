@@ -2,39 +2,10 @@
 //! unknown fields are ignored and everything we do not need is optional.
 
 use rust_decimal::Decimal;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-/// Decimals travel as JSON numbers. Read them through their text so that 49.95 stays 49.95.
-pub mod number {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-        let f: f64 = d.to_string().parse().map_err(serde::ser::Error::custom)?;
-        s.serialize_f64(f)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-        let n = serde_json::Number::deserialize(d)?;
-        n.to_string()
-            .parse::<Decimal>()
-            .or_else(|_| Decimal::from_scientific(&n.to_string()).map_err(serde::de::Error::custom))
-    }
-
-    pub mod option {
-        use super::*;
-
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
-            match Option::<serde_json::Number>::deserialize(d)? {
-                None => Ok(None),
-                Some(n) => n
-                    .to_string()
-                    .parse::<Decimal>()
-                    .map(Some)
-                    .map_err(serde::de::Error::custom),
-            }
-        }
-    }
-}
+/// Decimals travel as exact JSON numbers (`crate::http::json`), never through `f64`.
+use crate::http::json::exact as number;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
@@ -272,7 +243,33 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&line).unwrap(),
-            r#"{"Description":"x","Quantity":1.0,"UnitAmount":24.98}"#
+            r#"{"Description":"x","Quantity":1,"UnitAmount":24.98}"#
         );
+    }
+
+    #[test]
+    fn amounts_an_f64_cannot_hold_go_out_and_come_back_exactly() {
+        let line = LineItem {
+            description: "x".into(),
+            quantity: "0.3333333333333333333333333333".parse().unwrap(),
+            unit_amount: "12345678901234567.89".parse().unwrap(),
+            account_code: None,
+            tax_type: None,
+            item_code: None,
+            line_amount: None,
+        };
+        let text = serde_json::to_string(&line).unwrap();
+        assert!(
+            text.contains(r#""UnitAmount":12345678901234567.89"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""Quantity":0.3333333333333333333333333333"#),
+            "{text}"
+        );
+        let inv: Invoice =
+            serde_json::from_str(r#"{"Total": 1234567890123456.78, "SubTotal": 0.30}"#).unwrap();
+        assert_eq!(inv.total.unwrap().to_string(), "1234567890123456.78");
+        assert_eq!(inv.sub_total.unwrap().to_string(), "0.30");
     }
 }

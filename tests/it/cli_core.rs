@@ -44,11 +44,12 @@ fn a_missing_secret_file_is_a_config_error_without_the_secret() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("c.toml"),
-        "[xero]\nclient_secret_file = \"/nonexistent/xero\"\n",
+        "[xero]\nclient_id = \"APP-ID\"\nclient_secret_file = \"/nonexistent/xero\"\n",
     )
     .unwrap();
+    // Asked for only by a command that uses Xero.
     rebilld(dir.path())
-        .args(["--config", "c.toml", "customer", "list"])
+        .args(["--config", "c.toml", "push"])
         .assert()
         .code(78)
         .stderr(contains("xero.client_secret_file"));

@@ -6,6 +6,9 @@ use rebill::domain::{
     AssignmentState, AutotaskCoding, AutotaskCompanyId, BillingTarget, Customer, ItemKind,
     ItemStatus, Money, NewCustomer, NonEmpty, ServiceId, Transition,
 };
+use rebill::sandbox::world::{
+    Catalogue, NoContacts, SampleAccount, SampleCustomer, SampleDates, SampleService, SampleUser,
+};
 use rebill::store::{NewItem, ServiceImport, ServiceUserImport, StoreError};
 
 fn day(s: &str) -> NaiveDate {
@@ -47,6 +50,63 @@ fn service(r: &str, parent: Option<&str>, enabled: bool) -> ServiceImport {
     }
 }
 
+/// This file's world, a catalogue seeded by the library's sample-world builder
+/// (`rebill::sandbox::world`): two Xero customers without contacts, "Acme" and "Beta"; a parent
+/// service 0001 with its child 0002, and a service 0003 not enabled for rebilling (each as
+/// `service` below: 49.95 a month, cost 30, one number). Nothing is assigned.
+const CATALOGUE: Catalogue<'static> = Catalogue {
+    services: &[
+        numbered("0001", None, "Service 0001", &[one("02 9999 0001")], true),
+        numbered(
+            "0002",
+            Some("0001"),
+            "Service 0002",
+            &[one("02 9999 0002")],
+            true,
+        ),
+        numbered("0003", None, "Service 0003", &[one("02 9999 0003")], false),
+    ],
+    customers: &[listed("acme", "Acme"), listed("beta", "Beta")],
+    assignments: &[],
+    items: &[],
+    rate_plans: &[],
+};
+
+const fn numbered(
+    external_ref: &'static str,
+    parent: Option<&'static str>,
+    name: &'static str,
+    users: &'static [SampleUser<'static>],
+    rebill_enabled: bool,
+) -> SampleService<'static> {
+    SampleService {
+        external_ref,
+        parent,
+        name,
+        price: "49.95",
+        cost: "30",
+        rebill_enabled,
+        users,
+    }
+}
+
+const fn one(number: &'static str) -> SampleUser<'static> {
+    SampleUser {
+        number,
+        label: None,
+    }
+}
+
+const fn listed(external_ref: &'static str, name: &'static str) -> SampleCustomer<'static> {
+    SampleCustomer {
+        external_ref,
+        name,
+        email: None,
+        account: SampleAccount::Xero { contact: false },
+        enabled: true,
+    }
+}
+
 struct World {
     acme: Customer,
     beta: Customer,
@@ -56,38 +116,25 @@ struct World {
 }
 
 async fn world(app: &TestApp) -> World {
-    let a = app.actor();
-    let acme = app
-        .store
-        .add_customer(&a, &customer("acme", "Acme", xero()))
-        .await
-        .unwrap();
-    let beta = app
-        .store
-        .add_customer(&a, &customer("beta", "Beta", xero()))
-        .await
-        .unwrap();
-    let (parent, _) = app
-        .store
-        .import_service(&a, &service("0001", None, true))
-        .await
-        .unwrap();
-    let (child, _) = app
-        .store
-        .import_service(&a, &service("0002", Some("0001"), true))
-        .await
-        .unwrap();
-    let (disabled_service, _) = app
-        .store
-        .import_service(&a, &service("0003", None, false))
+    let w = CATALOGUE
+        .seed(
+            &app.store,
+            &app.actor(),
+            SampleDates {
+                since: day("2026-01-01"),
+                mid: day("2026-11-16"),
+            },
+            None,
+            &NoContacts,
+        )
         .await
         .unwrap();
     World {
-        acme,
-        beta,
-        parent,
-        child,
-        disabled_service,
+        acme: w.customer("acme").unwrap().clone(),
+        beta: w.customer("beta").unwrap().clone(),
+        parent: w.service("0001").unwrap(),
+        child: w.service("0002").unwrap(),
+        disabled_service: w.service("0003").unwrap(),
     }
 }
 

@@ -14,6 +14,10 @@ fn env(w: &World, database_url: &str) -> Vec<(&'static str, String)> {
         ("REBILL_DATABASE__URL", database_url.to_string()),
         ("REBILL_XERO__CLIENT_ID", "sandbox-client".into()),
         ("REBILL_XERO__CLIENT_SECRET", "sandbox-client-secret".into()),
+        (
+            "REBILL_XERO__TOKEN_KEY",
+            rebill::sandbox::SANDBOX_TOKEN_KEY.into(),
+        ),
         ("REBILL_XERO__API_URL", format!("{x}/api.xro/2.0")),
         ("REBILL_XERO__IDENTITY_URL", x.clone()),
         ("REBILL_XERO__TOKEN_URL", format!("{x}/connect/token")),

@@ -149,7 +149,7 @@ async fn metrics_parse_as_prometheus_text() {
     let app = TestApp::sqlite().await;
     let m = std::sync::Arc::new(Metrics::default());
     m.record_run("2026-11", true, 1_790_000_000);
-    let (addr, _h) = rebill::sandbox::serve(
+    let (addr, _h) = rebill::http::serve(
         rebill::daemon::metrics::router(m, app.store.clone()),
         "127.0.0.1:0".parse().unwrap(),
     )
@@ -278,6 +278,10 @@ async fn sigterm_during_a_push_lets_the_action_finish_and_records_it() {
         (
             "REBILL_XERO__CLIENT_SECRET",
             "sandbox-client-secret".to_string(),
+        ),
+        (
+            "REBILL_XERO__TOKEN_KEY",
+            rebill::sandbox::SANDBOX_TOKEN_KEY.to_string(),
         ),
         ("REBILL_XERO__API_URL", format!("{x}/api.xro/2.0")),
         ("REBILL_XERO__IDENTITY_URL", x.clone()),

@@ -6,6 +6,7 @@ use crate::common::TestApp;
 use crate::common::fixtures::mount;
 use rebill::domain::XeroContactId;
 use rebill::store::xero::XeroTokenRow;
+use rebill::xero::auth;
 use rebill::xero::{InvoiceDraft, InvoiceOutcome, LineDraft, XeroClient, XeroConfig, XeroError};
 use secrecy::SecretString;
 use wiremock::matchers::{body_string_contains, method, path};
@@ -15,7 +16,7 @@ const SECRET: &str = "super-secret-client-value";
 
 fn config(server: &MockServer, grant: &str) -> XeroConfig {
     let mut c = rebill::sandbox::xero_config(&server.uri());
-    c.grant = grant.into();
+    c.grant = grant.parse().unwrap();
     c.client_secret = Some(SecretString::from(SECRET));
     c.retry_base_ms = 5;
     c
@@ -196,6 +197,31 @@ async fn a_500_on_a_batch_is_retried_with_the_same_idempotency_key(app: TestApp)
     assert_eq!(keys, vec!["batch-key"; 3]);
 }
 
+async fn a_400_refusal_is_returned_at_once_and_never_retried(app: TestApp) {
+    let server = MockServer::start().await;
+    connected(&server).await;
+    Mock::given(method("PUT"))
+        .and(path("/api.xro/2.0/Invoices"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
+            "ErrorNumber": 10, "Type": "ValidationException", "Message": "A validation exception occurred",
+            "Elements": [{"ValidationErrors": [{"Message": "Account code '999' is not a valid code"}]}]
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = XeroClient::new(&config(&server, "custom_connection"), app.store.clone())
+        .await
+        .unwrap();
+    let e = client
+        .create_invoices(&[draft("RB-4")], "batch-key")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, XeroError::Validation(m) if m.iter().any(|m| m.contains("Account code '999'"))),
+        "{e:?}"
+    );
+}
+
 async fn one_invalid_invoice_in_a_batch_does_not_stop_the_others(app: TestApp) {
     let server = MockServer::start().await;
     connected(&server).await;
@@ -224,17 +250,21 @@ async fn one_invalid_invoice_in_a_batch_does_not_stop_the_others(app: TestApp) {
 async fn a_rotated_refresh_token_is_stored_before_use_and_survives_a_restart(app: TestApp) {
     let server = MockServer::start().await;
     mount(&server, "xero/connections.json").await;
-    app.store
-        .save_xero_grant(&XeroTokenRow {
+    let cfg = config(&server, "authorization_code");
+    auth::save_grant(
+        &cfg,
+        &app.store,
+        &XeroTokenRow {
             grant_type: "authorization_code".into(),
             access_token: Some("old-access".into()),
             access_expires_at: Some(chrono::Utc::now() - chrono::Duration::minutes(1)),
             refresh_token: Some("refresh-1".into()),
             tenant_id: Some("70784a63-d24b-46a9-a4db-0e70a274b056".into()),
             refresh_count: 0,
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     for (presented, next, access, expires) in [
         ("refresh-1", "refresh-2", "access-2", 60),
         ("refresh-2", "refresh-3", "access-3", 1800),
@@ -254,12 +284,10 @@ async fn a_rotated_refresh_token_is_stored_before_use_and_survives_a_restart(app
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"Invoices": []})))
         .mount(&server)
         .await;
-    let cfg = config(&server, "authorization_code");
     let first = XeroClient::new(&cfg, app.store.clone()).await.unwrap();
     first.find_invoice_by_reference("RB-1").await.unwrap();
     assert_eq!(
-        app.store
-            .xero_token()
+        auth::load(&cfg, &app.store)
             .await
             .unwrap()
             .unwrap()
@@ -271,7 +299,7 @@ async fn a_rotated_refresh_token_is_stored_before_use_and_survives_a_restart(app
     drop(first);
     let second = XeroClient::new(&cfg, app.store.clone()).await.unwrap();
     second.find_invoice_by_reference("RB-1").await.unwrap();
-    let stored = app.store.xero_token().await.unwrap().unwrap();
+    let stored = auth::load(&cfg, &app.store).await.unwrap().unwrap();
     assert_eq!(stored.refresh_token.as_deref(), Some("refresh-3"));
     assert_eq!(stored.refresh_count, 2);
 }
@@ -279,20 +307,22 @@ async fn a_rotated_refresh_token_is_stored_before_use_and_survives_a_restart(app
 async fn a_revoked_grant_stops_with_one_clear_message(app: TestApp) {
     let server = MockServer::start().await;
     mount(&server, "xero/token-invalid-grant.json").await;
-    app.store
-        .save_xero_grant(&XeroTokenRow {
+    let cfg = config(&server, "authorization_code");
+    auth::save_grant(
+        &cfg,
+        &app.store,
+        &XeroTokenRow {
             grant_type: "authorization_code".into(),
             access_token: None,
             access_expires_at: None,
             refresh_token: Some("revoked".into()),
             tenant_id: Some("t".into()),
             refresh_count: 0,
-        })
-        .await
-        .unwrap();
-    let client = XeroClient::new(&config(&server, "authorization_code"), app.store.clone())
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
+    let client = XeroClient::new(&cfg, app.store.clone()).await.unwrap();
     let e = client
         .create_invoices(&[draft("RB-9")], "k")
         .await
@@ -304,6 +334,54 @@ async fn a_revoked_grant_stops_with_one_clear_message(app: TestApp) {
         sent.iter().all(|r| !r.url.path().contains("Invoices")),
         "nothing was pushed"
     );
+    // The dead grant is forgotten, so that `xero status` can say it is revoked.
+    let stored = app.store.xero_token().await.unwrap().unwrap();
+    assert!(stored.refresh_token.is_none() && stored.access_expires_at.is_none());
+}
+
+async fn xero_tokens_are_sealed_at_rest_and_plain_ones_are_sealed_on_first_read(app: TestApp) {
+    let server = MockServer::start().await;
+    let cfg = config(&server, "authorization_code");
+    let grant = XeroTokenRow {
+        grant_type: "authorization_code".into(),
+        access_token: Some("access-plain-1".into()),
+        access_expires_at: Some(chrono::Utc::now() + chrono::Duration::minutes(20)),
+        refresh_token: Some("refresh-plain-1".into()),
+        tenant_id: Some("t".into()),
+        refresh_count: 0,
+    };
+    auth::save_grant(&cfg, &app.store, &grant).await.unwrap();
+    let raw = app.store.xero_token().await.unwrap().unwrap();
+    for t in [&raw.access_token, &raw.refresh_token] {
+        let t = t.as_deref().unwrap();
+        assert!(auth::is_sealed(t) && !t.contains("plain"), "stored as {t}");
+    }
+    let opened = auth::load(&cfg, &app.store).await.unwrap().unwrap();
+    assert_eq!(opened.access_token.as_deref(), Some("access-plain-1"));
+    assert_eq!(opened.refresh_token.as_deref(), Some("refresh-plain-1"));
+    // Never printed: the row's Debug hides both tokens, sealed or not.
+    let shown = format!("{opened:?} {raw:?}");
+    assert!(
+        !shown.contains("plain") && !shown.contains("sealed:"),
+        "{shown}"
+    );
+
+    // A row written in plain text by an earlier version is sealed in place on first read.
+    app.store.save_xero_grant(&grant).await.unwrap();
+    let opened = auth::load(&cfg, &app.store).await.unwrap().unwrap();
+    assert_eq!(opened.refresh_token.as_deref(), Some("refresh-plain-1"));
+    let raw = app.store.xero_token().await.unwrap().unwrap();
+    assert!(auth::is_sealed(raw.refresh_token.as_deref().unwrap()));
+    assert!(auth::is_sealed(raw.access_token.as_deref().unwrap()));
+
+    // Without the key nothing is stored, and the message says how to make one.
+    let mut keyless = cfg.clone();
+    keyless.token_key = None;
+    let e = auth::save_grant(&keyless, &app.store, &grant)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("xero.token_key"), "{e}");
+    assert!(e.to_string().contains("/dev/urandom"), "{e}");
 }
 
 /// Collects log output so that a test can look for secrets in it.
@@ -357,8 +435,10 @@ async fn no_token_or_secret_reaches_a_log_line_or_an_error(app: TestApp) {
 backend_tests!(
     a_429_with_retry_after_is_waited_out_and_nothing_is_duplicated,
     a_500_on_a_batch_is_retried_with_the_same_idempotency_key,
+    a_400_refusal_is_returned_at_once_and_never_retried,
     one_invalid_invoice_in_a_batch_does_not_stop_the_others,
     a_rotated_refresh_token_is_stored_before_use_and_survives_a_restart,
     a_revoked_grant_stops_with_one_clear_message,
+    xero_tokens_are_sealed_at_rest_and_plain_ones_are_sealed_on_first_read,
     no_token_or_secret_reaches_a_log_line_or_an_error,
 );

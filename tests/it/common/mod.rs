@@ -119,19 +119,17 @@ macro_rules! backend_tests {
     };
 }
 
-/// A billing world on the stand-ins: the catalogue, one customer per rule, and a pipeline whose
-/// clients talk to the local Xero and Autotask stand-ins.
+/// A billing world on the stand-ins: the library's sample world `RULES` (the catalogue, one
+/// customer per rule), and a pipeline whose clients talk to the local Xero and Autotask stand-ins.
 pub mod world {
     use super::TestApp;
     use chrono::NaiveDate;
     use rebill::clock::TestClock;
-    use rebill::domain::{
-        AutotaskCoding, AutotaskCompanyId, BillingTarget, Customer, Email, ItemKind, Money,
-        NewCustomer, NonEmpty, ServiceId, Transition, XeroContactId,
-    };
+    use rebill::domain::{AutotaskCoding, Customer, ServiceId};
     use rebill::pipeline::Pipeline;
     use rebill::sandbox::Sandboxes;
-    use rebill::store::{NewItem, ServiceImport, ServiceUserImport};
+    use rebill::sandbox::world::{RulesWorld, SampleDates, SampleService, SampleUser};
+    use rebill::store::ServiceImport;
     use std::sync::Arc;
 
     pub struct World {
@@ -152,193 +150,53 @@ pub mod world {
 
     /// A VoIP service import: `price` a month, cost 10, with these users.
     pub fn service(r: &str, parent: Option<&str>, price: &str, users: &[&str]) -> ServiceImport {
-        ServiceImport {
-            external_ref: r.into(),
-            parent_ref: parent.map(Into::into),
-            name: NonEmpty::parse("n", &format!("Service {r}")).unwrap(),
-            kind: "voip".into(),
+        let name = format!("Service {r}");
+        let users: Vec<SampleUser> = users
+            .iter()
+            .map(|number| SampleUser {
+                number,
+                label: None,
+            })
+            .collect();
+        SampleService {
+            external_ref: r,
+            parent,
+            name: &name,
+            price,
+            cost: "10",
             rebill_enabled: true,
-            monthly_price: Money::parse(price).unwrap(),
-            monthly_cost: Money::parse("10").unwrap(),
-            xero_account_code: None,
-            xero_tax_type: None,
-            xero_item_code: None,
-            users: users
-                .iter()
-                .map(|u| ServiceUserImport {
-                    user_ref: u.to_string(),
-                    label: None,
-                })
-                .collect(),
+            users: &users,
         }
-    }
-
-    fn customer(
-        name: &str,
-        enabled: bool,
-        target: BillingTarget,
-        email: Option<&str>,
-    ) -> NewCustomer {
-        NewCustomer {
-            external_ref: Some(name.to_lowercase()),
-            name: NonEmpty::parse("n", name).unwrap(),
-            enabled,
-            target,
-            email: email.map(|e| Email::parse(e).unwrap()),
-            details: Default::default(),
-            payment_terms_days: None,
-        }
+        .service_import()
+        .unwrap()
     }
 
     pub fn day(s: &str) -> NaiveDate {
         s.parse().unwrap()
     }
 
-    /// Builds the world. Services start on 2026-01-01; period under test is 2026-11.
+    /// Builds the world. Services start on 2026-01-01, part-month ones on 2026-11-16; the period
+    /// under test is 2026-11, in Sydney.
     pub async fn build(app: &TestApp) -> World {
         let sandboxes = Sandboxes::start(0, 0).await.unwrap();
         let mut config = app.config.clone();
         sandboxes.configure(&mut config);
-        config.business.timezone = "Australia/Sydney".into();
-        let s = &app.store;
-        let a = app.actor();
-        s.import_service(&a, &service("prov", None, "0", &[]))
-            .await
-            .unwrap();
-        let (sip, _) = s
-            .import_service(
-                &a,
-                &service("sip", Some("prov"), "49.95", &["0299990001", "0299990002"]),
-            )
-            .await
-            .unwrap();
-        let (trunk, _) = s
-            .import_service(
-                &a,
-                &service("trunk", Some("prov"), "30.00", &["0299990003"]),
-            )
-            .await
-            .unwrap();
-        let (excluded, _) = s
-            .import_service(&a, &service("old", None, "99.00", &["0299990004"]))
-            .await
-            .unwrap();
-        let (at_service, _) = s
-            .import_service(&a, &service("at", None, "120.00", &["0299990005"]))
-            .await
-            .unwrap();
-
-        let contact_enabled = sandboxes
-            .xero
-            .add_contact("Enabled Pty Ltd", Some("ops@enabled.example"));
-        let contact_disabled = sandboxes
-            .xero
-            .add_contact("Disabled Pty Ltd", Some("ops@disabled.example"));
-        let xero = |c: &str| BillingTarget::Xero {
-            contact_id: Some(XeroContactId::parse(c).unwrap()),
+        config.business.timezone = chrono_tz::Australia::Sydney;
+        let dates = SampleDates {
+            since: day("2026-01-01"),
+            mid: day("2026-11-16"),
         };
-        let enabled = s
-            .add_customer(
-                &a,
-                &customer(
-                    "Enabled Pty Ltd",
-                    true,
-                    xero(&contact_enabled),
-                    Some("ops@enabled.example"),
-                ),
-            )
-            .await
-            .unwrap();
-        let disabled = s
-            .add_customer(
-                &a,
-                &customer(
-                    "Disabled Pty Ltd",
-                    true,
-                    xero(&contact_disabled),
-                    Some("ops@disabled.example"),
-                ),
-            )
-            .await
-            .unwrap();
-        let (contract, product, code) =
-            sandboxes.autotask.seed_company(174, "Autotask Corporation");
-        let coding = AutotaskCoding {
-            contract_id: contract.try_into().unwrap(),
-            product_id: product.try_into().unwrap(),
-            material_code_id: code.try_into().unwrap(),
-        };
-        let company = AutotaskCompanyId::new(174).unwrap();
-        let autotask = s
-            .add_customer(
-                &a,
-                &customer(
-                    "Autotask Corporation",
-                    true,
-                    BillingTarget::Autotask {
-                        company_id: company,
-                    },
-                    None,
-                ),
-            )
-            .await
-            .unwrap();
-        let idle = s
-            .add_customer(
-                &a,
-                &customer(
-                    "Idle Co",
-                    true,
-                    BillingTarget::Xero { contact_id: None },
-                    Some("a@idle.example"),
-                ),
-            )
-            .await
-            .unwrap();
-
-        let jan = day("2026-01-01");
-        s.assign(&a, sip, enabled.id, jan, None).await.unwrap();
-        s.assign(&a, excluded, enabled.id, jan, None).await.unwrap();
-        s.transition(&a, excluded, Transition::Exclude, day("2026-11-20"))
-            .await
-            .unwrap();
-        s.assign(&a, trunk, disabled.id, jan, None).await.unwrap();
-        s.assign(&a, at_service, autotask.id, jan, Some(coding))
-            .await
-            .unwrap();
-        s.add_item(
-            &a,
-            &NewItem {
-                customer_id: enabled.id,
-                kind: ItemKind::Once,
-                description: NonEmpty::parse("d", "Handset install").unwrap(),
-                amount: Money::parse("150").unwrap(),
-                starts_on: None,
-                autotask: None,
-            },
+        let w = RulesWorld::seed(
+            &app.store,
+            &app.actor(),
+            dates,
+            &sandboxes.xero,
+            &sandboxes.autotask,
         )
         .await
         .unwrap();
-        s.add_item(
-            &a,
-            &NewItem {
-                customer_id: autotask.id,
-                kind: ItemKind::Recurring,
-                description: NonEmpty::parse("d", "Support block").unwrap(),
-                amount: Money::parse("30").unwrap(),
-                starts_on: Some(day("2026-11-16")),
-                autotask: Some(coding),
-            },
-        )
-        .await
-        .unwrap();
-        s.set_customer_enabled(&a, disabled.id, false)
-            .await
-            .unwrap();
-        let disabled = s.customer(disabled.id).await.unwrap();
-
         let clock = Arc::new(TestClock::at("2026-12-01T13:30:00Z".parse().unwrap()));
-        let pipeline = Pipeline::from_config(s.clone(), config)
+        let pipeline = Pipeline::from_config(app.store.clone(), config)
             .await
             .unwrap()
             .with_clock(clock.clone());
@@ -346,15 +204,15 @@ pub mod world {
             sandboxes,
             clock,
             pipeline,
-            enabled,
-            disabled,
-            autotask,
-            idle,
-            sip,
-            trunk,
-            excluded,
-            at_service,
-            coding,
+            enabled: w.enabled,
+            disabled: w.disabled,
+            autotask: w.autotask,
+            idle: w.idle,
+            sip: w.sip,
+            trunk: w.trunk,
+            excluded: w.excluded,
+            at_service: w.at_service,
+            coding: w.coding,
         }
     }
 }
