@@ -7,6 +7,8 @@ use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDateTime, TimeZone,
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use crate::domain::text::{Country, national_form};
+
 /// A column: its header name, or its 1-based position.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
@@ -49,11 +51,31 @@ pub struct Mapping {
     /// Values of the direction column that mean an inbound call.
     #[serde(default = "inbound_words")]
     pub inbound_values: Vec<String>,
-    /// Destination prefix → call type, longest prefix wins; used when there is no call-type column.
+    /// Destination prefix → call type, longest prefix wins; used when there is no call-type
+    /// column, its field is empty, or `call_type_by = "prefix"`. Prefixes are written in national
+    /// form (`04`, `0011`, `1300`): a destination written in E.164 (`+614…`) is read in national
+    /// form (`04…`) with `cdr.country`'s trunk prefix to find its rule.
     #[serde(default)]
     pub call_type_prefixes: BTreeMap<String, String>,
+    /// Where a call's type comes from: `column` (the call-type column when it has a value, else
+    /// the prefixes) or `prefix` (always the prefixes: e.g. to tell local from national calls
+    /// that a carrier labels alike).
+    #[serde(default)]
+    pub call_type_by: CallTypeBy,
     #[serde(default = "national")]
     pub default_call_type: String,
+    /// True only for `Mapping::standard()`, used when none is configured: its optional columns
+    /// may be missing from a file. A mapping someone wrote must name columns the file has.
+    #[serde(skip)]
+    pub standard: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallTypeBy {
+    #[default]
+    Column,
+    Prefix,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,19 +134,22 @@ impl Mapping {
         )
         .map(|mut m| {
             m.skip_dispositions = vec!["NO ANSWER".into(), "BUSY".into(), "FAILED".into()];
+            m.standard = true;
             m
         })
         .expect("the standard mapping parses")
     }
 
-    /// The call type of a destination by the longest matching prefix.
-    pub fn call_type_of(&self, destination: &str) -> String {
+    /// The call type of a destination by the longest matching prefix (lowercased, as call types
+    /// are), read in national form; the default type when no prefix matches.
+    pub fn call_type_of(&self, destination: &str, country: Country) -> String {
+        let destination = national_form(destination, country);
         self.call_type_prefixes
             .iter()
             .filter(|(p, _)| destination.starts_with(p.as_str()))
             .max_by_key(|(p, _)| p.len())
-            .map(|(_, t)| t.clone())
-            .unwrap_or_else(|| self.default_call_type.clone())
+            .map(|(_, t)| t.to_ascii_lowercase())
+            .unwrap_or_else(|| self.default_call_type.to_ascii_lowercase())
     }
 }
 
@@ -135,7 +160,9 @@ pub fn parse_start(s: &str, format: &str, tz: Tz) -> Result<DateTime<Utc>, Strin
     let s = s.trim();
     let t = read_start(s, format, tz)?;
     // Calls are keyed and found by their start second; a year outside 2000–2099 is a broken field.
-    if !(2000..=2099).contains(&t.year()) {
+    // The year is the one the source wrote, read in the mapping's zone (a PBX's 2000-01-01 00:30
+    // in Sydney is 1999 in UTC, and still a valid call).
+    if !(2000..=2099).contains(&t.with_timezone(&tz).year()) {
         return Err(format!("start time {s:?} is outside the years 2000–2099"));
     }
     Ok(t)
@@ -260,6 +287,17 @@ mod tests {
     }
 
     #[test]
+    fn the_year_check_is_made_in_the_mappings_zone() {
+        // 00:30 on 1 January 2000 in Sydney is 1999 in UTC: a valid local start.
+        let f = "%Y-%m-%d %H:%M:%S";
+        assert!(parse_start("2000-01-01 00:30:00", f, syd()).is_ok());
+        // 23:30 on 31 December 2099 in Sydney is 2099 in UTC too, but 2100-01-01 00:30 local is not.
+        assert!(parse_start("2099-12-31 23:30:00", f, syd()).is_ok());
+        assert!(parse_start("2100-01-01 00:30:00", f, syd()).is_err());
+        assert!(parse_start("1999-12-31 23:30:00", f, syd()).is_err());
+    }
+
+    #[test]
     fn durations_in_seconds_fractions_and_clock_readings() {
         for (text, secs) in [
             ("0", 0),
@@ -286,8 +324,18 @@ mod tests {
         m.call_type_prefixes
             .insert("0011".into(), "international".into());
         m.call_type_prefixes.insert("00".into(), "other".into());
-        assert_eq!(m.call_type_of("0412345678"), "mobile");
-        assert_eq!(m.call_type_of("001144123"), "international");
-        assert_eq!(m.call_type_of("0299990000"), "national");
+        m.call_type_prefixes.insert("02".into(), "Local".into());
+        m.call_type_prefixes.insert("190".into(), "premium".into());
+        let au = Country::AU;
+        assert_eq!(m.call_type_of("0412345678", au), "mobile");
+        assert_eq!(
+            m.call_type_of("+61412345678", au),
+            "mobile",
+            "E.164 read in national form"
+        );
+        assert_eq!(m.call_type_of("001144123", au), "international");
+        assert_eq!(m.call_type_of("0299990000", au), "local", "lowercased");
+        assert_eq!(m.call_type_of("0399990000", au), "national");
+        assert_eq!(m.call_type_of("1900123456", au), "premium");
     }
 }

@@ -3,6 +3,7 @@
 //! summary. Depends on `domain` and `store`.
 
 mod config;
+pub mod csv_out;
 mod import;
 mod mapping;
 pub mod summary;
@@ -18,8 +19,9 @@ use crate::domain::rating::{CallForRating, Direction, rate_call};
 use crate::store::{Store, StoreError};
 
 /// Imports every settled file in the spool directory (oldest name first), moving each to `done/`
-/// with its rejects beside it. A file refused whole moves to `failed/`, so that it is not retried
-/// forever. A file is settled once unmodified for `cdr.spool_settle_secs`: one still being copied
+/// with its rejects beside it. A file refused whole, or one with too many rejected rows
+/// (`cdr.max_reject_share`), moves to `failed/` (with its rejects), so that it is not retried
+/// forever and a person sees it; its report says why in `failed`. A file is settled once unmodified for `cdr.spool_settle_secs`: one still being copied
 /// in is left for a later pass, never imported half-written. Names starting with a dot are ignored
 /// (write to `.name` and rename into place), and a name already in `done/` gets a numbered one.
 /// `now` is the caller's clock (a file's age is `now` minus its modification time).
@@ -73,18 +75,41 @@ pub async fn import_spool_once(
             std::fs::rename(&path, &free).map_err(io)?;
         }
         let path = free;
-        match import_file(store, &mapping, &path, Some(&done), opts).await {
-            Ok(r) => {
-                // Beside its rejects file, under the name chosen above.
-                let name = path.file_name().unwrap_or_default();
-                std::fs::rename(&path, done.join(name)).map_err(io)?;
-                tracing::info!(file = %path.display(), imported = r.imported, duplicates = r.duplicates, rejected = r.rejected, "CDR file imported");
+        let opts = ImportOptions {
+            country: cfg.country,
+            ..*opts
+        };
+        match import_file(store, &mapping, &path, Some(&done), &opts).await {
+            Ok(mut r) => {
+                r.judge(cfg.max_reject_share);
+                let name = path.file_name().unwrap_or_default().to_owned();
+                if let Some(reason) = &r.failed {
+                    // Its good rows are in; the file and its rejects go to failed/ for a person.
+                    std::fs::create_dir_all(&failed).map_err(io)?;
+                    let to = failed.join(free_name(&failed, &path));
+                    std::fs::rename(&path, &to).map_err(io)?;
+                    if let Some(rejects) = &r.rejects_file {
+                        let moved = format!("{}.rejects.csv", to.display());
+                        std::fs::rename(rejects, &moved).map_err(io)?;
+                        r.rejects_file = Some(moved);
+                    }
+                    tracing::warn!(file = %to.display(), imported = r.imported, rejected = r.rejected, %reason, "CDR file failed: too many rejected rows; moved to failed/");
+                } else {
+                    // Beside its rejects file, under the name chosen above.
+                    std::fs::rename(&path, done.join(&name)).map_err(io)?;
+                    tracing::info!(file = %path.display(), imported = r.imported, duplicates = r.duplicates, rejected = r.rejected, "CDR file imported");
+                }
                 reports.push(r);
             }
             Err(ImportError::Refused { file, reason }) => {
                 std::fs::create_dir_all(&failed).map_err(io)?;
                 move_into(&path, &failed).map_err(io)?;
                 tracing::error!(%file, %reason, "CDR file refused; moved to failed/");
+                reports.push(ImportReport {
+                    file,
+                    failed: Some(reason),
+                    ..ImportReport::default()
+                });
             }
             Err(e) => return Err(e),
         }
@@ -137,11 +162,12 @@ pub async fn rerate(
     store: &Store,
     period: Period,
     tz: chrono_tz::Tz,
+    country: crate::domain::text::Country,
 ) -> Result<RerateReport, StoreError> {
     let plans = store.rate_plans().await?;
     let (mut rated, mut unrated) = (0u64, 0u64);
     let done = store
-        .rerate_month(period, tz, |row| {
+        .rerate_month(period, tz, country, |row| {
             let c = &row.call;
             let priced = plans.get(&row.service_id).and_then(|(v, plan)| {
                 let call = CallForRating {

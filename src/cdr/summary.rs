@@ -9,6 +9,7 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 use serde::Serialize;
 
+use super::csv_out::CsvOut;
 use crate::domain::{Money, Period, ServiceId};
 use crate::store::calls::{CallDetail, CallGroup};
 use crate::store::{Store, StoreError};
@@ -22,6 +23,9 @@ pub struct Totals {
     /// The wholesale cost and the margin: for the reseller's eyes only.
     pub wholesale_cost: Money,
     pub margin: Money,
+    /// Calls without a price (no plan, or no rate for their type): counted in `calls`, not in
+    /// `total`, and never billed until `cdr rerate` prices them.
+    pub unrated_calls: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -44,9 +48,18 @@ pub async fn summary(
     let s = store.service(service).await?;
     let by_call_type = store.call_groups(service, period, false).await?;
     let by_user = store.call_groups(service, period, true).await?;
-    let sum = |f: fn(&CallGroup) -> i64| by_call_type.iter().map(f).sum::<i64>();
-    let total = Money::from_micros(sum(|g| g.price_micros));
-    let cost = Money::from_micros(sum(|g| g.cost_micros));
+    let sum = |what: &str, f: fn(&CallGroup) -> i64| {
+        by_call_type
+            .iter()
+            .try_fold(0i64, |acc, g| acc.checked_add(f(g)))
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "the {what} of service {service} in {period} overflows: a call's cost or price is absurd"
+                ))
+            })
+    };
+    let total = Money::from_micros(sum("price", |g| g.price_micros)?);
+    let cost = Money::from_micros(sum("cost", |g| g.cost_micros)?);
     let mut users: Vec<String> = s.users.iter().map(|u| u.user_ref.clone()).collect();
     for g in &by_user {
         if !users.contains(&g.key) {
@@ -58,8 +71,9 @@ pub async fn summary(
         service_name: s.name.to_string(),
         period: period.to_string(),
         totals: Totals {
-            calls: sum(|g| g.calls),
-            seconds: sum(|g| g.seconds),
+            calls: sum("calls", |g| g.calls)?,
+            seconds: sum("seconds", |g| g.seconds)?,
+            unrated_calls: sum("unrated calls", |g| g.unrated)?,
             total: total.round_cents(),
             wholesale_cost: cost.round_cents(),
             // From the rounded figures, so that the three shown add up: total = wholesale + margin.
@@ -88,38 +102,19 @@ pub async fn for_each_call(
     summary: &Summary,
     period: Period,
     tz: Tz,
-    mut on_call: impl FnMut(&str, Option<&CallDetail>) -> std::io::Result<()>,
+    on_call: impl FnMut(&str, Option<&CallDetail>) -> std::io::Result<()>,
 ) -> Result<(), StoreError> {
     let (start, end) = period.bounds(tz);
     let service = ServiceId::new(summary.service_id)?;
-    for user in &summary.users {
-        let mut after = (i64::MIN, 0i64);
-        let mut any = false;
-        loop {
-            let page = store
-                .user_calls(
-                    service,
-                    user,
-                    start.timestamp(),
-                    end.timestamp(),
-                    after,
-                    5_000,
-                )
-                .await?;
-            for c in &page {
-                any = true;
-                on_call(user, Some(c)).map_err(|e| StoreError::Corrupt(format!("write: {e}")))?;
-            }
-            match page.last() {
-                Some(c) => after = (c.started_at, c.id),
-                None => break,
-            }
-        }
-        if !any {
-            on_call(user, None).map_err(|e| StoreError::Corrupt(format!("write: {e}")))?;
-        }
-    }
-    Ok(())
+    store
+        .stream_user_calls(
+            service,
+            &summary.users,
+            start.timestamp(),
+            end.timestamp(),
+            on_call,
+        )
+        .await
 }
 
 /// Writes the summary as a readable report, JSON or CSV.
@@ -140,13 +135,21 @@ pub async fn write(
     };
     match format {
         "json" => {
-            let mut calls = Vec::new();
+            // Streamed: the aggregates, then each call as it is read, never the month in memory.
+            let head = serde_json::to_string(&s)
+                .map_err(|e| StoreError::Corrupt(format!("summary JSON: {e}")))?;
+            write!(out, "{{\"summary\":{head},\"calls\":[").map_err(w)?;
+            let mut first = true;
             for_each_call(store, &s, period, tz, |u, c| {
-                if let Some(c) = c {
-                    calls.push(serde_json::json!({"user": u, "destination": c.destination, "started_at": local(c.started_at, tz),
-                        "duration_secs": c.duration_secs, "call_type": c.call_type, "cost": price(c)}));
+                let Some(c) = c else { return Ok(()) };
+                let call = serde_json::json!({"user": u, "destination": c.destination, "started_at": local(c.started_at, tz),
+                    "duration_secs": c.duration_secs, "call_type": c.call_type,
+                    "cost": c.price_micros.map(|p| Money::from_micros(p).to_string()), "rated": c.price_micros.is_some()});
+                if !first {
+                    out.write_all(b",")?;
                 }
-                Ok(())
+                first = false;
+                write!(out, "{call}")
             })
             .await?;
             let users_without_calls: Vec<&String> = s
@@ -154,28 +157,51 @@ pub async fn write(
                 .iter()
                 .filter(|u| !s.by_user.iter().any(|g| &g.key == *u))
                 .collect();
-            let v = serde_json::json!({"summary": s, "calls": calls, "users_without_calls": users_without_calls});
-            writeln!(out, "{v}").map_err(w)?;
-        }
-        "csv" => {
             writeln!(
                 out,
-                "user,destination,date_time,duration_secs,call_type,cost"
+                "],\"users_without_calls\":{}}}",
+                serde_json::json!(users_without_calls)
             )
             .map_err(w)?;
+        }
+        "csv" => {
+            // Data columns hold data only: a user without calls has empty ones and says so in
+            // `note`, as an unrated call does (its cost is empty, never a word in a number column).
+            let mut csv = CsvOut::new(&mut *out);
+            let bad = |e: csv::Error| StoreError::Corrupt(format!("write: {e}"));
+            csv.row([
+                "user",
+                "destination",
+                "date_time",
+                "duration_secs",
+                "call_type",
+                "cost",
+                "note",
+            ])
+            .map_err(bad)?;
+            let as_io = |e: csv::Error| std::io::Error::other(e.to_string());
             for_each_call(store, &s, period, tz, |u, c| match c {
-                Some(c) => writeln!(
-                    out,
-                    "{u},{},{},{},{},{}",
-                    c.destination,
-                    local(c.started_at, tz),
-                    c.duration_secs,
-                    c.call_type,
-                    price(c)
-                ),
-                None => writeln!(out, "{u},No Records Found,,,,"),
+                Some(c) => csv
+                    .row([
+                        u,
+                        &c.destination,
+                        &local(c.started_at, tz),
+                        &c.duration_secs.to_string(),
+                        &c.call_type,
+                        &c.price_micros
+                            .map(|p| Money::from_micros(p).to_string())
+                            .unwrap_or_default(),
+                        if c.price_micros.is_some() {
+                            ""
+                        } else {
+                            "unrated"
+                        },
+                    ])
+                    .map_err(as_io),
+                None => csv.row([u, "", "", "", "", "", "no calls"]).map_err(as_io),
             })
             .await?;
+            csv.flush().map_err(w)?;
         }
         _ => {
             writeln!(
@@ -198,6 +224,14 @@ pub async fn write(
                 s.totals.wholesale_cost, s.totals.margin
             )
             .map_err(w)?;
+            if s.totals.unrated_calls > 0 {
+                writeln!(
+                    out,
+                    "  UNRATED:     {} calls have no price (no plan, or no rate for their type) and are not in the total;\n               fix the plan, then `rebilld cdr rerate --period {}`",
+                    s.totals.unrated_calls, s.period
+                )
+                .map_err(w)?;
+            }
             writeln!(out, "\nby call type:").map_err(w)?;
             let rows: Vec<Vec<String>> = s
                 .by_call_type
@@ -208,13 +242,18 @@ pub async fn write(
                         g.calls.to_string(),
                         mmss(g.seconds),
                         Money::from_micros(g.price_micros).round_cents().to_string(),
+                        if g.unrated > 0 {
+                            format!("{} unrated", g.unrated)
+                        } else {
+                            String::new()
+                        },
                     ]
                 })
                 .collect();
             write!(
                 out,
                 "{}",
-                crate::table::render_table(&["type", "calls", "duration", "cost"], &rows)
+                crate::table::render_table(&["type", "calls", "duration", "cost", ""], &rows)
             )
             .map_err(w)?;
             writeln!(out, "\ncalls per user:").map_err(w)?;

@@ -124,6 +124,7 @@ async fn import_round(
     mapping.time.format = "epoch".into();
     let opts = ImportOptions {
         tz: config.business.tz(),
+        country: config.cdr.country,
         batch_rows: config.cdr.batch_rows,
         progress: false,
     };
@@ -232,9 +233,14 @@ pub async fn run(config: &Config, a: BenchArgs) -> anyhow::Result<()> {
         .set_rate_plan(&Actor::new("bench"), busy, &dearer)
         .await?;
     let t = Instant::now();
-    let rated = crate::cdr::rerate(&store, Period::parse("2026-10")?, config.business.tz())
-        .await?
-        .rated;
+    let rated = crate::cdr::rerate(
+        &store,
+        Period::parse("2026-10")?,
+        config.business.tz(),
+        config.cdr.country,
+    )
+    .await?
+    .rated;
     let secs = t.elapsed().as_secs_f64();
     println!(
         "{:<28} {:>10.0} calls/s   ({rated} calls of 2026-10 rated, {} of them re-priced, rollups rebuilt, in {secs:.2} s)",

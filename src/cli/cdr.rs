@@ -27,14 +27,31 @@ pub enum CdrCmd {
         #[arg(long)]
         period: Period,
     },
-    /// Set a service's rate plan from a TOML or JSON file (a new version)
+    /// Set a rate plan from a TOML or JSON file (a new version): a service's own (`--service N
+    /// FILE`) or a shared one (`--shared NAME FILE`); make a service use a shared plan (`--service
+    /// N --shared NAME`); or make a shared plan the default of services without one (`--default NAME`)
     Plan {
         #[arg(long)]
-        service: ServiceId,
-        file: PathBuf,
+        service: Option<ServiceId>,
+        #[arg(long)]
+        shared: Option<String>,
+        #[arg(long, conflicts_with_all = ["service", "shared", "file"])]
+        default: Option<String>,
+        file: Option<PathBuf>,
     },
     /// Import the spool directory once (the daemon does this continuously)
     Spool,
+    /// The numbers whose calls matched no service user in a month, with their call counts (add
+    /// each to its service, then `cdr rerate --period`)
+    Unmatched {
+        #[arg(long)]
+        period: Period,
+    },
+    /// A month's unrated calls (no plan, or no rate for their type), by service and call type
+    Unrated {
+        #[arg(long)]
+        period: Period,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +73,7 @@ pub enum BenchCmd {
 fn options(ctx: &Ctx) -> ImportOptions {
     ImportOptions {
         tz: ctx.config.business.tz(),
+        country: ctx.config.cdr.country,
         batch_rows: ctx.config.cdr.batch_rows,
         progress: !ctx.json,
     }
@@ -75,7 +93,12 @@ pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
             let mut failed = 0;
             for f in files {
                 match import_file(&ctx.store, &mapping, &f, None, &options(ctx)).await {
-                    Ok(r) => {
+                    Ok(mut r) => {
+                        r.judge(ctx.config.cdr.max_reject_share);
+                        if let Some(reason) = &r.failed {
+                            failed += 1;
+                            eprintln!("rebilld: {reason}; its other rows were imported");
+                        }
                         if ctx.json {
                             println!("{}", json!(r));
                         } else {
@@ -90,6 +113,12 @@ pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
                                 r.unmatched,
                                 r.unrated
                             );
+                            if r.second_source > 0 {
+                                println!(
+                                    "  {} calls left out: another source already holds them (same user, start second and duration)",
+                                    r.second_source
+                                );
+                            }
                             if let Some(p) = &r.rejects_file {
                                 println!("  rejected rows (line and reason): {p}");
                             }
@@ -102,12 +131,18 @@ pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
                 }
             }
             if failed > 0 {
-                anyhow::bail!("{failed} file(s) refused");
+                anyhow::bail!("{failed} file(s) refused or with too many rejected rows");
             }
             Ok(())
         }
         CdrCmd::Rerate { period } => {
-            let r = crate::cdr::rerate(&ctx.store, period, ctx.config.business.tz()).await?;
+            let r = crate::cdr::rerate(
+                &ctx.store,
+                period,
+                ctx.config.business.tz(),
+                ctx.config.cdr.country,
+            )
+            .await?;
             say(
                 ctx,
                 &format!(
@@ -118,23 +153,126 @@ pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        CdrCmd::Plan { service, file } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let plan: RatePlan = if text.trim_start().starts_with('{') {
-                serde_json::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
-            } else {
-                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+        CdrCmd::Plan {
+            service,
+            shared,
+            default,
+            file,
+        } => {
+            let rerate = "run `rebilld cdr rerate --period …` for calls already imported";
+            if let Some(name) = default {
+                ctx.store.set_default_rate_plan(&ctx.actor, &name).await?;
+                say(
+                    ctx,
+                    &format!("services without a plan of their own now use {name:?}; {rerate}"),
+                    json!({"default": name}),
+                );
+                return Ok(());
+            }
+            let plan = match &file {
+                Some(file) => {
+                    let text = std::fs::read_to_string(file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    Some(if text.trim_start().starts_with('{') {
+                        serde_json::from_str::<RatePlan>(&text)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+                    } else {
+                        toml::from_str::<RatePlan>(&text)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+                    })
+                }
+                None => None,
             };
-            let v = ctx.store.set_rate_plan(&ctx.actor, service, &plan).await?;
-            say(
-                ctx,
-                &format!(
-                    "service {service} now rates calls with plan version {v}; run `rebilld cdr rerate --period …` for calls already imported"
+            match (service, shared, plan) {
+                (Some(service), None, Some(plan)) => {
+                    let v = ctx.store.set_rate_plan(&ctx.actor, service, &plan).await?;
+                    say(
+                        ctx,
+                        &format!(
+                            "service {service} now rates calls with plan version {v}; {rerate}"
+                        ),
+                        json!({"service": service, "version": v}),
+                    );
+                }
+                (None, Some(name), Some(plan)) => {
+                    let v = ctx
+                        .store
+                        .set_shared_rate_plan(&ctx.actor, &name, &plan)
+                        .await?;
+                    say(
+                        ctx,
+                        &format!("shared plan {name:?} is now version {v}; {rerate}"),
+                        json!({"shared": name, "version": v}),
+                    );
+                }
+                (Some(service), Some(name), None) => {
+                    ctx.store
+                        .use_shared_rate_plan(&ctx.actor, service, &name)
+                        .await?;
+                    say(
+                        ctx,
+                        &format!(
+                            "service {service} now rates calls with the shared plan {name:?}; {rerate}"
+                        ),
+                        json!({"service": service, "shared": name}),
+                    );
+                }
+                _ => anyhow::bail!(
+                    "give --service N FILE, --shared NAME FILE, --service N --shared NAME, or --default NAME"
                 ),
-                json!({"service": service, "version": v}),
-            );
+            }
+            Ok(())
+        }
+        CdrCmd::Unmatched { period } => {
+            let tz = ctx.config.business.tz();
+            let (start, end) = period.bounds(tz);
+            let rows = ctx.store.unmatched_numbers(start, end).await?;
+            let when = |t: i64| {
+                chrono::DateTime::from_timestamp(t, 0)
+                    .map(|d| d.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default()
+            };
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.user_ref.clone(),
+                        r.calls.to_string(),
+                        r.seconds.to_string(),
+                        when(r.first_at),
+                        when(r.last_at),
+                    ]
+                })
+                .collect();
+            if ctx.json {
+                println!("{}", json!(rows));
+            } else {
+                super::output::table(
+                    &["number", "calls", "seconds", "first call", "last call"],
+                    &table,
+                );
+            }
+            Ok(())
+        }
+        CdrCmd::Unrated { period } => {
+            let (start, end) = period.bounds(ctx.config.business.tz());
+            let rows = ctx.store.unrated_groups(start, end).await?;
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.service_id.to_string(),
+                        r.call_type.clone(),
+                        r.calls.to_string(),
+                        r.seconds.to_string(),
+                    ]
+                })
+                .collect();
+            if ctx.json {
+                println!("{}", json!(rows));
+            } else {
+                super::output::table(&["service", "call type", "calls", "seconds"], &table);
+            }
             Ok(())
         }
         CdrCmd::Spool => {

@@ -90,7 +90,29 @@ pub struct ImportArgs {
     /// With --from autotask: every active company
     #[arg(long)]
     pub all_active: bool,
+    /// Ignore columns that are not customer fields (without it, an unknown column refuses the file)
+    #[arg(long)]
+    pub allow_extra_columns: bool,
 }
+
+/// The fields of a customer import file (CSV columns or JSON keys).
+pub const CUSTOMER_FIELDS: [&str; 15] = [
+    "external_ref",
+    "name",
+    "enabled",
+    "target",
+    "xero_contact_id",
+    "autotask_company_id",
+    "email",
+    "phone",
+    "address",
+    "city",
+    "state",
+    "postcode",
+    "country",
+    "tax_number",
+    "payment_terms_days",
+];
 
 /// Exactly one of the three ways to find the contact. The group is declared on the command, not
 /// as the struct's own group: a struct-level `#[group]` also swallows the positional ID, which
@@ -254,7 +276,7 @@ async fn import(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<()> {
         return super::autotask::import_customers(ctx, &a.companies, a.all_active).await;
     }
     let path = a.file.context("give a FILE or --from autotask")?;
-    let records = read_records(&path)?;
+    let records = read_records(&path, &CUSTOMER_FIELDS, a.allow_extra_columns)?;
     let mut report = ImportReport::default();
     for r in &records {
         let outcome = match customer_from_record(r) {

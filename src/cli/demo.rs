@@ -109,6 +109,7 @@ pub async fn demo(base: &Config, args: DemoArgs) -> anyhow::Result<()> {
         None,
         &ImportOptions {
             tz,
+            country: config.cdr.country,
             batch_rows: config.cdr.batch_rows,
             progress: false,
         },

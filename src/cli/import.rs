@@ -16,7 +16,58 @@ pub struct Record {
 }
 
 /// Reads `path` as JSON when it starts with `[` (after whitespace), else as CSV with headers.
-pub fn read_records(path: &Path) -> anyhow::Result<Vec<Record>> {
+/// A column (or JSON key) not in `known` refuses the file, naming it, unless `allow_extra`: a
+/// misspelt `monthly_price` must not import every price as zero. An `external_ref` that appears
+/// on more than one row makes each of those rows an error naming the others: which one is right
+/// is not ours to guess, and importing both would update and audit the entry on every run.
+pub fn read_records(path: &Path, known: &[&str], allow_extra: bool) -> anyhow::Result<Vec<Record>> {
+    let mut records = read_any(path)?;
+    if !allow_extra {
+        for r in &records {
+            if let Some(k) = r
+                .fields
+                .keys()
+                .find(|k| !k.starts_with("__") && !known.contains(&k.as_str()))
+            {
+                bail!(
+                    "{}:{}: unknown column {k:?} (known: {}); nothing was imported. Fix its name, or pass --allow-extra-columns to ignore it",
+                    path.display(),
+                    r.line,
+                    known.join(", ")
+                );
+            }
+        }
+    }
+    let mut lines_of: std::collections::HashMap<String, Vec<u64>> = Default::default();
+    for r in &records {
+        if let Some(key) = Fields(&r.fields).str("external_ref") {
+            lines_of.entry(key).or_default().push(r.line);
+        }
+    }
+    for r in &mut records {
+        let Some(key) = Fields(&r.fields).str("external_ref") else {
+            continue;
+        };
+        let lines = &lines_of[&key];
+        if lines.len() > 1 && Fields(&r.fields).error().is_none() {
+            let others: Vec<String> = lines
+                .iter()
+                .filter(|l| **l != r.line)
+                .map(u64::to_string)
+                .collect();
+            r.fields.insert(
+                "__error".into(),
+                Value::String(format!(
+                    "external_ref {key:?} is also on line {}: keep one row per entry (none of them was imported)",
+                    others.join(", ")
+                )),
+            );
+        }
+    }
+    Ok(records)
+}
+
+fn read_any(path: &Path) -> anyhow::Result<Vec<Record>> {
     let bytes =
         std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let text = String::from_utf8(bytes).map_err(|e| {
@@ -45,12 +96,19 @@ fn read_csv(path: &Path, text: &str) -> anyhow::Result<Vec<Record>> {
         .iter()
         .map(|h| h.to_ascii_lowercase().replace([' ', '-'], "_"))
         .collect();
+    if let Some(i) = headers.iter().position(|h| h.is_empty()) {
+        bail!(
+            "{}:1: column {} of the header row has no name; nothing was imported",
+            path.display(),
+            i + 1
+        );
+    }
     let mut out = Vec::new();
     for row in reader.records() {
         let row = match row {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                let line = e.position().map(|p| line_at(text, p)).unwrap_or(0);
                 let mut fields = Map::new();
                 fields.insert(
                     "__error".into(),
@@ -60,8 +118,16 @@ fn read_csv(path: &Path, text: &str) -> anyhow::Result<Vec<Record>> {
                 continue;
             }
         };
-        let line = row.position().map(|p| p.line()).unwrap_or(0);
+        let line = row.position().map(|p| line_at(text, p)).unwrap_or(0);
         let mut fields = Map::new();
+        if row.iter().any(|v| v.contains('\0')) {
+            fields.insert(
+                "__error".into(),
+                Value::String("the row contains a NUL byte".into()),
+            );
+            out.push(Record { line, fields });
+            continue;
+        }
         for (h, v) in headers.iter().zip(row.iter()) {
             if !v.is_empty() {
                 fields.insert(h.clone(), Value::String(v.to_string()));
@@ -70,6 +136,18 @@ fn read_csv(path: &Path, text: &str) -> anyhow::Result<Vec<Record>> {
         out.push(Record { line, fields });
     }
     Ok(out)
+}
+
+/// The line a CSV record starts on. The reader counts lines at the start of a record, before the
+/// `\n` of a CRLF line ending (and of blank lines) in front of it: each such `\n` is one more.
+fn line_at(text: &str, p: &csv::Position) -> u64 {
+    let ahead = text.as_bytes().get(p.byte() as usize..).unwrap_or_default();
+    let skipped = ahead
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .filter(|b| **b == b'\n')
+        .count();
+    p.line() + skipped as u64
 }
 
 fn read_json(path: &Path, text: &str) -> anyhow::Result<Vec<Record>> {
@@ -182,6 +260,22 @@ impl Fields<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn csv_lines(text: &str) -> Vec<u64> {
+        read_csv(Path::new("x.csv"), text)
+            .unwrap()
+            .iter()
+            .map(|r| r.line)
+            .collect()
+    }
+
+    #[test]
+    fn crlf_rows_are_reported_on_their_own_lines() {
+        assert_eq!(csv_lines("a,b\n1,2\n3,4\n"), [2, 3]);
+        assert_eq!(csv_lines("a,b\r\n1,2\r\n3,4\r\n"), [2, 3]);
+        assert_eq!(csv_lines("a,b\r\n1,2\r\n\r\n3,4\r\n"), [2, 4]);
+        assert_eq!(csv_lines("a,b\r\n\"x\r\ny\",2\r\n3,4\r\n"), [2, 4]);
+    }
 
     #[test]
     fn json_elements_know_their_lines() {

@@ -18,7 +18,12 @@ use crate::store::{ServiceImport, ServiceUserImport};
 #[derive(Debug, Subcommand)]
 pub enum ServiceCmd {
     /// Import the catalogue (CSV or JSON; parents and children), idempotently by external reference
-    Import { file: PathBuf },
+    Import {
+        file: PathBuf,
+        /// Ignore columns that are not service fields (without it, an unknown column refuses the file)
+        #[arg(long)]
+        allow_extra_columns: bool,
+    },
     /// List the catalogue (parents with their children)
     List {
         /// Only services that can be assigned (enabled for rebilling, not a parent)
@@ -59,7 +64,10 @@ pub struct AssignArgs {
 
 pub async fn run(ctx: &Ctx, cmd: ServiceCmd) -> anyhow::Result<()> {
     match cmd {
-        ServiceCmd::Import { file } => import(ctx, file).await,
+        ServiceCmd::Import {
+            file,
+            allow_extra_columns,
+        } => import(ctx, file, allow_extra_columns).await,
         ServiceCmd::List { assignable } => list(ctx, assignable).await,
         ServiceCmd::Show { id } => show(ctx, id).await,
         ServiceCmd::Assign(a) => assign(ctx, a).await,
@@ -108,6 +116,14 @@ pub fn service_from_record(r: &Record) -> Result<ServiceImport, String> {
                     label: None,
                 }),
                 serde_json::Value::Object(o) => {
+                    if let Some(k) = o
+                        .keys()
+                        .find(|k| !["user_ref", "label"].contains(&k.as_str()))
+                    {
+                        return Err(format!(
+                            "`users`: unknown key {k:?} in a user (use user_ref and label)"
+                        ));
+                    }
                     let uf = Fields(o);
                     Ok(ServiceUserImport {
                         user_ref: uf.required("user_ref")?,
@@ -137,8 +153,23 @@ pub fn service_from_record(r: &Record) -> Result<ServiceImport, String> {
     })
 }
 
-async fn import(ctx: &Ctx, file: PathBuf) -> anyhow::Result<()> {
-    let records = read_records(&file)?;
+/// The fields of a service import file (CSV columns or JSON keys).
+pub const SERVICE_FIELDS: [&str; 11] = [
+    "external_ref",
+    "parent_ref",
+    "name",
+    "kind",
+    "rebill_enabled",
+    "monthly_price",
+    "monthly_cost",
+    "xero_account_code",
+    "xero_tax_type",
+    "xero_item_code",
+    "users",
+];
+
+async fn import(ctx: &Ctx, file: PathBuf, allow_extra: bool) -> anyhow::Result<()> {
+    let records = read_records(&file, &SERVICE_FIELDS, allow_extra)?;
     let mut parsed: Vec<(u64, Result<ServiceImport, String>)> = records
         .iter()
         .map(|r| (r.line, service_from_record(r)))

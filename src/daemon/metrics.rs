@@ -25,6 +25,7 @@ pub struct Metrics {
     rate_limit_waits: Counter,
     outbox_depth: Gauge,
     cdr_files: Counter,
+    cdr_files_failed: Counter,
     last_success: Family<Labels, Gauge>,
 }
 
@@ -43,6 +44,7 @@ impl Default for Metrics {
             rate_limit_waits: Counter::default(),
             outbox_depth: Gauge::default(),
             cdr_files: Counter::default(),
+            cdr_files_failed: Counter::default(),
             last_success: Family::default(),
             registry: Registry::default(),
         };
@@ -67,6 +69,11 @@ impl Default for Metrics {
             "rebill_cdr_files",
             "CDR files imported from the spool",
             m.cdr_files.clone(),
+        );
+        registry.register(
+            "rebill_cdr_files_failed",
+            "CDR files of the spool moved to failed/: refused whole, or too many rejected rows",
+            m.cdr_files_failed.clone(),
         );
         // Both targets are shown from the start, at 0.
         for target in ["xero", "autotask"] {
@@ -118,6 +125,11 @@ impl Metrics {
 
     pub fn record_cdr_files(&self, n: usize) {
         self.cdr_files.inc_by(n as u64);
+    }
+
+    /// CDR files of the spool moved to failed/ (refused whole, or too many rejected rows).
+    pub fn record_cdr_files_failed(&self, n: usize) {
+        self.cdr_files_failed.inc_by(n as u64);
     }
 
     pub fn set_outbox_depth(&self, n: usize) {

@@ -171,9 +171,13 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
                 }
             }
             _ = spool.tick() => {
-                let opts = crate::cdr::ImportOptions { tz: pipeline.config.business.tz(), batch_rows: pipeline.config.cdr.batch_rows, progress: false };
+                let opts = crate::cdr::ImportOptions { tz: pipeline.config.business.tz(), country: pipeline.config.cdr.country, batch_rows: pipeline.config.cdr.batch_rows, progress: false };
                 match crate::cdr::import_spool_once(&store, &pipeline.config.cdr, &opts, pipeline.now().into()).await {
-                    Ok(r) => metrics.record_cdr_files(r.len()),
+                    Ok(r) => {
+                        let failed = r.iter().filter(|r| r.failed.is_some()).count();
+                        metrics.record_cdr_files(r.len() - failed);
+                        metrics.record_cdr_files_failed(failed);
+                    }
                     Err(e) => tracing::error!(error = %e, "importing the CDR spool failed"),
                 }
             }

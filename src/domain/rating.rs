@@ -21,6 +21,9 @@ use super::Money;
 pub enum RatePlan {
     /// Per call type: a per-minute rate with increments, minimum and flagfall.
     PerMinute {
+        /// Keyed by call type, lowercased when read (call types are lowercased on import, so
+        /// `[rates.Mobile]` prices `mobile` calls); two keys that differ only in case are refused.
+        #[serde(deserialize_with = "lowercase_keys")]
         rates: BTreeMap<String, Rate>,
         /// Used for call types without their own rate; without it such calls stay unrated.
         #[serde(default)]
@@ -54,6 +57,23 @@ pub struct Rate {
 
 fn sixty() -> u32 {
     60
+}
+
+fn lowercase_keys<'de, D>(d: D) -> Result<BTreeMap<String, Rate>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let raw = BTreeMap::<String, Rate>::deserialize(d)?;
+    let mut out = BTreeMap::new();
+    for (k, v) in raw {
+        let key = k.trim().to_ascii_lowercase();
+        if out.insert(key.clone(), v).is_some() {
+            return Err(serde::de::Error::custom(format!(
+                "rates: two call types read as {key:?} (call types are matched without regard to case)"
+            )));
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,5 +320,47 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(plan, RatePlan::PerMinute { .. }));
+    }
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+
+    #[test]
+    fn call_types_match_plan_keys_whatever_their_case() {
+        let plan: RatePlan =
+            toml::from_str("kind = \"per_minute\"\n[rates.Mobile]\nper_minute = \"0.60\"\n")
+                .unwrap();
+        let call = CallForRating {
+            duration_secs: 60,
+            call_type: "mobile",
+            direction: Direction::Outbound,
+            user_ref: "0299990000",
+            cost: None,
+        };
+        assert_eq!(
+            rate_call(&plan, &call).unwrap(),
+            Money::parse("0.60").unwrap()
+        );
+        let e = toml::from_str::<RatePlan>(
+            "kind = \"per_minute\"\n[rates.Mobile]\nper_minute = \"0.60\"\n[rates.mobile]\nper_minute = \"0.50\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("\"mobile\""), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_rate_plan_is_refused_naming_it() {
+        let e = toml::from_str::<RatePlan>(
+            "kind = \"per_minute\"\ncharge_inbound13 = true\n[rates.mobile]\nper_minute = \"0.15\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("charge_inbound13"), "{e}");
+        let e = toml::from_str::<RatePlan>(
+            "kind = \"per_minute\"\n[rates.mobile]\nper_minute = \"0.15\"\nfirst_sec = 30\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("first_sec"), "{e}");
     }
 }

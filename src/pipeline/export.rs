@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 
 use super::PipelineError;
+use crate::cdr::csv_out::CsvOut;
 use crate::domain::{Period, RemoteSystem};
 use crate::store::Store;
 
@@ -64,14 +65,16 @@ fn dmy(d: NaiveDate) -> String {
     d.format("%d/%m/%Y").to_string()
 }
 
-/// The CSV text: a header row, then one row per line (Xero groups rows by invoice number).
+/// The CSV text: a header row, then one row per line (Xero groups rows by invoice number). Written
+/// by the product's one CSV writer: quoted as needed, and a cell a spreadsheet would run as a
+/// formula (a customer named `=HYPERLINK(…)`) is shown as text; negative amounts stay numbers.
 pub fn xero_csv(invoices: &[ExportInvoice]) -> Result<String, csv::Error> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(COLUMNS)?;
+    let mut w = CsvOut::new(Vec::new());
+    w.row(COLUMNS)?;
     for inv in invoices {
         for l in &inv.lines {
             let o = |s: &Option<String>| s.clone().unwrap_or_default();
-            w.write_record([
+            w.row([
                 inv.contact_name.clone(),
                 o(&inv.email),
                 o(&inv.address),
@@ -99,7 +102,7 @@ pub fn xero_csv(invoices: &[ExportInvoice]) -> Result<String, csv::Error> {
             ])?;
         }
     }
-    let bytes = w.into_inner().map_err(|e| e.into_error())?;
+    let bytes = w.into_inner()?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -192,5 +195,47 @@ mod tests {
             "{row}"
         );
         assert!(row.ends_with(",49.95,,200,OUTPUT,,,AUD"), "{row}");
+    }
+
+    #[test]
+    fn formula_cells_are_neutralised_and_credit_amounts_stay_numbers() {
+        let inv = ExportInvoice {
+            contact_name: "=HYPERLINK(\"http://evil.example\",\"pay here\")".into(),
+            email: Some("@a@acme.example".into()),
+            address: Some("+61 2 9000 1000".into()),
+            city: Some("\tSydney".into()),
+            region: None,
+            postcode: None,
+            country: None,
+            number: "RB-1001".into(),
+            reference: "-RB-1001".into(),
+            date: "2026-11-01".parse().unwrap(),
+            due_date: "2026-11-15".parse().unwrap(),
+            currency: "AUD".into(),
+            lines: vec![ExportLine {
+                item_code: None,
+                description: "Credit, November".into(),
+                quantity: "1".into(),
+                unit_amount: "-12.50".into(),
+                account_code: "200".into(),
+                tax_type: "OUTPUT".into(),
+            }],
+        };
+        let csv = xero_csv(&[inv]).unwrap();
+        let row: Vec<String> = csv::Reader::from_reader(csv.as_bytes())
+            .records()
+            .next()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(row[0], "'=HYPERLINK(\"http://evil.example\",\"pay here\")");
+        assert_eq!(row[1], "'@a@acme.example");
+        assert_eq!(row[2], "'+61 2 9000 1000");
+        assert_eq!(row[6], "'\tSydney");
+        assert_eq!(row[11], "'-RB-1001");
+        assert_eq!(row[15], "Credit, November");
+        assert_eq!(row[17], "-12.50", "a credit's amount stays a number");
     }
 }

@@ -87,6 +87,30 @@ impl ServiceRow {
     }
 }
 
+/// A user reference as the catalogue keeps it: a number or extension, never empty, never a
+/// `ref=label` pair that was meant to be split (`=Label` in CSV, `"0290003002=Frontdesk"` as a JSON
+/// string), no control characters, at most 64 characters.
+fn check_user_ref(service: &str, user_ref: &str) -> Result<(), StoreError> {
+    let r = user_ref.trim();
+    let refuse = |why: &str| {
+        Err(StoreError::Refused(format!(
+            "service {service:?}: user {user_ref:?} {why}"
+        )))
+    };
+    if normalise_user_ref(r).is_empty() {
+        return refuse("is empty (a label needs its number: `0299990001=Reception`)");
+    }
+    if r.contains('=') {
+        return refuse(
+            "contains `=`: in JSON, write {\"user_ref\": \"0299990001\", \"label\": \"Reception\"}",
+        );
+    }
+    if r.chars().any(char::is_control) || r.chars().count() > 64 {
+        return refuse("has control characters or is longer than 64 characters");
+    }
+    Ok(())
+}
+
 impl Store {
     /// Creates or updates one catalogue entry by its external reference, with its users, in one
     /// transaction. A parent must exist (be imported earlier) before its children.
@@ -111,6 +135,9 @@ impl Store {
                 "service {:?} cannot be the parent of {:?}: it is itself a child of another service",
                 p.external_ref, s.external_ref
             )));
+        }
+        for u in &s.users {
+            check_user_ref(&s.external_ref, &u.user_ref)?;
         }
         let before = self.service_by_ref(&s.external_ref).await?;
         let mut users: Vec<(String, Option<String>)> = s

@@ -1,4 +1,5 @@
-//! Re-rating a month in one transaction: the month's unmatched calls matched to users added since,
+//! Re-rating a month in one transaction: the month's unmatched calls matched to users added since
+//! (in E.164 form on both sides, as the import matches),
 //! every matched call re-priced, the changed prices written and the month's rollups rebuilt. A
 //! crash or an error leaves the month as it was, never half re-priced; pricing itself is the
 //! caller's (pure) function.
@@ -10,6 +11,7 @@ use super::calls::{
 };
 use super::{Db, Store, StoreError};
 use crate::domain::Period;
+use crate::domain::text::{Country, e164};
 
 /// What a month's re-rate changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,8 +22,11 @@ pub struct Repriced {
     pub changed: u64,
 }
 
-const MATCH: &str = "UPDATE calls SET service_id = (SELECT su.service_id FROM service_users su WHERE su.user_ref = calls.user_ref) \
-     WHERE service_id IS NULL AND call_key >= $1 AND call_key < $2 AND user_ref IN (SELECT user_ref FROM service_users)";
+const UNMATCHED: &str = "SELECT DISTINCT user_ref FROM calls WHERE service_id IS NULL AND call_key >= $1 AND call_key < $2";
+
+/// Gives a number's unmatched calls their service, under the catalogue's own reference.
+const MATCH: &str = "UPDATE calls SET service_id = $1, user_ref = $2 \
+     WHERE service_id IS NULL AND user_ref = $3 AND call_key >= $4 AND call_key < $5";
 
 const PAGE: &str = "SELECT call_key, id, service_id, plan_version, user_ref, started_at, duration_secs, destination, \
      call_type, inbound, cost_micros, price_micros FROM calls \
@@ -29,15 +34,30 @@ const PAGE: &str = "SELECT call_key, id, service_id, plan_version, user_ref, sta
 
 /// The month's work on one backend's transaction; `$update` writes a page's changed prices.
 macro_rules! rerate_in {
-    ($tx:ident, $update:ident, $write:ident, $period:expr, $tz:expr, $price_of:expr) => {{
+    ($tx:ident, $update:ident, $write:ident, $period:expr, $tz:expr, $users:expr, $country:expr, $price_of:expr) => {{
         let (start, end) = $period.bounds($tz);
         let (mut from, to) = (key_floor(start.timestamp()), key_floor(end.timestamp()));
-        let matched = sqlx::query(MATCH)
+        // Matched in E.164 form on both sides, as the import matches.
+        let numbers: Vec<String> = sqlx::query_scalar(UNMATCHED)
             .bind(&from)
             .bind(&to)
-            .execute(&mut *$tx)
-            .await?
-            .rows_affected();
+            .fetch_all(&mut *$tx)
+            .await?;
+        let mut matched = 0u64;
+        for number in numbers {
+            let Some((user_ref, service)) = $users.get(&e164(&number, $country)) else {
+                continue;
+            };
+            matched += sqlx::query(MATCH)
+                .bind(*service)
+                .bind(user_ref)
+                .bind(&number)
+                .bind(&from)
+                .bind(&to)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
+        }
         let mut rollups = Rollups::new($tz);
         let mut changed = 0u64;
         loop {
@@ -64,7 +84,7 @@ macro_rules! rerate_in {
                     c.duration_secs,
                     c.cost_micros,
                     price,
-                );
+                )?;
             }
             changed += updates.len() as u64;
             $update(&mut $tx, &updates).await?;
@@ -87,19 +107,39 @@ impl Store {
         &self,
         period: Period,
         tz: Tz,
+        country: Country,
         mut price_of: F,
     ) -> Result<Repriced, StoreError>
     where
         F: FnMut(&RatedCallRow) -> (Option<i64>, Option<i32>) + Send,
     {
+        let users = self.user_numbers(country).await?;
         Ok(match self.db() {
             Db::Sqlite(p) => {
                 let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-                rerate_in!(tx, update_sqlite, write_sqlite, period, tz, price_of)
+                rerate_in!(
+                    tx,
+                    update_sqlite,
+                    write_sqlite,
+                    period,
+                    tz,
+                    users,
+                    country,
+                    price_of
+                )
             }
             Db::Postgres(p) => {
                 let mut tx = p.begin().await?;
-                rerate_in!(tx, update_postgres, write_postgres, period, tz, price_of)
+                rerate_in!(
+                    tx,
+                    update_postgres,
+                    write_postgres,
+                    period,
+                    tz,
+                    users,
+                    country,
+                    price_of
+                )
             }
         })
     }
