@@ -101,6 +101,45 @@ impl StoredLine {
     }
 }
 
+/// The status of a Xero invoice or adjustment document (`Status` in the Accounting API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvoiceState {
+    Draft,
+    Submitted,
+    Authorised,
+    Paid,
+    Voided,
+    Deleted,
+    /// A status this version does not know: treated as not editable and not cancelled.
+    Other(String),
+}
+
+impl InvoiceState {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "DRAFT" => InvoiceState::Draft,
+            "SUBMITTED" => InvoiceState::Submitted,
+            "AUTHORISED" => InvoiceState::Authorised,
+            "PAID" => InvoiceState::Paid,
+            "VOIDED" => InvoiceState::Voided,
+            "DELETED" => InvoiceState::Deleted,
+            other => InvoiceState::Other(other.to_string()),
+        }
+    }
+
+    pub fn is_editable(&self) -> bool {
+        matches!(
+            self,
+            InvoiceState::Draft | InvoiceState::Submitted | InvoiceState::Authorised
+        )
+    }
+
+    /// Voided or deleted: the invoice no longer bills anything.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, InvoiceState::Voided | InvoiceState::Deleted)
+    }
+}
+
 /// One remote action and where it stands.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutboxEntry {

@@ -237,7 +237,7 @@ async fn xero_difference(
                 .set_adjustment_status(a.id, &status, p.now())
                 .await?;
         }
-        if !matches!(status.as_str(), "VOIDED" | "DELETED") {
+        if !crate::xero::InvoiceState::parse(&status).is_cancelled() {
             net += sub_total;
             super::update::add(&mut billed, a);
         }

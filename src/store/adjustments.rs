@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Store, StoreError, micros, money, on_db};
+use crate::domain::invoice::InvoiceState;
 use crate::domain::{InvoiceId, LineId, Money, OutboxAction};
 
 /// What kind of document an adjustment is.
@@ -81,7 +82,7 @@ impl Adjustment {
 
     /// Voided or deleted remotely: it no longer adds anything.
     pub fn is_cancelled(&self) -> bool {
-        matches!(self.status.as_str(), "VOIDED" | "DELETED")
+        InvoiceState::parse(&self.status).is_cancelled()
     }
 }
 
