@@ -1,5 +1,5 @@
 //! `rebilld demo`: the main job on the embedded default. A fresh SQLite file, the sample world
-//! (`sandbox::world::DEMO`: customers that cover every rule) and its sample CDRs, local stand-ins
+//! (`sandbox::world::SAMPLE`: customers that cover every rule) and its sample CDRs, local stand-ins
 //! for Autotask and Xero on loopback, this period's billing run, and the reports.
 //! `rebilld sandbox` serves the same stand-ins, with the sample Autotask company, for a staging
 //! daemon.
@@ -12,12 +12,13 @@ use clap::Args;
 
 use crate::cdr::{ImportOptions, Mapping, import_file};
 use crate::config::Config;
+use crate::domain::outbox::RemoteSystem;
 use crate::domain::{Customer, Period, XeroContactId};
 use crate::pipeline::Pipeline;
 use crate::sandbox::Sandboxes;
 use crate::sandbox::world::{
-    ContactBook, DEMO, SAMPLE_COMPANY, SampleDates, WorldError, seed_sample_company,
-    write_demo_calls,
+    ContactBook, SAMPLE, SAMPLE_COMPANY, SampleDates, WorldError, seed_sample_company,
+    write_sample_calls,
 };
 use crate::store::{Actor, Store};
 
@@ -87,7 +88,7 @@ pub async fn demo(base: &Config, args: DemoArgs) -> anyhow::Result<()> {
         config.database.url, sb.xero_url, sb.autotask_url
     );
     let contacts = ThroughClient(crate::xero::XeroClient::new(&config.xero, store.clone()).await?);
-    let world = DEMO
+    let world = SAMPLE
         .seed(
             &store,
             &Actor::new("demo"),
@@ -98,7 +99,7 @@ pub async fn demo(base: &Config, args: DemoArgs) -> anyhow::Result<()> {
         .await?;
 
     let cdrs = args.dir.join(format!("cdrs-{}.csv", period.previous()));
-    write_demo_calls(
+    write_sample_calls(
         std::io::BufWriter::new(std::fs::File::create(&cdrs)?),
         period.previous(),
     )?;
@@ -133,8 +134,8 @@ pub async fn demo(base: &Config, args: DemoArgs) -> anyhow::Result<()> {
     );
     for inv in store.invoices(Some(period), None).await? {
         let lines = store.invoice_lines(inv.id).await?;
-        match inv.destination.as_str() {
-            "xero" => println!(
+        match inv.destination {
+            RemoteSystem::Xero => println!(
                 "  {} {:<24} {:>9} → Xero invoice {} ({}), {}",
                 inv.number,
                 inv.customer_name,
@@ -150,7 +151,7 @@ pub async fn demo(base: &Config, args: DemoArgs) -> anyhow::Result<()> {
                     inv.email_decision.clone()
                 }
             ),
-            _ => println!(
+            RemoteSystem::Autotask => println!(
                 "  {} {:<24} {:>9} → {} Autotask contract charge(s) on contract {} (never sent to Xero)",
                 inv.number,
                 inv.customer_name,

@@ -19,6 +19,7 @@ use super::{
     ContactDraft, CreditNoteDraft, EmailOutcome, InvoiceDraft, InvoiceOutcome, RemoteCreditNote,
     RemoteInvoice, XeroConfig, XeroError, auth,
 };
+use crate::domain::invoice::InvoiceState;
 use crate::domain::{Money, XeroContactId};
 use crate::http::{Failure, Retries, retry_after, retrying};
 use crate::store::Store;
@@ -428,7 +429,11 @@ impl XeroClient {
         Ok(got
             .invoices
             .into_iter()
-            .filter(|i| !matches!(i.status.as_deref(), Some("VOIDED" | "DELETED")))
+            .filter(|i| {
+                !i.status
+                    .as_deref()
+                    .is_some_and(|s| InvoiceState::parse(s).is_cancelled())
+            })
             .find(|i| i.reference.as_deref() == Some(reference))
             .map(remote))
     }

@@ -3,18 +3,14 @@
 //! Autotask's charges (+ correcting charges) equal what is owed now, line by line; reconcile says
 //! so, and catches what is not so.
 
-use rebill::domain::{Customer, ItemId, ItemKind, Money, NonEmpty, Period, Transition};
+use rebill::domain::{Customer, ItemId, ItemKind, Money, NonEmpty, Transition};
 use rebill::pipeline::{DifferenceKind, ResyncRequest, reconcile, resync};
 use rebill::store::NewItem;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
 use crate::common::TestApp;
-use crate::common::world::{World, build, day};
-
-fn nov() -> Period {
-    Period::parse("2026-11").unwrap()
-}
+use crate::common::world::{World, build, day, nov};
 
 fn d(s: &str) -> Decimal {
     s.parse().unwrap()
@@ -22,19 +18,6 @@ fn d(s: &str) -> Decimal {
 
 fn dec(v: &Value) -> Decimal {
     v.to_string().trim_matches('"').parse().unwrap_or_default()
-}
-
-async fn resync_nov(w: &World) {
-    resync(
-        &w.pipeline,
-        &ResyncRequest {
-            period: nov(),
-            customer: None,
-            dry_run: false,
-        },
-    )
-    .await
-    .unwrap();
 }
 
 fn contact(c: &Customer) -> String {
@@ -105,14 +88,14 @@ async fn a_paid_invoice_raised_then_lowered_nets_what_is_owed_now(app: TestApp) 
     w.sandboxes.xero.pay(&number);
 
     edit(&app, support, "120").await;
-    resync_nov(&w).await;
+    w.resync(nov()).await;
     assert_eq!(w.sandboxes.xero.net_of_contact(&who), d("319.95"));
     let extra = extra_invoices(&w, &number);
     assert_eq!(extra.len(), 1, "{extra:#?}");
     assert_eq!(dec(&extra[0]["SubTotal"]), d("20"));
 
     edit(&app, support, "80").await;
-    resync_nov(&w).await;
+    w.resync(nov()).await;
     assert_eq!(
         w.sandboxes.xero.net_of_contact(&who),
         d("279.95"),
@@ -130,9 +113,9 @@ async fn two_raises_of_five_bill_ten_not_fifteen(app: TestApp) {
     let who = contact(&w.enabled);
     w.sandboxes.xero.pay(&number);
     edit(&app, support, "105").await;
-    resync_nov(&w).await;
+    w.resync(nov()).await;
     edit(&app, support, "110").await;
-    resync_nov(&w).await;
+    w.resync(nov()).await;
     assert_eq!(w.sandboxes.xero.net_of_contact(&who), d("309.95"));
     let live: Vec<Value> = extra_invoices(&w, &number)
         .into_iter()
@@ -154,11 +137,11 @@ async fn a_credited_line_restored_is_billed_again(app: TestApp) {
     let who = contact(&w.enabled);
     w.sandboxes.xero.pay(&number);
     app.store.remove_item(&app.actor(), support).await.unwrap();
-    resync_nov(&w).await;
+    w.resync(nov()).await;
     assert_eq!(w.sandboxes.xero.net_of_contact(&who), d("199.95"));
     assert_eq!(w.sandboxes.xero.credit_notes().len(), 1);
     app.store.restore_item(&app.actor(), support).await.unwrap();
-    resync_nov(&w).await;
+    w.resync(nov()).await;
     assert_eq!(
         w.sandboxes.xero.net_of_contact(&who),
         d("289.90"),
@@ -187,7 +170,7 @@ async fn an_extra_invoice_has_its_own_dates_each_lines_tax_type_and_is_emailed(a
         .assign(&app.actor(), free, w.enabled.id, day("2026-11-01"), None)
         .await
         .unwrap();
-    resync_nov(&w).await;
+    w.resync(nov()).await;
     let extra = extra_invoices(&w, &number);
     assert_eq!(extra.len(), 1, "{extra:#?}");
     let e = &extra[0];
@@ -224,7 +207,7 @@ async fn an_emptied_unpaid_invoice_is_voided_never_updated_without_lines(app: Te
         )
         .await
         .unwrap();
-    resync_nov(&w).await;
+    w.resync(nov()).await;
     let inv = w
         .sandboxes
         .xero
@@ -255,7 +238,7 @@ async fn an_emptied_paid_invoice_is_credited_whole(app: TestApp) {
         )
         .await
         .unwrap();
-    resync_nov(&w).await;
+    w.resync(nov()).await;
     let notes = w.sandboxes.xero.credit_notes();
     assert_eq!(notes.len(), 1, "{notes:#?}");
     assert_eq!(dec(&notes[0]["SubTotal"]), d("30"));
@@ -283,16 +266,16 @@ async fn a_billed_autotask_charge_changed_twice_nets_to_the_new_amount(app: Test
         .unwrap()
         .to_string();
     edit(&app, support, "110").await;
-    resync_nov(&w).await;
+    w.resync(nov()).await;
     edit(&app, support, "120").await;
-    resync_nov(&w).await;
+    w.resync(nov()).await;
     assert_eq!(w.sandboxes.autotask.billed_with_marker(&marker), d("120"));
     // Taken off (corrected to nothing), then restored: billed again.
     app.store.remove_item(&app.actor(), support).await.unwrap();
-    resync_nov(&w).await;
+    w.resync(nov()).await;
     assert_eq!(w.sandboxes.autotask.billed_with_marker(&marker), d("0"));
     app.store.restore_item(&app.actor(), support).await.unwrap();
-    resync_nov(&w).await;
+    w.resync(nov()).await;
     assert_eq!(w.sandboxes.autotask.billed_with_marker(&marker), d("120"));
     let clean = reconcile(&w.pipeline, nov()).await.unwrap();
     assert!(clean.is_clean(), "{clean:#?}");
@@ -384,7 +367,7 @@ async fn resync_repairs_what_reconcile_reports(app: TestApp) {
         "{:#?}",
         dry.plan
     );
-    resync_nov(&w).await;
+    w.resync(nov()).await;
     let clean = reconcile(&w.pipeline, nov()).await.unwrap();
     assert!(clean.is_clean(), "{clean:#?}");
     let again = resync(

@@ -3,17 +3,13 @@
 use rebill::clock::Clock;
 
 use crate::common::TestApp;
-use crate::common::world::{World, build};
+use crate::common::world::{World, build, dec, nov};
 use chrono::Utc;
 use rebill::domain::OutboxAction;
 use rebill::domain::{Money, Period};
 use rebill::pipeline::{DifferenceKind, PlanKind, ResyncRequest, resync};
 use rebill::store::calls::{CallKey, NewCall};
 use serde_json::Value;
-
-fn nov() -> Period {
-    Period::parse("2026-11").unwrap()
-}
 
 fn m(s: &str) -> Money {
     Money::parse(s).unwrap()
@@ -24,14 +20,6 @@ fn invoice_for<'a>(w: &World, invoices: &'a [Value], contact_of: &str) -> Option
     invoices
         .iter()
         .find(|i| i["Contact"]["ContactID"] == contact_of)
-}
-
-/// A JSON number or string as a decimal, so that 30, 30.0 and "30" compare equal.
-fn dec(v: &Value) -> rust_decimal::Decimal {
-    match v {
-        Value::String(s) => s.parse().unwrap(),
-        other => other.to_string().parse().unwrap(),
-    }
 }
 
 fn contact(c: &rebill::domain::Customer) -> String {

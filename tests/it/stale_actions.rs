@@ -4,19 +4,13 @@
 
 use rebill::clock::Clock;
 use rebill::domain::{
-    AutotaskCoding, ContractId, ItemKind, Money, NonEmpty, OutboxAction, OutboxStatus, Period,
-    Transition,
+    AutotaskCoding, ContractId, ItemKind, Money, NonEmpty, OutboxAction, OutboxStatus, Transition,
 };
-use rebill::pipeline::{ResyncRequest, resync};
 use rebill::store::NewItem;
 use serde_json::json;
 
 use crate::common::TestApp;
-use crate::common::world::{World, build, day};
-
-fn nov() -> Period {
-    Period::parse("2026-11").unwrap()
-}
+use crate::common::world::{World, build, day, nov};
 
 /// A contract of the Autotask customer's company (174) of the given Autotask contract type.
 fn add_contract(w: &World, id: i64, contract_type: i64) -> ContractId {
@@ -27,19 +21,6 @@ fn add_contract(w: &World, id: i64, contract_type: i64) -> ContractId {
                "endDate": "2030-12-31T00:00:00Z"}),
     );
     ContractId::new(id).unwrap()
-}
-
-async fn resync_nov(w: &World) {
-    resync(
-        &w.pipeline,
-        &ResyncRequest {
-            period: nov(),
-            customer: None,
-            dry_run: false,
-        },
-    )
-    .await
-    .unwrap();
 }
 
 async fn a_contract_that_takes_no_charges_is_refused_when_chosen_naming_its_type(app: TestApp) {
@@ -106,8 +87,8 @@ async fn a_refused_charge_for_a_line_removed_later_is_superseded_not_replayed(ap
     // The contract appears meanwhile (a replay would now succeed), and ops take the item off.
     add_contract(&w, 902, 7);
     app.store.remove_item(&app.actor(), item.id).await.unwrap();
-    resync_nov(&w).await;
-    resync_nov(&w).await;
+    w.resync(nov()).await;
+    w.resync(nov()).await;
     w.pipeline.drain(w.clock.now()).await.unwrap();
     let charges = w.sandboxes.autotask.charges();
     assert_eq!(
@@ -192,7 +173,7 @@ async fn a_recoded_line_is_pushed_with_its_new_coding_and_the_refused_action_sup
         )
         .await
         .unwrap();
-    resync_nov(&w).await;
+    w.resync(nov()).await;
     let charges = w.sandboxes.autotask.charges();
     let fee: Vec<_> = charges
         .iter()

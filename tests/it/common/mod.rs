@@ -119,17 +119,19 @@ macro_rules! backend_tests {
     };
 }
 
-/// A billing world on the stand-ins: the library's sample world `RULES` (the catalogue, one
+/// A billing world on the stand-ins: the library's sample world `SAMPLE` (the catalogue, one
 /// customer per rule), and a pipeline whose clients talk to the local Xero and Autotask stand-ins.
 pub mod world {
     use super::TestApp;
     use chrono::NaiveDate;
     use rebill::clock::TestClock;
+    use rebill::domain::Period;
     use rebill::domain::{AutotaskCoding, Customer, ServiceId};
-    use rebill::pipeline::Pipeline;
+    use rebill::pipeline::{Pipeline, ResyncOutcome, ResyncRequest, resync};
     use rebill::sandbox::Sandboxes;
-    use rebill::sandbox::world::{RulesWorld, SampleDates, SampleService, SampleUser};
+    use rebill::sandbox::world::{Sample, SampleDates, SampleService, SampleUser};
     use rebill::store::ServiceImport;
+    use rust_decimal::Decimal;
     use std::sync::Arc;
 
     pub struct World {
@@ -175,6 +177,35 @@ pub mod world {
         s.parse().unwrap()
     }
 
+    /// The period the world is built to bill: November 2026.
+    pub fn nov() -> Period {
+        Period::parse("2026-11").unwrap()
+    }
+
+    /// A JSON number or string as a decimal, so that 30, 30.0 and "30" compare equal.
+    pub fn dec(v: &serde_json::Value) -> Decimal {
+        match v {
+            serde_json::Value::String(s) => s.parse().unwrap(),
+            other => other.to_string().parse().unwrap(),
+        }
+    }
+
+    impl World {
+        /// Resyncs `period` for every customer (not a dry run), as `rebilld --resync` does.
+        pub async fn resync(&self, period: Period) -> ResyncOutcome {
+            resync(
+                &self.pipeline,
+                &ResyncRequest {
+                    period,
+                    customer: None,
+                    dry_run: false,
+                },
+            )
+            .await
+            .unwrap()
+        }
+    }
+
     /// Builds the world. Services start on 2026-01-01, part-month ones on 2026-11-16; the period
     /// under test is 2026-11, in Sydney.
     pub async fn build(app: &TestApp) -> World {
@@ -186,7 +217,7 @@ pub mod world {
             since: day("2026-01-01"),
             mid: day("2026-11-16"),
         };
-        let w = RulesWorld::seed(
+        let w = Sample::seed(
             &app.store,
             &app.actor(),
             dates,
