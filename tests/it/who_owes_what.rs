@@ -3,10 +3,7 @@
 //! the customer's next invoice as its own line — once.
 
 use chrono::Utc;
-use rebill::domain::{
-    BillingTarget, Customer, Email, ItemKind, Money, NewCustomer, NonEmpty, Period, ServiceId,
-    Transition, XeroContactId,
-};
+use rebill::domain::{Customer, ItemKind, Money, NonEmpty, Period, ServiceId, Transition};
 use rebill::pipeline::{PlanKind, ResyncRequest, resync};
 use rebill::store::NewItem;
 use rebill::store::billing::StoredLine;
@@ -56,31 +53,6 @@ fn call(n: u32, user: &str, service: ServiceId, started: &str, price: &str) -> N
     }
 }
 
-/// A second Xero customer, linked to its own contact on the stand-in.
-async fn newco(app: &TestApp, w: &World) -> Customer {
-    let contact = w
-        .sandboxes
-        .xero
-        .add_contact("Newco Pty Ltd", Some("ops@newco.example"));
-    app.store
-        .add_customer(
-            &app.actor(),
-            &NewCustomer {
-                external_ref: Some("newco".into()),
-                name: NonEmpty::parse("n", "Newco Pty Ltd").unwrap(),
-                enabled: true,
-                target: BillingTarget::Xero {
-                    contact_id: Some(XeroContactId::parse(&contact).unwrap()),
-                },
-                email: Some(Email::parse("ops@newco.example").unwrap()),
-                details: Default::default(),
-                payment_terms_days: None,
-            },
-        )
-        .await
-        .unwrap()
-}
-
 /// The live lines of a customer's invoice for a period (empty when it has none).
 async fn lines_of(app: &TestApp, customer: &Customer, period: &str) -> Vec<StoredLine> {
     let Some(inv) = app
@@ -118,7 +90,7 @@ async fn calls_belong_to_the_customer_who_held_the_service_when_they_were_made(a
         .await
         .unwrap();
     // Then ops move it to Newco from 1 December: trash can, minus, Assign Service.
-    let newco = newco(&app, &w).await;
+    let newco = w.newco(&app).await;
     app.store
         .transition(&a, w.sip, Transition::Exclude, day("2026-11-28"))
         .await

@@ -126,7 +126,10 @@ pub mod world {
     use chrono::NaiveDate;
     use rebill::clock::TestClock;
     use rebill::domain::Period;
-    use rebill::domain::{AutotaskCoding, Customer, ServiceId};
+    use rebill::domain::{
+        AutotaskCoding, BillingTarget, Customer, Email, NewCustomer, NonEmpty, ServiceId,
+        XeroContactId,
+    };
     use rebill::pipeline::{Pipeline, ResyncOutcome, ResyncRequest, resync};
     use rebill::sandbox::Sandboxes;
     use rebill::sandbox::world::{Sample, SampleDates, SampleService, SampleUser};
@@ -191,6 +194,31 @@ pub mod world {
     }
 
     impl World {
+        /// A second Xero customer, "Newco Pty Ltd", linked to its own contact on the stand-in.
+        pub async fn newco(&self, app: &TestApp) -> Customer {
+            let contact = self
+                .sandboxes
+                .xero
+                .add_contact("Newco Pty Ltd", Some("ops@newco.example"));
+            app.store
+                .add_customer(
+                    &app.actor(),
+                    &NewCustomer {
+                        external_ref: Some("newco".into()),
+                        name: NonEmpty::parse("n", "Newco Pty Ltd").unwrap(),
+                        enabled: true,
+                        target: BillingTarget::Xero {
+                            contact_id: Some(XeroContactId::parse(&contact).unwrap()),
+                        },
+                        email: Some(Email::parse("ops@newco.example").unwrap()),
+                        details: Default::default(),
+                        payment_terms_days: None,
+                    },
+                )
+                .await
+                .unwrap()
+        }
+
         /// Resyncs `period` for every customer (not a dry run), as `rebilld --resync` does.
         pub async fn resync(&self, period: Period) -> ResyncOutcome {
             resync(
