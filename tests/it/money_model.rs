@@ -317,7 +317,7 @@ async fn check(app: TestApp, script: Vec<Vec<Op>>) {
                         .await
                         .unwrap()
                         .into_iter()
-                        .max_by_key(|i| i.period.clone());
+                        .max_by_key(|i| i.period);
                     if let Some(inv) = latest {
                         w.sandboxes.xero.pay(&inv.number);
                     }
