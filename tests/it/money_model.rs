@@ -29,8 +29,11 @@ use crate::common::world::{World, build, nov};
 /// skipped and owes nothing).
 #[derive(Debug, Clone)]
 enum Op {
-    /// The SIP service moves to the other Xero customer: trash can, minus, Assign Service.
+    /// The SIP service moves to the other Xero customer: trash can, minus, Assign Service (or,
+    /// when no one holds it, is assigned to one).
     Move { day: u8 },
+    /// The SIP service is given up: trash can and minus, held by no one from that day.
+    Release { day: u8 },
     /// A recurring item from a day of last month or this one.
     Recurring { who: u8, cents: u32, day: u8 },
     /// A once-off item.
@@ -48,6 +51,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         2 => any::<u8>().prop_map(|day| Op::Move { day }),
+        1 => any::<u8>().prop_map(|day| Op::Release { day }),
         2 => (0u8..3, 100u32..20_000, any::<u8>()).prop_map(|(who, cents, day)| Op::Recurring { who, cents, day }),
         1 => (0u8..3, 100u32..50_000).prop_map(|(who, cents)| Op::Once { who, cents }),
         3 => (any::<bool>(), any::<u8>(), 1u32..2_000).prop_map(|(late, day, cents)| Op::Call { late, day, cents }),
@@ -65,8 +69,9 @@ fn months() -> impl Strategy<Value = Vec<Vec<Op>>> {
 /// What the oracle knows: the plain facts applied, nothing computed by the code under test.
 #[derive(Default)]
 struct Facts {
-    /// The SIP service's holders: (customer index, first day held); each until the next.
-    holders: Vec<(usize, NaiveDate)>,
+    /// The SIP service's holders (none while free): (customer index, first day); each until the
+    /// next.
+    holders: Vec<(Option<usize>, NaiveDate)>,
     /// Recurring items: (customer index, amount, first day).
     recurring: Vec<(usize, Decimal, NaiveDate)>,
     /// Once-off items: (customer index, amount).
@@ -106,7 +111,9 @@ fn owed(f: &Facts, months: &[Period]) -> [Decimal; 3] {
         let mut held: BTreeMap<usize, i64> = BTreeMap::new();
         for (i, &(who, from)) in f.holders.iter().enumerate() {
             let until = f.holders.get(i + 1).map(|&(_, d)| d);
-            *held.entry(who).or_default() += days_of(m, from, until);
+            if let Some(who) = who {
+                *held.entry(who).or_default() += days_of(m, from, until);
+            }
         }
         for (who, days) in held {
             if days > 0 {
@@ -133,8 +140,9 @@ fn owed(f: &Facts, months: &[Period]) -> [Decimal; 3] {
             .iter()
             .rev()
             .find(|&&(_, from)| from <= day)
-            .map(|&(who, _)| who)
-            .unwrap();
+            .and_then(|&(who, _)| who);
+        // A service given up with an earlier date than its calls: those calls are no one's.
+        let Some(holder) = holder else { continue };
         *usage.entry((holder, month)).or_default() += price;
     }
     for ((who, _), total) in usage {
@@ -151,7 +159,7 @@ fn owed(f: &Facts, months: &[Period]) -> [Decimal; 3] {
 /// November). Its excluded service owes nothing.
 fn world_facts() -> Facts {
     Facts {
-        holders: vec![(A, "2026-01-01".parse().unwrap())],
+        holders: vec![(Some(A), "2026-01-01".parse().unwrap())],
         recurring: vec![
             (T, Decimal::new(120, 0), "2026-01-01".parse().unwrap()),
             (T, Decimal::new(30, 0), "2026-11-16".parse().unwrap()),
@@ -215,7 +223,33 @@ async fn check(app: TestApp, script: Vec<Vec<Op>>) {
                     if d <= since || moved_this_month {
                         continue;
                     }
-                    let to = if holder == A { B } else { A };
+                    let to = if holder == Some(A) { B } else { A };
+                    if holder.is_some() {
+                        app.store
+                            .transition(&a, w.sip, Transition::Exclude, d)
+                            .await
+                            .unwrap();
+                        app.store
+                            .transition(&a, w.sip, Transition::Unassign, d)
+                            .await
+                            .unwrap();
+                    }
+                    app.store
+                        .assign(&a, w.sip, who[to].id, d, None)
+                        .await
+                        .unwrap();
+                    facts.holders.push((Some(to), d));
+                }
+                Op::Release { day } => {
+                    let d = in_window(day);
+                    let &(holder, since) = facts.holders.last().unwrap();
+                    let moved_this_month = facts
+                        .holders
+                        .iter()
+                        .any(|&(_, from)| Period::of_date(from) == Period::of_date(d));
+                    if holder.is_none() || d <= since || moved_this_month {
+                        continue;
+                    }
                     app.store
                         .transition(&a, w.sip, Transition::Exclude, d)
                         .await
@@ -224,11 +258,7 @@ async fn check(app: TestApp, script: Vec<Vec<Op>>) {
                         .transition(&a, w.sip, Transition::Unassign, d)
                         .await
                         .unwrap();
-                    app.store
-                        .assign(&a, w.sip, who[to].id, d, None)
-                        .await
-                        .unwrap();
-                    facts.holders.push((to, d));
+                    facts.holders.push((None, d));
                 }
                 Op::Recurring {
                     who: c,
@@ -285,6 +315,15 @@ async fn check(app: TestApp, script: Vec<Vec<Op>>) {
                     };
                     let d = month.first_day()
                         + Duration::days(i64::from(day) % i64::from(month.days()));
+                    let holder = facts
+                        .holders
+                        .iter()
+                        .rev()
+                        .find(|&&(_, from)| from <= d)
+                        .and_then(|&(who, _)| who);
+                    if holder.is_none() {
+                        continue;
+                    }
                     // Noon in Sydney: the call's day is the same in the business zone.
                     let started_at = d.and_hms_opt(1, 0, 0).unwrap().and_utc().timestamp();
                     call_no += 1;
