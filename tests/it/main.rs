@@ -20,6 +20,7 @@ mod daemon;
 mod demo;
 mod faults;
 mod ops_cli;
+mod prices;
 mod stale_actions;
 mod who_owes_what;
 mod wiremock_fixtures;
