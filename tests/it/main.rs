@@ -6,6 +6,7 @@
 mod common;
 
 mod adjustments;
+mod autotask_choices;
 mod autotask_client;
 mod billing_run;
 mod cdr_import;
