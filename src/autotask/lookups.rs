@@ -10,7 +10,9 @@ use super::client::{AutotaskClient, Repeat, decode};
 use super::query::Filter;
 use super::wire::{BillingCode, Company, Contract, Fields, Product};
 use crate::domain::customer::BusinessDetails;
-use crate::domain::{AutotaskCoding, AutotaskCompanyId, BillingTarget, NewCustomer, NonEmpty};
+use crate::domain::{
+    AutotaskCoding, AutotaskCompanyId, BillingTarget, ContractId, NewCustomer, NonEmpty, ProductId,
+};
 use crate::store::{Actor, Store, Upsert};
 
 /// Contract status 1 is Active (Autotask's picklist).
@@ -108,6 +110,88 @@ impl AutotaskClient {
                 detail: String::new(),
             })
             .collect())
+    }
+
+    /// The products that can go on `contract` (the chained choice after the contract), as far as
+    /// Autotask allows: none, refused with the reason, when the contract is not active or is of a
+    /// type that takes no charges (Block Hours, Retainer, Per Ticket); otherwise the active
+    /// products (Autotask ties no product to a contract), each with its own material code.
+    pub async fn products_for_contract(
+        &self,
+        contract: ContractId,
+    ) -> Result<Vec<Named>, AutotaskError> {
+        let invalid = AutotaskError::InvalidCoding;
+        let c: Contract = self
+            .get("Contracts", contract.get())
+            .await
+            .map_err(|e| match e {
+                AutotaskError::NotFound(_) => {
+                    invalid(format!("Autotask has no contract {contract}"))
+                }
+                other => other,
+            })?;
+        let name = c
+            .contract_name
+            .clone()
+            .unwrap_or_else(|| format!("contract {contract}"));
+        if c.status != Some(CONTRACT_ACTIVE) {
+            return Err(invalid(format!(
+                "contract {contract} ({name}) is not active: no product can be charged to it"
+            )));
+        }
+        if let Some(kind) = c.contract_type.and_then(super::chargeless_contract_type) {
+            return Err(invalid(format!(
+                "contract {contract} ({name}) is a {kind} contract: Autotask takes no contract \
+                 charges on it, so no product can go on it; choose a Recurring Service, Fixed \
+                 Price or Time and Materials contract"
+            )));
+        }
+        let found: Vec<Product> = self
+            .query("Products", &Filter::eq("isActive", true))
+            .await?;
+        Ok(found
+            .into_iter()
+            .map(|p| Named {
+                id: p.id,
+                name: p.name.unwrap_or_default(),
+                detail: p
+                    .product_billing_code_id
+                    .map(|b| format!("material code {b}"))
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// The material codes for `product` (the chained choice after the product): the product's own
+    /// billing code first, marked, then the other active Material Cost Codes. Refused when the
+    /// product does not exist or is not active.
+    pub async fn material_codes_for_product(
+        &self,
+        product: ProductId,
+    ) -> Result<Vec<Named>, AutotaskError> {
+        let invalid = AutotaskError::InvalidCoding;
+        let p: Product = self
+            .get("Products", product.get())
+            .await
+            .map_err(|e| match e {
+                AutotaskError::NotFound(_) => invalid(format!("Autotask has no product {product}")),
+                other => other,
+            })?;
+        if p.is_active != Some(true) {
+            return Err(invalid(format!(
+                "product {product} ({}) is not active",
+                p.name.unwrap_or_default()
+            )));
+        }
+        let mut codes = self.material_codes().await?;
+        if let Some(own) = p.product_billing_code_id
+            && let Some(i) = codes.iter().position(|c| c.id == own)
+        {
+            let mut first = codes.remove(i);
+            first.detail = "the product's material code".into();
+            codes.insert(0, first);
+        }
+        Ok(codes)
     }
 
     pub async fn material_codes(&self) -> Result<Vec<Named>, AutotaskError> {

@@ -105,6 +105,9 @@ pub struct Product {
     pub name: Option<String>,
     #[serde(default)]
     pub is_active: Option<bool>,
+    /// The product's own billing code (its Material Cost Code), if it has one.
+    #[serde(rename = "productBillingCodeID", default, deserialize_with = "int")]
+    pub product_billing_code_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -45,15 +45,23 @@ pub enum AutotaskCmd {
         #[arg(long)]
         customer: CustomerId,
     },
-    /// Active products
+    /// Active products; with --contract, only those that can go on that contract (none, with the
+    /// reason, on a contract that takes no charges)
     Products {
         #[arg(long)]
         customer: Option<CustomerId>,
+        /// The contract chosen (`autotask contracts --customer ID`)
+        #[arg(long)]
+        contract: Option<crate::domain::ContractId>,
     },
-    /// Active material codes (billing codes of use type "Material Cost Code")
+    /// Active material codes (billing codes of use type "Material Cost Code"); with --product,
+    /// the product's own material code first
     MaterialCodes {
         #[arg(long)]
         customer: Option<CustomerId>,
+        /// The product chosen (`autotask products --contract ID`)
+        #[arg(long)]
+        product: Option<crate::domain::ProductId>,
     },
     /// Check the connection and read the tenant's request thresholds
     Check,
@@ -94,8 +102,26 @@ pub async fn run(ctx: &Ctx, cmd: AutotaskCmd) -> anyhow::Result<()> {
                 &at.contracts_of(company_of(&c)?).await?,
             );
         }
-        AutotaskCmd::Products { .. } => show(ctx, "active products", &at.active_products().await?),
-        AutotaskCmd::MaterialCodes { .. } => {
+        AutotaskCmd::Products {
+            contract: Some(contract),
+            ..
+        } => show(
+            ctx,
+            &format!("products for contract {contract}"),
+            &at.products_for_contract(contract).await?,
+        ),
+        AutotaskCmd::Products { contract: None, .. } => {
+            show(ctx, "active products", &at.active_products().await?)
+        }
+        AutotaskCmd::MaterialCodes {
+            product: Some(product),
+            ..
+        } => show(
+            ctx,
+            &format!("material codes for product {product}"),
+            &at.material_codes_for_product(product).await?,
+        ),
+        AutotaskCmd::MaterialCodes { product: None, .. } => {
             show(ctx, "material codes", &at.material_codes().await?)
         }
         AutotaskCmd::Check => {

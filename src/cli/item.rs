@@ -15,13 +15,28 @@ pub enum ItemCmd {
     AddOnce(AddItemArgs),
     /// Add a recurring item: billed every run until removed (a part first month is prorated)
     AddRecurring(AddItemArgs),
-    /// Change an item's description or amount (not once it was invoiced)
+    /// Change an item's description or amount (not once it was invoiced). A recurring item's
+    /// amount is corrected for every day its newest price applies; `item price` changes it from a day
+    /// on
     Edit {
         id: ItemId,
         #[arg(long)]
         description: Option<String>,
         #[arg(long)]
         amount: Option<Money>,
+    },
+    /// Change a recurring item's monthly amount from a day on: periods before it keep their
+    /// amount, a month the change falls in is billed day by day at each amount
+    Price {
+        id: ItemId,
+        /// The new monthly amount (ex tax)
+        #[arg(long, allow_hyphen_values = true)]
+        amount: Money,
+        /// The first day of the new amount [default: the 1st of next month in
+        /// business.timezone]. An earlier day reaches into periods that may be billed already:
+        /// it is audited as retroactive, and their documents change when they are resynced
+        #[arg(long)]
+        from: Option<NaiveDate>,
     },
     /// Remove an item (a recurring item can be re-enabled later)
     Remove { id: ItemId },
@@ -76,6 +91,24 @@ pub async fn run(ctx: &Ctx, cmd: ItemCmd) -> anyhow::Result<()> {
                 ),
                 json!(i),
             );
+            Ok(())
+        }
+        ItemCmd::Price { id, amount, from } => {
+            let (now, tz) = (chrono::Utc::now(), ctx.config.business.tz());
+            let from = from.unwrap_or_else(|| super::service::next_price_day(now, tz));
+            let note = super::service::retroactive_note(from, now, tz);
+            let set = ctx
+                .store
+                .set_item_price(&ctx.actor, id, amount, from, note.is_some())
+                .await?;
+            let mut text = format!(
+                "recurring item {id} is {} a month from {} (was {})",
+                set.amount, set.from, set.was
+            );
+            if let Some(n) = note {
+                text.push_str(&format!("\nnote: {n}"));
+            }
+            say(ctx, &text, json!(set));
             Ok(())
         }
         ItemCmd::Remove { id } => {

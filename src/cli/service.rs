@@ -23,6 +23,24 @@ pub enum ServiceCmd {
         /// Ignore columns that are not service fields (without it, an unknown column refuses the file)
         #[arg(long)]
         allow_extra_columns: bool,
+        /// A changed `monthly_price` of a service already in the catalogue is in force from this
+        /// day (periods before it keep their price) [default: the 1st of next month in
+        /// business.timezone]
+        #[arg(long)]
+        prices_from: Option<NaiveDate>,
+    },
+    /// Change a service's monthly price from a day on: periods before it keep their price, a
+    /// month the change falls in is billed day by day at each price
+    Price {
+        id: ServiceId,
+        /// The new monthly price (ex tax)
+        #[arg(long)]
+        price: Money,
+        /// The first day of the new price [default: the 1st of next month in business.timezone].
+        /// An earlier day reaches into periods that may be billed already: it is audited as
+        /// retroactive, and their documents change when they are resynced
+        #[arg(long)]
+        from: Option<NaiveDate>,
     },
     /// List the catalogue (parents with their children)
     List {
@@ -67,7 +85,9 @@ pub async fn run(ctx: &Ctx, cmd: ServiceCmd) -> anyhow::Result<()> {
         ServiceCmd::Import {
             file,
             allow_extra_columns,
-        } => import(ctx, file, allow_extra_columns).await,
+            prices_from,
+        } => import(ctx, file, allow_extra_columns, prices_from).await,
+        ServiceCmd::Price { id, price, from } => set_price(ctx, id, price, from).await,
         ServiceCmd::List { assignable } => list(ctx, assignable).await,
         ServiceCmd::Show { id } => show(ctx, id).await,
         ServiceCmd::Assign(a) => assign(ctx, a).await,
@@ -168,7 +188,14 @@ pub const SERVICE_FIELDS: [&str; 11] = [
     "users",
 ];
 
-async fn import(ctx: &Ctx, file: PathBuf, allow_extra: bool) -> anyhow::Result<()> {
+async fn import(
+    ctx: &Ctx,
+    file: PathBuf,
+    allow_extra: bool,
+    prices_from: Option<NaiveDate>,
+) -> anyhow::Result<()> {
+    let prices_from =
+        prices_from.unwrap_or_else(|| next_price_day(chrono::Utc::now(), ctx.config.business.tz()));
     let records = read_records(&file, &SERVICE_FIELDS, allow_extra)?;
     let mut parsed: Vec<(u64, Result<ServiceImport, String>)> = records
         .iter()
@@ -186,7 +213,7 @@ async fn import(ctx: &Ctx, file: PathBuf, allow_extra: bool) -> anyhow::Result<(
         let outcome = match s {
             Ok(s) => ctx
                 .store
-                .import_service(&ctx.actor, &s)
+                .import_service_from(&ctx.actor, &s, Some(prices_from))
                 .await
                 .map(|(_, u)| u)
                 .map_err(|e| e.to_string()),
@@ -265,7 +292,11 @@ async fn show(ctx: &Ctx, id: ServiceId) -> anyhow::Result<()> {
     let s = ctx.store.service(id).await?;
     let history = ctx.store.assignment_history(id).await?;
     if ctx.json {
-        println!("{}", json!({"service": s, "assignments": history}));
+        let prices = ctx.store.service_price_history(id).await?;
+        println!(
+            "{}",
+            json!({"service": s, "prices": prices, "assignments": history})
+        );
         return Ok(());
     }
     println!("service {} — {} ({})", s.id, s.name, s.kind);
@@ -281,6 +312,21 @@ async fn show(ctx: &Ctx, id: ServiceId) -> anyhow::Result<()> {
         "  monthly:   price {} / cost {}",
         s.monthly_price, s.monthly_cost
     );
+    let prices = ctx.store.service_price_history(id).await?;
+    println!("\nprices:");
+    let rows: Vec<Vec<String>> = prices
+        .changes()
+        .iter()
+        .map(|c| {
+            vec![
+                c.from
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "the beginning".into()),
+                c.amount.to_string(),
+            ]
+        })
+        .collect();
+    table(&["from", "monthly price"], &rows);
     println!("\nusers:");
     let rows: Vec<Vec<String>> = s
         .users
@@ -341,6 +387,58 @@ async fn assign(ctx: &Ctx, a: AssignArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The default first day of a new price: the 1st of next month in the business zone, so that no
+/// period already billed (the current month is billed in advance) changes.
+pub fn next_price_day(now: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> NaiveDate {
+    Period::containing(now, tz).next().first_day()
+}
+
+/// Whether a price from `from` reaches into a period that may already be billed, and the message
+/// that tells ops what to resync.
+pub fn retroactive_note(
+    from: NaiveDate,
+    now: chrono::DateTime<chrono::Utc>,
+    tz: chrono_tz::Tz,
+) -> Option<String> {
+    let current = Period::containing(now, tz);
+    (from < current.next().first_day()).then(|| {
+        let first = Period::of_date(from);
+        let periods = if first == current {
+            format!("{current}")
+        } else {
+            format!("{first} to {current}")
+        };
+        format!(
+            "the change reaches back into {periods}: documents already sent keep their amounts until the period is resynced (`rebilld --resync --period {first}`, then each later one)"
+        )
+    })
+}
+
+async fn set_price(
+    ctx: &Ctx,
+    id: ServiceId,
+    price: Money,
+    from: Option<NaiveDate>,
+) -> anyhow::Result<()> {
+    let (now, tz) = (chrono::Utc::now(), ctx.config.business.tz());
+    let from = from.unwrap_or_else(|| next_price_day(now, tz));
+    let note = retroactive_note(from, now, tz);
+    let s = ctx.store.service(id).await?;
+    let set = ctx
+        .store
+        .set_service_price(&ctx.actor, id, price, from, note.is_some())
+        .await?;
+    let mut text = format!(
+        "service {} ({}) costs {} a month from {} (was {})",
+        s.id, s.name, set.amount, set.from, set.was
+    );
+    if let Some(n) = note {
+        text.push_str(&format!("\nnote: {n}"));
+    }
+    say(ctx, &text, json!(set));
+    Ok(())
+}
+
 /// Without `--starts-on` a service is billed from the 1st of the current month in the business
 /// zone, as recurring items are: assigning on the 28th bills the whole month, not 3 days of it.
 pub fn default_starts_on(now: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> NaiveDate {
@@ -380,6 +478,21 @@ async fn transition(
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_new_price_defaults_to_the_first_of_next_month_and_earlier_days_are_retroactive() {
+        let tz = chrono_tz::Australia::Sydney;
+        // 14:00 UTC on 30 November is already 1 December in Sydney.
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 30, 14, 0, 0)
+            .unwrap();
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        assert_eq!(next_price_day(now, tz), d("2027-01-01"));
+        assert!(retroactive_note(d("2027-01-01"), now, tz).is_none());
+        let note = retroactive_note(d("2026-11-15"), now, tz).unwrap();
+        assert!(note.contains("2026-11 to 2026-12"), "{note}");
+        assert!(retroactive_note(d("2026-12-15"), now, tz).is_some());
+    }
 
     #[test]
     fn an_assignment_without_starts_on_begins_on_the_first_of_the_current_month() {

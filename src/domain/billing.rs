@@ -2,9 +2,9 @@
 //! invoices, to the cent.
 //!
 //! For period P each customer's invoice holds: the monthly fee of every service it held in P and
-//! every ACTIVE recurring item, for P, in advance (prorated by the days held or active:
-//! `price × days ÷ days in month`, rounded once on the line, half away from zero, never via a
-//! rounded day rate); the rated calls it made in the month before P, in arrears, one line per
+//! every ACTIVE recurring item, for P, in advance (prorated by the days held or active, each day at
+//! the price in force that day: `price × days ÷ days in month`, rounded once on the line, half away
+//! from zero, never via a rounded day rate); the rated calls it made in the month before P, in arrears, one line per
 //! service; the once-off items not yet invoiced; and what earlier runs could not have seen (see
 //! `owed.rs`: who owes what). EXCLUDED services are left out (their calls too: an excluded
 //! service is off the invoice). Disabled
@@ -20,7 +20,9 @@ use chrono::{Duration, NaiveDate};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::owed::{Charge, Share, active_share, catch_up_window, held_share};
+use super::owed::{
+    Charge, PriceHistory, Share, active_share, catch_up_window, held_share, held_spans,
+};
 use super::{
     AutotaskCoding, AutotaskCompanyId, BillingTarget, Customer, CustomerId, DomainError, Item,
     ItemId, ItemKind, ItemStatus, Money, Period, Service, ServiceId, XeroContactId,
@@ -43,6 +45,32 @@ pub struct Snapshot {
     /// The first period this installation billed (its run is done): nothing before it is
     /// back-billed. `None` before the first run.
     pub billing_start: Option<Period>,
+    /// The prices with their effective dates. A service or recurring item without a history here
+    /// costs its catalogue price (`Service::monthly_price`, `Item::amount`) on every day.
+    pub prices: Prices,
+}
+
+/// The price histories of services' fees and recurring items.
+#[derive(Debug, Clone, Default)]
+pub struct Prices {
+    pub services: BTreeMap<ServiceId, PriceHistory>,
+    pub items: BTreeMap<ItemId, PriceHistory>,
+}
+
+impl Prices {
+    fn of_service(&self, s: &Service) -> PriceHistory {
+        self.services
+            .get(&s.id)
+            .cloned()
+            .unwrap_or_else(|| PriceHistory::constant(s.monthly_price))
+    }
+
+    fn of_item(&self, i: &Item) -> PriceHistory {
+        self.items
+            .get(&i.id)
+            .cloned()
+            .unwrap_or_else(|| PriceHistory::constant(i.amount))
+    }
 }
 
 /// A charge a recorded invoice line bills.
@@ -380,11 +408,18 @@ fn candidates<'a>(
         // Late lines (months before this invoice's) count only from the last restore: runs left
         // the service off while it was in the trash can.
         let since_restore: Vec<Holding> = holdings.iter().map(|h| h.since_restore()).collect();
+        let prices = s.prices.of_service(svc);
         for &q in months {
-            let share = if Some(q) == period {
-                held_share(holdings.iter().copied(), q)
+            let (share, spans) = if Some(q) == period {
+                (
+                    held_share(holdings.iter().copied(), q),
+                    held_spans(holdings.iter().copied(), q),
+                )
             } else {
-                held_share(since_restore.iter(), q)
+                (
+                    held_share(since_restore.iter(), q),
+                    held_spans(since_restore.iter(), q),
+                )
             };
             let Some(share) = share else {
                 continue;
@@ -396,7 +431,7 @@ fn candidates<'a>(
                 },
                 kind: LineKind::ServiceFee,
                 description: format!("{} — {}", svc.name, share.describe(q)),
-                owed: prorate(svc.monthly_price, share),
+                owed: prices.owed(&spans, q),
                 cost: prorate(svc.monthly_cost, share),
                 autotask: coding,
                 service: Some(svc),
@@ -454,6 +489,7 @@ fn candidates<'a>(
     for i in items {
         match (i.kind, i.status) {
             (ItemKind::Recurring, ItemStatus::Active) => {
+                let prices = s.prices.of_item(i);
                 for &q in months {
                     let Some(share) = active_share(i.starts_on, q) else {
                         continue;
@@ -465,7 +501,7 @@ fn candidates<'a>(
                         },
                         kind: LineKind::Recurring,
                         description: format!("{} — {}", i.description, share.describe(q)),
-                        owed: prorate(i.amount, share),
+                        owed: prices.owed(&[(share.first, share.last)], q),
                         cost: Money::ZERO,
                         autotask: i.autotask,
                         service: None,

@@ -1,6 +1,7 @@
 //! A model-based test of "who owes what" over six months: random sequences of assignments (late,
 //! back-dated, reassigned mid-month to another customer), unassignments with end dates, calls made
-//! in past months and imported late, runs and resyncs. The system under test is
+//! in past months and imported late, price changes with effective dates (back-dated, mid-month,
+//! ahead), runs and resyncs. The system under test is
 //! `compute_invoices` with the recording a run and a resync do (`diff_lines`); after ops resync
 //! every month, what every document bills must equal what a plain oracle written here says each
 //! customer owes — day by day and call by call — and a second resync must change nothing.
@@ -14,11 +15,13 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use super::*;
 use crate::domain::customer::BusinessDetails;
 use crate::domain::invoice::{StoredLine, diff_lines};
-use crate::domain::owed::Charge;
+use crate::domain::owed::{Charge, PriceChange, PriceHistory};
 use crate::domain::{AssignmentState, Email, InvoiceId, LineId, NonEmpty};
 
 const CUSTOMERS: i64 = 3;
 const PRICES: [&str; 3] = ["30.00", "49.95", "17.33"];
+/// The prices a price change picks from.
+const NEW_PRICES: [&str; 4] = ["35.00", "12.34", "0.00", "99.99"];
 const MONTHS: usize = 6;
 
 fn first_month() -> Period {
@@ -47,6 +50,13 @@ enum Op {
     },
     /// Ops resync the period `back` months before the one about to run.
     Resync { back: usize },
+    /// `service`'s price is `NEW_PRICES[price]` from `day` days after the 1st of the previous
+    /// month.
+    Price {
+        service: usize,
+        day: i64,
+        price: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -63,6 +73,11 @@ fn op() -> impl Strategy<Value = Op> {
             micros
         }),
         (1..4usize).prop_map(|back| Op::Resync { back }),
+        (0..3usize, 0..60i64, 0..NEW_PRICES.len()).prop_map(|(service, day, price)| Op::Price {
+            service,
+            day,
+            price
+        }),
     ]
 }
 
@@ -72,6 +87,8 @@ struct Model {
     holdings: Vec<Holding>,
     /// (service index, day, price in micro-units)
     calls: Vec<(usize, NaiveDate, i64)>,
+    /// Price changes as entered: (service index, first day, index in NEW_PRICES).
+    prices: Vec<(usize, NaiveDate, usize)>,
     /// The recorded invoices: lines per customer and period.
     docs: BTreeMap<(CustomerId, Period), Vec<StoredLine>>,
     next_line: i64,
@@ -150,6 +167,14 @@ impl Model {
                 if back <= k {
                     self.resync(month(k - back));
                 }
+            }
+            Op::Price {
+                service,
+                day,
+                price,
+            } => {
+                let from = (base + Duration::days(day)).min(latest);
+                self.prices.push((service, from, price));
             }
         }
     }
@@ -235,6 +260,26 @@ impl Model {
                 })
                 .collect(),
             billing_start: self.billing_start,
+            prices: Prices {
+                services: (0..PRICES.len())
+                    .map(|i| {
+                        let base = PriceChange {
+                            from: None,
+                            amount: Money::parse(PRICES[i]).unwrap(),
+                        };
+                        let changes =
+                            self.prices
+                                .iter()
+                                .filter(|c| c.0 == i)
+                                .map(|c| PriceChange {
+                                    from: Some(c.1),
+                                    amount: Money::parse(NEW_PRICES[c.2]).unwrap(),
+                                });
+                        (sid(i), PriceHistory::new([base].into_iter().chain(changes)))
+                    })
+                    .collect(),
+                items: BTreeMap::new(),
+            },
         }
     }
 
@@ -344,8 +389,10 @@ fn settings() -> BillingSettings {
     }
 }
 
-/// The oracle, written plainly: for each day of each billed month, who held each service; a fee
-/// is price × days held ÷ days in the month, rounded once; a call is owed by whoever held its
+/// The oracle, written plainly: for each day of each billed month, who held each service and at
+/// what price (the last change entered whose first day is on or before it, else the catalogue
+/// price); a fee is the sum of those days' prices ÷ days in the month (price × days held ÷ days
+/// in the month, for one price), rounded once; a call is owed by whoever held its
 /// service that day, and a month's calls are summed, then rounded once.
 fn oracle(m: &Model) -> BTreeMap<(CustomerId, Charge), Money> {
     let round = |d: Decimal| {
@@ -363,18 +410,28 @@ fn oracle(m: &Model) -> BTreeMap<(CustomerId, Charge), Money> {
     for k in 0..MONTHS {
         let p = month(k);
         let days_in_month = p.days();
-        for (s, price) in PRICES.iter().enumerate() {
-            let mut days: BTreeMap<CustomerId, u32> = BTreeMap::new();
+        for (s, catalogue) in PRICES.iter().enumerate() {
+            let price_on = |day: NaiveDate| -> Decimal {
+                let mut price: Decimal = catalogue.parse().unwrap();
+                let mut since: Option<NaiveDate> = None;
+                for &(service, from, new) in &m.prices {
+                    if service == s && from <= day && since.is_none_or(|d| from >= d) {
+                        price = NEW_PRICES[new].parse().unwrap();
+                        since = Some(from);
+                    }
+                }
+                price
+            };
+            let mut sums: BTreeMap<CustomerId, Decimal> = BTreeMap::new();
             let mut day = p.first_day();
             while day <= p.last_day() {
                 if let Some(c) = holder(s, day) {
-                    *days.entry(c).or_default() += 1;
+                    *sums.entry(c).or_default() += price_on(day);
                 }
                 day += Duration::days(1);
             }
-            for (c, n) in days {
-                let price: Decimal = price.parse().unwrap();
-                let owed = round(price * Decimal::from(n) / Decimal::from(days_in_month));
+            for (c, sum) in sums {
+                let owed = round(sum / Decimal::from(days_in_month));
                 out.insert(
                     (
                         c,
@@ -457,6 +514,17 @@ fn check_runs_alone(steps: &[Vec<Op>]) -> Result<(), TestCaseError> {
                     Op::Unassign { service, day } => Op::Unassign {
                         service,
                         day: previous_month_days + day % 28,
+                    },
+                    // A price change never reaches into a month already run (that is what a
+                    // resync of it is for): from this month on.
+                    Op::Price {
+                        service,
+                        day,
+                        price,
+                    } => Op::Price {
+                        service,
+                        day: previous_month_days + day % 28,
+                        price,
                     },
                     ref other => other.clone(),
                 })

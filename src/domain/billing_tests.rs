@@ -238,6 +238,48 @@ fn once_off_items_not_yet_invoiced_are_billed_and_invoiced_ones_are_not() {
 }
 
 #[test]
+fn fees_and_recurring_items_are_owed_at_the_price_in_force_on_each_day() {
+    use crate::domain::owed::{PriceChange, PriceHistory};
+    let change = |from: Option<&str>, amount: &str| PriceChange {
+        from: from.map(d),
+        amount: m(amount),
+    };
+    let mut prices = Prices::default();
+    // The service: 30.00, then 60.00 from 21 November (20 + 10 days of 30).
+    prices.services.insert(
+        ServiceId::new(1).unwrap(),
+        PriceHistory::new([change(None, "30.00"), change(Some("2026-11-21"), "60.00")]),
+    );
+    // The item, from the 16th: 30 until 26 November, then 90 (11 + 5 days of 30).
+    prices.items.insert(
+        ItemId::new(1).unwrap(),
+        PriceHistory::new([change(None, "30"), change(Some("2026-11-26"), "90")]),
+    );
+    let s = Snapshot {
+        customers: vec![customer(1, true, xero())],
+        services: vec![service(1, "60.00")],
+        assignments: vec![assigned(1, 1, "2026-01-01")],
+        items: vec![item(
+            1,
+            1,
+            ItemKind::Recurring,
+            ItemStatus::Active,
+            "90",
+            Some("2026-11-16"),
+        )],
+        prices,
+        ..Default::default()
+    };
+    let nov = one(&s, "2026-11");
+    // (20 × 30 + 10 × 60) ÷ 30 = 40.00; (10 × 30 + 5 × 90) ÷ 30 = 25.00.
+    let amounts: Vec<Money> = nov.lines.iter().map(|l| l.amount).collect();
+    assert_eq!(amounts, vec![m("40.00"), m("25.00")]);
+    // October stays at October's price, whatever the catalogue says now.
+    assert_eq!(one(&s, "2026-10").lines[0].amount, m("30.00"));
+    assert_eq!(one(&s, "2026-12").total, m("150.00"));
+}
+
+#[test]
 fn recurring_items_are_billed_every_run_prorated_in_their_first_month_until_removed() {
     let s = Snapshot {
         customers: vec![customer(1, true, xero())],

@@ -3,8 +3,10 @@
 //! - a **call** is owed by the customer who held its service on the day the call started
 //!   (assignments keep their history: `starts_on` up to `ends_on`, which is the first day no longer
 //!   held), so a reassignment never moves calls;
-//! - a **fee** or **recurring item** is owed for the days of a month it was held or active:
-//!   `price × days ÷ days in month`, rounded once, half away from zero;
+//! - a **fee** or **recurring item** is owed for the days of a month it was held or active, at the
+//!   price in force on each of those days (a [`PriceHistory`]: prices have effective dates):
+//!   `Σ price of the day ÷ days in month` — with one price, `price × days ÷ days in month` —
+//!   rounded once, half away from zero;
 //! - a **once-off item** is owed once.
 //!
 //! Each owed thing has an identity, a [`Charge`]: what is owed and for which month. A charge lands on
@@ -13,13 +15,16 @@
 //! the customer's next invoice as its own line (`svc-7-fee-2027-01`). `billing::compute_invoices`
 //! decides which charges a period's invoice carries; this module says what each is worth.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use chrono::{Datelike, Duration, NaiveDate};
-
+use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::{AssignmentState, AutotaskCoding, CustomerId, DomainError, ItemId, Period, ServiceId};
+use super::{
+    AssignmentState, AutotaskCoding, CustomerId, DomainError, ItemId, Money, Period, ServiceId,
+};
 
 /// A line's key: stable and unique per customer, period and charge (the database's unique key, and
 /// part of the Autotask marker). ASCII, at most 40 characters.
@@ -256,6 +261,83 @@ pub fn active_share(starts_on: Option<NaiveDate>, p: Period) -> Option<Share> {
     }
 }
 
+/// A monthly price in force from a day on (`from = None`: since the beginning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PriceChange {
+    pub from: Option<NaiveDate>,
+    pub amount: Money,
+}
+
+/// What a service's fee or a recurring item costs a month, day by day: its price changes, oldest
+/// first, at most one a day. A change applies from its day until the next change; a day before the
+/// first change takes the first price (the history of a priced thing begins at the beginning).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PriceHistory(Vec<PriceChange>);
+
+impl PriceHistory {
+    /// The history from its changes in any order; of two changes on the same day, the later one
+    /// in the list stands.
+    pub fn new(changes: impl IntoIterator<Item = PriceChange>) -> Self {
+        let mut out: Vec<PriceChange> = Vec::new();
+        for c in changes {
+            out.retain(|x| x.from != c.from);
+            out.push(c);
+        }
+        out.sort_by_key(|c| c.from);
+        PriceHistory(out)
+    }
+
+    /// One price, always.
+    pub fn constant(amount: Money) -> Self {
+        PriceHistory(vec![PriceChange { from: None, amount }])
+    }
+
+    pub fn changes(&self) -> &[PriceChange] {
+        &self.0
+    }
+
+    /// The price in force on `day`.
+    pub fn on(&self, day: NaiveDate) -> Money {
+        self.0
+            .iter()
+            .rev()
+            .find(|c| c.from.is_none_or(|f| f <= day))
+            .or_else(|| self.0.first())
+            .map(|c| c.amount)
+            .unwrap_or(Money::ZERO)
+    }
+
+    /// The newest price (the catalogue's current entry).
+    pub fn newest(&self) -> Money {
+        self.0.last().map(|c| c.amount).unwrap_or(Money::ZERO)
+    }
+
+    /// What the days `spans` (first and last day, inside `p`) of month `p` are owed: each day at
+    /// its own price, over the days in the month, rounded once (never through a rounded day rate).
+    /// A change mid-month makes two segments of one line: `(d₁ × p₁ + d₂ × p₂) ÷ days`.
+    pub fn owed(&self, spans: &[(NaiveDate, NaiveDate)], p: Period) -> Money {
+        let mut days: BTreeSet<NaiveDate> = BTreeSet::new();
+        for &(first, last) in spans {
+            let mut d = first.max(p.first_day());
+            while d <= last.min(p.last_day()) {
+                days.insert(d);
+                d += Duration::days(1);
+            }
+        }
+        let sum: Decimal = days.iter().map(|d| self.on(*d).amount()).sum();
+        Money::new(sum / Decimal::from(p.days())).round_cents()
+    }
+}
+
+/// The spans of `p` a customer held a service, over its holdings of it (see `held_share`).
+pub fn held_spans<'a>(
+    holdings: impl IntoIterator<Item = &'a Holding>,
+    p: Period,
+) -> Vec<(NaiveDate, NaiveDate)> {
+    holdings.into_iter().filter_map(|h| h.days_in(p)).collect()
+}
+
 /// The months an invoice for `period` looks back over for charges no document carries yet: the
 /// `catch_up_months` before it, never before `billing_start` (the first period this installation
 /// billed: nothing before it is back-billed).
@@ -404,6 +486,72 @@ mod tests {
         )
         .unwrap();
         assert_eq!(two.used, 5 + 11);
+    }
+
+    fn m(s: &str) -> Money {
+        Money::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_price_change_mid_month_bills_each_day_at_its_price_rounded_once() {
+        let jan = p("2027-01");
+        let prices = PriceHistory::new([
+            PriceChange {
+                from: None,
+                amount: m("31.00"),
+            },
+            PriceChange {
+                from: Some(d("2027-01-21")),
+                amount: m("62.00"),
+            },
+        ]);
+        // 20 days at 31.00 and 11 at 62.00, of 31: (620 + 682) ÷ 31 = 42.00.
+        let whole = [(jan.first_day(), jan.last_day())];
+        assert_eq!(prices.owed(&whole, jan), m("42.00"));
+        // Before the change: the old price for the whole month; after it: the new one.
+        let dec = p("2026-12");
+        assert_eq!(
+            prices.owed(&[(dec.first_day(), dec.last_day())], dec),
+            m("31.00")
+        );
+        let feb = p("2027-02");
+        assert_eq!(
+            prices.owed(&[(feb.first_day(), feb.last_day())], feb),
+            m("62.00")
+        );
+        // 10 of 31 days of 100, no change: 32.258… → 32.26, the same as one price prorated.
+        let one = PriceHistory::constant(m("100"));
+        assert_eq!(
+            one.owed(&[(d("2027-01-22"), d("2027-01-31"))], jan),
+            m("32.26")
+        );
+        // Part of the month on each side of the change: 5 × 31 + 5 × 62 = 465, ÷ 31 = 15.00.
+        assert_eq!(
+            prices.owed(&[(d("2027-01-16"), d("2027-01-25"))], jan),
+            m("15.00")
+        );
+    }
+
+    #[test]
+    fn a_later_change_on_the_same_day_replaces_the_earlier_one() {
+        let prices = PriceHistory::new([
+            PriceChange {
+                from: Some(d("2027-02-01")),
+                amount: m("20"),
+            },
+            PriceChange {
+                from: None,
+                amount: m("10"),
+            },
+            PriceChange {
+                from: Some(d("2027-02-01")),
+                amount: m("25"),
+            },
+        ]);
+        assert_eq!(prices.changes().len(), 2);
+        assert_eq!(prices.on(d("2027-01-31")), m("10"));
+        assert_eq!(prices.on(d("2027-02-01")), m("25"));
+        assert_eq!(prices.newest(), m("25"));
     }
 
     #[test]

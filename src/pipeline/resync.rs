@@ -17,7 +17,7 @@ use crate::domain::invoice::{LineChanges, diff_lines};
 use crate::domain::{
     CustomerId, InvoiceId, Money, OutboxAction, OutboxStatus, Period, RemoteSystem,
 };
-use crate::store::billing::{InvoiceChanges, OutboxEntry, StoredInvoice};
+use crate::store::billing::{InvoiceChanges, OutboxEntry, StoredInvoice, StoredLine};
 use crate::store::outbox::NewAction;
 
 #[derive(Debug, Clone)]
@@ -35,9 +35,20 @@ pub enum PlanKind {
     Create,
     /// The email decision of a new invoice.
     Email,
-    /// A line changed on an invoice not yet in Xero, or an Autotask charge.
+    /// A line's amount or text changes in place: on an invoice not yet in Xero or still unpaid
+    /// there, or on an Autotask charge not yet billed.
     Update,
-    /// A line changed on an invoice already in Xero: edited while unpaid, else adjusted.
+    /// A line is added where it can be (a new line or charge), or, once the invoice is paid or the
+    /// charge billed, an increase is billed on its own: an extra invoice, a correcting charge.
+    Add,
+    /// A decrease once the invoice is paid or the charge billed: a credit note, a (negative)
+    /// correcting charge.
+    Credit,
+    /// A line taken off while it still can be: off the unpaid invoice (voided when every line
+    /// goes), the unbilled charge deleted.
+    Void,
+    /// A change whose remote record could not be looked at: edited while it can be, else
+    /// adjusted; and repairs of remote drift.
     Adjust,
     /// Failed remote actions queued again.
     Retry,
@@ -51,6 +62,9 @@ impl std::fmt::Display for PlanKind {
             PlanKind::Create => "create",
             PlanKind::Email => "email",
             PlanKind::Update => "update",
+            PlanKind::Add => "add",
+            PlanKind::Credit => "credit",
+            PlanKind::Void => "void",
             PlanKind::Adjust => "adjust",
             PlanKind::Retry => "retry",
             PlanKind::Unchanged => "unchanged",
@@ -66,6 +80,8 @@ pub struct PlannedAction {
     pub invoice: Option<String>,
     pub kind: PlanKind,
     pub description: String,
+    /// The line it is about, for a line's change (its charge key).
+    pub charge_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -167,12 +183,18 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
         recorded.keys().chain(wanted.keys()).copied().collect();
     for cid in customers {
         let name = names.get(&cid).cloned().unwrap_or_default();
-        let say = |invoice: Option<String>, kind: PlanKind, description: String| PlannedAction {
-            customer_id: cid,
-            customer_name: name.clone(),
-            invoice,
-            kind,
-            description,
+        let say_line = |invoice: Option<String>, kind: PlanKind, description: String, key: &str| {
+            PlannedAction {
+                customer_id: cid,
+                customer_name: name.clone(),
+                invoice,
+                kind,
+                description,
+                charge_key: (!key.is_empty()).then(|| key.to_string()),
+            }
+        };
+        let say = |invoice: Option<String>, kind: PlanKind, description: String| {
+            say_line(invoice, kind, description, "")
         };
         match (recorded.get(&cid), wanted.get(&cid)) {
             (None, Some(d)) => {
@@ -235,45 +257,49 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
                     }
                     continue;
                 }
-                let kind = if inv.in_xero() {
-                    PlanKind::Adjust
-                } else {
-                    PlanKind::Update
-                };
+                let fixed = fixed_records(p, inv, &lines).await;
+                let n_live = recomputed.len();
                 for (id, l) in &changes.changed {
-                    let old = lines
+                    // A removed line coming back bills nothing now: it is added again.
+                    let was = lines
                         .iter()
                         .find(|x| x.id == *id)
-                        .map(|x| x.amount)
-                        .unwrap_or_default();
-                    plan.actions.push(say(
+                        .and_then(|x| (!x.removed).then_some(x.amount));
+                    let old = was.unwrap_or_default();
+                    let (kind, what) =
+                        line_plan(inv, fixed.of(l.charge_key.as_str()), was, l.amount);
+                    plan.actions.push(say_line(
                         Some(inv.number.clone()),
                         kind,
-                        format!("{}: {} → {}", l.description, old, l.amount),
+                        format!("{}: {old} → {}{what}", l.description, l.amount),
+                        l.charge_key.as_str(),
                     ));
                 }
                 for l in &changes.added {
-                    plan.actions.push(say(
+                    let (kind, what) =
+                        line_plan(inv, fixed.of(l.charge_key.as_str()), None, l.amount);
+                    plan.actions.push(say_line(
                         Some(inv.number.clone()),
                         kind,
-                        format!("add {}: {}", l.description, l.amount),
+                        format!("add {}: {}{what}", l.description, l.amount),
+                        l.charge_key.as_str(),
                     ));
                 }
                 for id in &changes.removed {
                     if let Some(x) = lines.iter().find(|x| x.id == *id) {
-                        plan.actions.push(say(
+                        let fixed_here = fixed.of(x.charge_key.as_str());
+                        let (kind, mut what) =
+                            line_plan(inv, fixed_here, Some(x.amount), Money::ZERO);
+                        if kind == PlanKind::Void && n_live == 0 && inv.in_xero() {
+                            what = " (every line is removed: the invoice is voided)".into();
+                        }
+                        plan.actions.push(say_line(
                             Some(inv.number.clone()),
                             kind,
-                            format!("remove {}: {}", x.description, x.amount),
+                            format!("remove {}: {}{what}", x.description, x.amount),
+                            x.charge_key.as_str(),
                         ));
                     }
-                }
-                if inv.in_xero() {
-                    plan.actions.push(say(
-                        Some(inv.number.clone()),
-                        PlanKind::Adjust,
-                        "the Xero invoice is updated while it is draft or unpaid; once paid, a credit note (decrease) or an extra invoice (increase) is made instead".into(),
-                    ));
                 }
                 plan.work.push(Work::Change {
                     invoice_id: inv.id,
@@ -284,6 +310,106 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
         }
     }
     Ok(plan)
+}
+
+/// Whether the remote records of an invoice's lines can still be edited, as far as a look at the
+/// remote tells (`None`: could not be told; the push decides when it runs).
+enum Fixed {
+    /// Xero: the whole invoice (paid, voided), or not.
+    Invoice(Option<bool>),
+    /// Autotask: per line (charge key), whether a charge of it is billed.
+    Charges(BTreeMap<String, bool>),
+}
+
+impl Fixed {
+    fn of(&self, key: &str) -> Option<bool> {
+        match self {
+            Fixed::Invoice(f) => *f,
+            Fixed::Charges(m) => Some(m.get(key).copied().unwrap_or(false)),
+        }
+    }
+}
+
+/// Reads (never writes) whether the invoice's remote records can still change. A remote that cannot
+/// be asked leaves it unknown rather than failing the plan.
+async fn fixed_records(p: &Pipeline, inv: &StoredInvoice, lines: &[StoredLine]) -> Fixed {
+    match inv.destination {
+        RemoteSystem::Xero => {
+            let Some(id) = &inv.xero_invoice_id else {
+                // Not in Xero yet: the pending create sends the lines as they are.
+                return Fixed::Invoice(Some(false));
+            };
+            let Some(xero) = &p.xero else {
+                return Fixed::Invoice(None);
+            };
+            match xero.get_invoice(id).await {
+                Ok(r) => Fixed::Invoice(Some(!r.is_editable() || r.state().is_cancelled())),
+                Err(_) => Fixed::Invoice(None),
+            }
+        }
+        RemoteSystem::Autotask => {
+            let mut out = BTreeMap::new();
+            let Some(autotask) = &p.autotask else {
+                return Fixed::Charges(out);
+            };
+            for l in lines {
+                let Some(coding) = l.autotask else { continue };
+                let marker = record::autotask_marker(inv.period, inv.customer_id, &l.charge_key, 1);
+                if let Ok(charges) = autotask
+                    .charges_with_marker(coding.contract_id, &marker)
+                    .await
+                {
+                    out.insert(
+                        l.charge_key.as_str().to_string(),
+                        charges.iter().any(|c| c.is_billed),
+                    );
+                }
+            }
+            Fixed::Charges(out)
+        }
+    }
+}
+
+/// What a line's change does, in one word, and how (for the plan's text): `fixed` is whether its
+/// remote record can no longer be edited (`None`: unknown); `old` is what it bills now (`None`
+/// for a new line), `new` what it will.
+fn line_plan(
+    inv: &StoredInvoice,
+    fixed: Option<bool>,
+    old: Option<Money>,
+    new: Money,
+) -> (PlanKind, String) {
+    let xero = inv.destination == RemoteSystem::Xero;
+    let before = old.unwrap_or(Money::ZERO);
+    let diff = new - before;
+    match fixed {
+        None => (
+            PlanKind::Adjust,
+            ": edited while the remote record can be, else adjusted".into(),
+        ),
+        Some(false) => match (old, new.is_zero()) {
+            (None, _) => (PlanKind::Add, String::new()),
+            (Some(_), true) => (PlanKind::Void, String::new()),
+            (Some(_), false) => (PlanKind::Update, String::new()),
+        },
+        Some(true) if diff.is_zero() => (PlanKind::Update, String::new()),
+        Some(true) if diff.is_positive() => (
+            PlanKind::Add,
+            if xero {
+                format!(" (paid: an extra invoice of {diff})")
+            } else {
+                format!(" (billed: a correcting charge of {diff})")
+            },
+        ),
+        Some(true) => (
+            PlanKind::Credit,
+            if xero {
+                format!(" (paid: a credit note of {})", -diff)
+            } else {
+                format!(" (billed: a correcting charge of {diff})")
+            },
+        ),
+    }
 }
 
 /// The remote actions that carry changed lines to where the invoice went.

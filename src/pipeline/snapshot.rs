@@ -1,7 +1,7 @@
 //! Step 1: read what the computation needs, as plain domain values: the customers, the services,
 //! every holding (live or ended) of the months the invoice looks at, the items, the rated calls
-//! of those months split by who held the service when each call started, and the charges recorded
-//! invoices already bill.
+//! of those months split by who held the service when each call started, the charges recorded
+//! invoices already bill, and the price histories of fees and recurring items.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,7 @@ use chrono::Duration;
 use chrono_tz::Tz;
 
 use super::PipelineError;
-use crate::domain::billing::{Holding, Snapshot, UsageTotal};
+use crate::domain::billing::{Holding, Prices, Snapshot, UsageTotal};
 use crate::domain::owed::catch_up_window;
 use crate::domain::{ItemKind, ItemStatus, Period, ServiceId};
 use crate::store::Store;
@@ -76,6 +76,12 @@ pub async fn take(
         last = last.next();
     }
     let billed = store.billed_charges(usage_from, last).await?;
+    // Fees and recurring items are owed at the price in force on each day (a past period keeps
+    // its prices after a change).
+    let prices = Prices {
+        services: store.service_prices().await?,
+        items: store.item_prices().await?,
+    };
     Ok(Snapshot {
         customers,
         services,
@@ -84,6 +90,7 @@ pub async fn take(
         usage,
         billed,
         billing_start,
+        prices,
     })
 }
 

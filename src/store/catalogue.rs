@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
 use serde::Serialize;
 
 use super::audit::{snapshot, write_audit};
@@ -111,13 +111,35 @@ fn check_user_ref(service: &str, user_ref: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The newest row of a service's price history (NULL, the beginning, is the oldest).
+macro_rules! newest_service_price {
+    () => {
+        "SELECT id FROM service_prices WHERE service_id = $1 \
+         ORDER BY CASE WHEN effective_from IS NULL THEN 0 ELSE 1 END DESC, effective_from DESC LIMIT 1"
+    };
+}
+
 impl Store {
-    /// Creates or updates one catalogue entry by its external reference, with its users, in one
-    /// transaction. A parent must exist (be imported earlier) before its children.
+    /// `import_service_from` with no date: a changed price corrects the newest price, for every
+    /// day it applies (a correction, as a library call; the CLI passes a date).
     pub async fn import_service(
         &self,
         actor: &Actor,
         s: &ServiceImport,
+    ) -> Result<(ServiceId, Upsert), StoreError> {
+        self.import_service_from(actor, s, None).await
+    }
+
+    /// Creates or updates one catalogue entry by its external reference, with its users, in one
+    /// transaction. A parent must exist (be imported earlier) before its children. A new service's
+    /// price is in force from the beginning; an existing service's changed price is a price change
+    /// from `price_from` (periods before it keep their price), or without it a correction of the
+    /// newest price.
+    pub async fn import_service_from(
+        &self,
+        actor: &Actor,
+        s: &ServiceImport,
+        price_from: Option<NaiveDate>,
     ) -> Result<(ServiceId, Upsert), StoreError> {
         let parent_id = match &s.parent_ref {
             Some(r) => Some(self.service_by_ref(r).await?.ok_or_else(|| {
@@ -214,6 +236,73 @@ impl Store {
                     b.id.get()
                 }
             };
+            let price_changed = before.as_ref().is_none_or(|b| b.monthly_price != s.monthly_price);
+            match (&before, price_from) {
+                _ if !price_changed => {}
+                (Some(_), Some(from)) => {
+                    sqlx::query("DELETE FROM service_prices WHERE service_id = $1 AND effective_from = $2")
+                        .bind(id)
+                        .bind(from)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(
+                        "INSERT INTO service_prices (service_id, effective_from, monthly_price_micros, created_at) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(id)
+                    .bind(from)
+                    .bind(price)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    write_audit!(&mut *tx, actor, "service", id, "price", None,
+                        Some(serde_json::json!({"from": from, "monthly_price": s.monthly_price})))?;
+                }
+                (Some(_), None) => {
+                    let n = sqlx::query(concat!(
+                        "UPDATE service_prices SET monthly_price_micros = $2 WHERE id = (",
+                        newest_service_price!(),
+                        ")"
+                    ))
+                    .bind(id)
+                    .bind(price)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if n == 0 {
+                        sqlx::query(
+                            "INSERT INTO service_prices (service_id, effective_from, monthly_price_micros, created_at) \
+                             VALUES ($1, NULL, $2, $3)",
+                        )
+                        .bind(id)
+                        .bind(price)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                (None, _) => {
+                    sqlx::query(
+                        "INSERT INTO service_prices (service_id, effective_from, monthly_price_micros, created_at) \
+                         VALUES ($1, NULL, $2, $3)",
+                    )
+                    .bind(id)
+                    .bind(price)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            // The catalogue's entry is the newest price.
+            sqlx::query(concat!(
+                "UPDATE services SET monthly_price_micros = COALESCE((SELECT monthly_price_micros FROM service_prices \
+                 WHERE id = (",
+                newest_service_price!(),
+                ")), monthly_price_micros) WHERE id = $1"
+            ))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("DELETE FROM service_users WHERE service_id = $1")
                 .bind(id)
                 .execute(&mut *tx)

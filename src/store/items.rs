@@ -126,6 +126,17 @@ impl Store {
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
+            if new.kind == ItemKind::Recurring {
+                // Its price history begins at the beginning.
+                sqlx::query(
+                    "INSERT INTO item_prices (item_id, effective_from, amount_micros, created_at) VALUES ($1, NULL, $2, $3)",
+                )
+                .bind(id)
+                .bind(amount)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
             let row: ItemRow = sqlx::query_as(select_items!("WHERE id = $1")).bind(id).fetch_one(&mut *tx).await?;
             let item = Item::try_from(row)?;
             write_audit!(&mut *tx, actor, "item", id, "add", None, snapshot(&item))?;
@@ -154,7 +165,9 @@ impl Store {
         rows.into_iter().map(Item::try_from).collect()
     }
 
-    /// Changes an item's description or amount; refused once a once-off item was invoiced.
+    /// Changes an item's description or amount; refused once a once-off item was invoiced. A
+    /// recurring item's amount is corrected: its newest price, for every day that price applies
+    /// (a price change from a date is `set_item_price`).
     pub async fn edit_item(
         &self,
         actor: &Actor,
@@ -219,6 +232,27 @@ impl Store {
             .rows_affected();
             if n != 1 {
                 return Err(StoreError::Refused(format!("item {} changed meanwhile (it may have been invoiced); nothing was changed", before.id)));
+            }
+            if before.kind == ItemKind::Recurring && before.amount != after.amount {
+                let n = sqlx::query(
+                    "UPDATE item_prices SET amount_micros = $2 WHERE id = (SELECT id FROM item_prices WHERE item_id = $1 \
+                     ORDER BY CASE WHEN effective_from IS NULL THEN 0 ELSE 1 END DESC, effective_from DESC LIMIT 1)",
+                )
+                .bind(before.id.get())
+                .bind(amount)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    sqlx::query(
+                        "INSERT INTO item_prices (item_id, effective_from, amount_micros, created_at) VALUES ($1, NULL, $2, $3)",
+                    )
+                    .bind(before.id.get())
+                    .bind(amount)
+                    .bind(Utc::now())
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
             write_audit!(&mut *tx, actor, "item", before.id, action, snapshot(before), snapshot(after))?;
             tx.commit().await?;

@@ -19,6 +19,7 @@ mod customers;
 mod items;
 pub mod outbox;
 pub mod owed;
+mod prices;
 mod rerate;
 pub mod runs;
 pub mod xero;
@@ -32,6 +33,7 @@ pub use config::DatabaseConfig;
 pub use connect::{BackupError, BackupReport};
 pub use customers::Upsert;
 pub use items::NewItem;
+pub use prices::PriceSet;
 pub use rerate::Repriced;
 
 use crate::domain::DomainError;

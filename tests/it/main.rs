@@ -6,6 +6,7 @@
 mod common;
 
 mod adjustments;
+mod autotask_choices;
 mod autotask_client;
 mod billing_run;
 mod cdr_import;
@@ -21,6 +22,7 @@ mod demo;
 mod faults;
 mod money_model;
 mod ops_cli;
+mod prices;
 mod stale_actions;
 mod who_owes_what;
 mod wiremock_fixtures;
