@@ -1,9 +1,9 @@
 //! The money rules end to end, model-based (issue 11): random months of changes — a service moved
-//! between customers mid-month, recurring and once-off items entered late, calls imported before
+//! between customers mid-month or given up, its price changed from a day, recurring and once-off items entered late, calls imported before
 //! and after their run, invoices paid in Xero, Autotask charges billed, resyncs — run through the
 //! real pipeline against the Xero and Autotask stand-ins. After the last run and a resync of every
 //! month, what the remote documents net to per customer must equal what a plain oracle written
-//! here (days held × price ÷ days in month, calls by holder at call time, items once) says is
+//! here (each day held at that day's price ÷ days in month, calls by holder at call time, items once) says is
 //! owed; a second resync plans nothing and reconcile is clean for every month.
 //!
 //! The sequences come from proptest with a fixed seed, so CI runs the same cases every time;
@@ -34,6 +34,8 @@ enum Op {
     Move { day: u8 },
     /// The SIP service is given up: trash can and minus, held by no one from that day.
     Release { day: u8 },
+    /// The SIP service's price changes from a day of last month (retroactive) or this one.
+    Price { cents: u32, day: u8 },
     /// A recurring item from a day of last month or this one.
     Recurring { who: u8, cents: u32, day: u8 },
     /// A once-off item.
@@ -52,6 +54,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         2 => any::<u8>().prop_map(|day| Op::Move { day }),
         1 => any::<u8>().prop_map(|day| Op::Release { day }),
+        2 => (1_000u32..15_000, any::<u8>()).prop_map(|(cents, day)| Op::Price { cents, day }),
         2 => (0u8..3, 100u32..20_000, any::<u8>()).prop_map(|(who, cents, day)| Op::Recurring { who, cents, day }),
         1 => (0u8..3, 100u32..50_000).prop_map(|(who, cents)| Op::Once { who, cents }),
         3 => (any::<bool>(), any::<u8>(), 1u32..2_000).prop_map(|(late, day, cents)| Op::Call { late, day, cents }),
@@ -72,6 +75,9 @@ struct Facts {
     /// The SIP service's holders (none while free): (customer index, first day); each until the
     /// next.
     holders: Vec<(Option<usize>, NaiveDate)>,
+    /// The SIP service's price changes: (first day, monthly price); each in force until a
+    /// later one.
+    prices: Vec<(NaiveDate, Decimal)>,
     /// Recurring items: (customer index, amount, first day).
     recurring: Vec<(usize, Decimal, NaiveDate)>,
     /// Once-off items: (customer index, amount).
@@ -104,21 +110,36 @@ fn days_of(m: Period, from: NaiveDate, until: Option<NaiveDate>) -> i64 {
 /// of them: the oracle, written plainly.
 fn owed(f: &Facts, months: &[Period]) -> [Decimal; 3] {
     let mut owed = [Decimal::ZERO; 3];
-    let price: Decimal = SIP_PRICE.parse().unwrap();
+    let on = |day: NaiveDate| {
+        let holder = f
+            .holders
+            .iter()
+            .rev()
+            .find(|&&(_, from)| from <= day)
+            .and_then(|&(who, _)| who);
+        let price = f
+            .prices
+            .iter()
+            .filter(|&&(from, _)| from <= day)
+            .max_by_key(|&&(from, _)| from)
+            .map(|&(_, p)| p)
+            .unwrap();
+        (holder, price)
+    };
     for &m in months {
         let dim = Decimal::from(m.days());
-        // The SIP fee, per holder, rounded once per customer and month.
-        let mut held: BTreeMap<usize, i64> = BTreeMap::new();
-        for (i, &(who, from)) in f.holders.iter().enumerate() {
-            let until = f.holders.get(i + 1).map(|&(_, d)| d);
-            if let Some(who) = who {
-                *held.entry(who).or_default() += days_of(m, from, until);
+        // The SIP fee: each day held at that day's price, per holder, rounded once per customer
+        // and month.
+        let mut held: BTreeMap<usize, Decimal> = BTreeMap::new();
+        let mut day = m.first_day();
+        while day <= m.last_day() {
+            if let (Some(who), price) = on(day) {
+                *held.entry(who).or_default() += price;
             }
+            day += Duration::days(1);
         }
-        for (who, days) in held {
-            if days > 0 {
-                owed[who] += round(price * Decimal::from(days) / dim);
-            }
+        for (who, sum) in held {
+            owed[who] += round(sum / dim);
         }
         for &(who, amount, from) in &f.recurring {
             let days = days_of(m, from, None);
@@ -135,12 +156,7 @@ fn owed(f: &Facts, months: &[Period]) -> [Decimal; 3] {
         if month >= last {
             continue;
         }
-        let holder = f
-            .holders
-            .iter()
-            .rev()
-            .find(|&&(_, from)| from <= day)
-            .and_then(|&(who, _)| who);
+        let (holder, _) = on(day);
         // A service given up with an earlier date than its calls: those calls are no one's.
         let Some(holder) = holder else { continue };
         *usage.entry((holder, month)).or_default() += price;
@@ -160,6 +176,7 @@ fn owed(f: &Facts, months: &[Period]) -> [Decimal; 3] {
 fn world_facts() -> Facts {
     Facts {
         holders: vec![(Some(A), "2026-01-01".parse().unwrap())],
+        prices: vec![("2000-01-01".parse().unwrap(), SIP_PRICE.parse().unwrap())],
         recurring: vec![
             (T, Decimal::new(120, 0), "2026-01-01".parse().unwrap()),
             (T, Decimal::new(30, 0), "2026-11-16".parse().unwrap()),
@@ -259,6 +276,17 @@ async fn check(app: TestApp, script: Vec<Vec<Op>>) {
                         .await
                         .unwrap();
                     facts.holders.push((None, d));
+                }
+                Op::Price { cents: n, day } => {
+                    let from = in_window(day);
+                    let retroactive = from < m.first_day();
+                    app.store
+                        .set_service_price(&a, w.sip, money(cents(n)), from, retroactive)
+                        .await
+                        .unwrap();
+                    // A change from the same day replaces the one before.
+                    facts.prices.retain(|&(d, _)| d != from);
+                    facts.prices.push((from, cents(n)));
                 }
                 Op::Recurring {
                     who: c,
