@@ -7,7 +7,7 @@ use std::process::Command;
 use crate::common::TestApp;
 use crate::common::world::{World, build};
 
-fn env(w: &World, database_url: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn env(w: &World, database_url: &str) -> Vec<(&'static str, String)> {
     let x = &w.sandboxes.xero_url;
     let a = &w.sandboxes.autotask_url;
     vec![

@@ -288,7 +288,44 @@ async fn a_worker_that_lost_its_claim_writes_nothing(app: TestApp) {
     );
 }
 
+/// An Autotask 500 whose body is Autotask's "unexpected error … Error ID". Before, any 500 with
+/// `{"errors": [...]}` was a permanent refusal, left failed until a resync; it is the server's
+/// fault: the create's outcome is unknown, its marker is looked for after the settle time, and the
+/// charge is created once.
+async fn an_autotask_server_fault_is_retried_not_left_for_a_resync(app: TestApp) {
+    let w = build(&app).await;
+    w.sandboxes.autotask.faults.push(
+        "POST",
+        "/Charges",
+        Fault::Status {
+            status: 500,
+            body: serde_json::json!({
+                "errors": ["An unexpected error has occurred.  If the problem persists, please contact Autotask Support and reference Error ID: 54634."],
+                "errorId": 54634
+            }),
+            retry_after: None,
+        },
+    );
+    let report = w.pipeline.run_period(nov()).await.unwrap();
+    assert_eq!(report.push.autotask_charges, 1, "{report:?}");
+    let open = app.store.outbox(None).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        open[0].status,
+        OutboxStatus::Pending,
+        "retried, not failed for good"
+    );
+    assert!(open[0].uncertain_since.is_some(), "its outcome is unknown");
+
+    w.clock.advance(Duration::hours(1));
+    let again = w.pipeline.drain(w.clock.now()).await.unwrap();
+    assert_eq!(again.autotask_charges, 1, "{again:?}");
+    assert_eq!(charge_markers_once(&w), 2);
+    assert!(app.store.outbox(None).await.unwrap().is_empty());
+}
+
 backend_tests!(
+    an_autotask_server_fault_is_retried_not_left_for_a_resync,
     an_autotask_create_landing_after_the_timeout_is_found_not_sent_again,
     a_lost_xero_create_then_a_park_then_key_expiry_creates_each_invoice_once,
     an_email_retried_after_key_expiry_is_not_sent_again,
