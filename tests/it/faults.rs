@@ -90,9 +90,16 @@ async fn an_autotask_create_landing_after_the_timeout_is_found_not_sent_again(ap
     // Before the settle time nothing is sent, whatever the drain is asked.
     w.clock.advance(Duration::seconds(30));
     p.drain(w.clock.now()).await.unwrap();
-    // The late request lands.
-    tokio::time::sleep(StdDuration::from_millis(2500)).await;
-    assert_eq!(charge_markers_once(&w), 2);
+    // The late request lands (waited for, not timed: the stand-in applies it when it does).
+    let mut landed = false;
+    for _ in 0..1200 {
+        if charge_markers_once(&w) == 2 {
+            landed = true;
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+    }
+    assert!(landed, "the late create never landed");
 
     w.clock.advance(Duration::minutes(5));
     p.drain(w.clock.now()).await.unwrap();
@@ -206,8 +213,31 @@ async fn a_claim_in_flight_is_renewed_so_a_second_process_does_not_take_it(app: 
     }
     assert!(in_flight, "the Autotask create never started");
     // Far past the claim time, as for a push longer than the claim; the holder keeps renewing.
+    // The second process starts once the holder's renewal has been seen (or its create is done):
+    // waited for, not timed, so a loaded machine cannot make the renewal late.
     w.clock.advance(Duration::seconds(10));
-    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    // Every Autotask entry still in flight must show a renewed claim (the test clock stands
+    // still, so once renewed it stays so).
+    let mut renewed = false;
+    for _ in 0..2400 {
+        let mut all = true;
+        for e in app.store.outbox(None).await.unwrap() {
+            if e.action == OutboxAction::AutotaskCharge && e.status == OutboxStatus::InFlight {
+                all &= app
+                    .store
+                    .outbox_claim(e.id)
+                    .await
+                    .unwrap()
+                    .is_none_or(|(_, until)| until > w.clock.now());
+            }
+        }
+        if all {
+            renewed = true;
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+    }
+    assert!(renewed, "the holder never renewed its claim");
     let second = b.drain(w.clock.now()).await.unwrap();
     assert_eq!(second.autotask_charges, 0, "{second:?}");
 
