@@ -21,6 +21,7 @@ mod daemon;
 mod demo;
 mod duplicates;
 mod faults;
+mod kills;
 mod ops_cli;
 mod outage;
 mod shutdown;
