@@ -116,6 +116,28 @@ impl AutotaskClient {
         }
     }
 
+    /// Deletes a charge Autotask has not billed (a duplicate that resync removes). Gone already
+    /// counts as deleted; a billed charge is refused by Autotask and never touched.
+    pub async fn delete_unbilled_charge(&self, charge: &RemoteCharge) -> Result<(), AutotaskError> {
+        if charge.is_billed {
+            return Err(AutotaskError::Local(format!(
+                "charge {} is billed: Autotask does not let it be deleted",
+                charge.id
+            )));
+        }
+        let path = format!(
+            "V1.0/Contracts/{}/Charges/{}",
+            charge.contract_id, charge.id
+        );
+        let reply = self
+            .request(Method::DELETE, &path, None, Repeat::Safe)
+            .await?;
+        match Self::check(reply) {
+            Ok(_) | Err(AutotaskError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Brings a charge in line with `wanted`: PATCH while not billed (DELETE when the quantity is
     /// zero); once billed it is never touched, a correcting charge for the difference is added.
     pub async fn update_or_correct_charge(

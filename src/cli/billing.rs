@@ -263,9 +263,10 @@ async fn pipeline(ctx: &Ctx) -> anyhow::Result<crate::pipeline::Pipeline> {
 pub async fn run_now(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
     let period = a.period.unwrap_or_else(|| current_period(ctx));
     let p = pipeline(ctx).await?;
+    let _signals = stop_on_signals(ctx, &p);
     let report = waiting_for_the_lease(period, false, || p.run_period(period)).await?;
     print_run(ctx, &report);
-    Ok(())
+    not_stopped(&report.push)
 }
 
 pub fn print_run(ctx: &Ctx, r: &crate::pipeline::RunReport) {
@@ -292,14 +293,10 @@ pub fn print_run(ctx: &Ctx, r: &crate::pipeline::RunReport) {
 }
 
 fn print_push(p: &crate::pipeline::PushReport) {
-    println!(
-        "  pushed: {} Xero invoice(s) created, {} found again, {} emailed, {} Autotask charge(s), {} update(s)",
-        p.xero_invoices_created.len(),
-        p.xero_invoices_found_again.len(),
-        p.emailed.len(),
-        p.autotask_charges,
-        p.updated
-    );
+    // Per system: one system's outage never hides what the other sent.
+    for line in p.summary() {
+        println!("  pushed to {line}");
+    }
     for f in &p.failed {
         println!("  failed: {f}");
     }
@@ -317,13 +314,45 @@ fn print_push(p: &crate::pipeline::PushReport) {
 /// `rebilld push`: drain the outbox once.
 pub async fn push(ctx: &Ctx) -> anyhow::Result<()> {
     let p = pipeline(ctx).await?;
+    let _signals = stop_on_signals(ctx, &p);
     let r = p.drain(p.now()).await?;
     if ctx.json {
         println!("{}", json!(r));
     } else {
         print_push(&r);
     }
-    Ok(())
+    not_stopped(&r)
+}
+
+/// SIGTERM/SIGINT during `run` or `push`: finish the action in flight, release the other claims,
+/// exit within `schedule.shutdown_timeout_secs` (`daemon::stop_on_signals`).
+fn stop_on_signals(ctx: &Ctx, p: &crate::pipeline::Pipeline) -> SignalGuard {
+    SignalGuard(crate::daemon::stop_on_signals(
+        p,
+        std::time::Duration::from_secs(ctx.config.schedule.shutdown_timeout_secs),
+    ))
+}
+
+/// Stops listening for signals when the command is done.
+struct SignalGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Fails (after the report was printed) when a system's push stopped early, naming it and why.
+fn not_stopped(r: &crate::pipeline::PushReport) -> anyhow::Result<()> {
+    let stopped = r.stopped();
+    if stopped.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "not everything was pushed ({}); the rest waits in the outbox",
+            stopped.join("; ")
+        )
+    }
 }
 
 /// Runs `work` (which takes the period lease); while another process holds the period, waits

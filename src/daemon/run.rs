@@ -253,6 +253,35 @@ fn spawn_signals(p: Pipeline, stop: Arc<Notify>, reload: Arc<Notify>, grace: Dur
     });
 }
 
+/// For `rebilld run` and `rebilld push` (the daemon has `spawn_signals`): on SIGTERM or SIGINT the
+/// push stops taking new work — the action in flight finishes, the claims not yet started are
+/// released at once (another process takes them without waiting for them to expire) — and the
+/// command ends, printing what it did. Should that take longer than `grace`
+/// (`schedule.shutdown_timeout_secs`), the process exits anyway: what it still holds expires after
+/// `schedule.claim_secs` and is looked for before anything is sent again.
+pub fn stop_on_signals(p: &Pipeline, grace: Duration) -> tokio::task::JoinHandle<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let stop = p.stop.clone();
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("stopping: finishing the action in flight, releasing the rest");
+        stop.store(true, Ordering::SeqCst);
+        tokio::time::sleep(grace).await;
+        tracing::warn!(?grace, "shutdown grace period over; exiting");
+        std::process::exit(1);
+    })
+}
+
 /// The schedule of a configuration (its zone defaults to `business.timezone`).
 pub fn schedule_of(config: &Config) -> Result<Schedule, String> {
     Schedule::parse(&config.schedule.cron, config.schedule_tz())

@@ -4,7 +4,7 @@
 //! 2. **compute** (`domain::billing`, pure): invoices with lines;
 //! 3. **record** (`record.rs`): in one transaction per invoice, the local invoice, its lines and one
 //!    outbox entry per remote action;
-//! 4. **push** (`push.rs`): drain the outbox through the Xero and Autotask clients, writing each
+//! 4. **push** (`push/`): drain the outbox through the Xero and Autotask clients, writing each
 //!    outcome to the ledger in the same transaction that marks the entry done.
 //!
 //! `resync.rs` recomputes a period and plans (or, without `--dry-run`, applies) the changes;
@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use push::PushReport;
-pub use reconcile::{Difference, DifferenceKind, ReconcileReport, reconcile};
+pub use reconcile::{Difference, DifferenceKind, DuplicateDoc, ReconcileReport, reconcile};
 pub use resync::{PlanKind, PlannedAction, ResyncOutcome, ResyncPlan, ResyncRequest, resync};
 
 use crate::autotask::AutotaskClient;

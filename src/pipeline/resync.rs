@@ -52,6 +52,9 @@ pub enum PlanKind {
     Adjust,
     /// Failed remote actions queued again.
     Retry,
+    /// A second document for one Reference or marker (what reconcile reports as a duplicate):
+    /// voided or deleted while the remote allows it.
+    RemoveDuplicate,
     /// Nothing to do.
     Unchanged,
 }
@@ -67,6 +70,7 @@ impl std::fmt::Display for PlanKind {
             PlanKind::Void => "void",
             PlanKind::Adjust => "adjust",
             PlanKind::Retry => "retry",
+            PlanKind::RemoveDuplicate => "remove duplicate",
             PlanKind::Unchanged => "unchanged",
         })
     }
@@ -102,6 +106,8 @@ enum Work {
     Retry {
         invoice_id: InvoiceId,
     },
+    /// Duplicates the remote still lets be removed.
+    RemoveDuplicates(Vec<super::reconcile::DuplicateDoc>),
     /// Remote drift on unchanged lines (what reconcile reports): the actions that repair it.
     Repair {
         invoice_id: InvoiceId,
@@ -217,6 +223,24 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
                 plan.work.push(Work::Record(Box::new((*d).clone())));
             }
             (Some(inv), wanted) => {
+                let mut removable = Vec::new();
+                for d in super::reconcile::duplicates(p, inv).await? {
+                    let description = match d.why_kept() {
+                        None => format!("{}: removed", d.describe()),
+                        Some(why) => format!("{}: kept, {why}", d.describe()),
+                    };
+                    plan.actions.push(say(
+                        Some(inv.number.clone()),
+                        PlanKind::RemoveDuplicate,
+                        description,
+                    ));
+                    if d.why_kept().is_none() {
+                        removable.push(d);
+                    }
+                }
+                if !removable.is_empty() {
+                    plan.work.push(Work::RemoveDuplicates(removable));
+                }
                 let lines = p.store.invoice_lines(inv.id).await?;
                 let recomputed = wanted.map(|d| d.lines.as_slice()).unwrap_or_default();
                 let changes = diff_lines(&lines, recomputed);
@@ -491,6 +515,12 @@ async fn apply(p: &Pipeline, plan: &ResyncPlan) -> Result<PushReport, PipelineEr
             }
             Work::Retry { invoice_id } => {
                 p.store.retry_failed_outbox(*invoice_id, p.now()).await?;
+            }
+            Work::RemoveDuplicates(docs) => {
+                for d in docs {
+                    let done = super::reconcile::remove_duplicate(p, d).await?;
+                    tracing::info!(what = %done, "duplicate removed");
+                }
             }
             Work::Repair {
                 invoice_id,

@@ -121,6 +121,24 @@ impl XeroSandbox {
         })
     }
 
+    /// Plants a second invoice with the same Reference as the first one that has it (as a create
+    /// applied twice would leave): a new InvoiceID and number, the same contact and lines.
+    /// Returns its InvoiceID.
+    pub fn plant_duplicate(&self, reference: &str) -> Option<String> {
+        self.with(|s| {
+            let mut copy = s
+                .invoices
+                .iter()
+                .find(|i| i["Reference"] == reference)?
+                .clone();
+            let id = uuid::Uuid::new_v4().to_string();
+            copy["InvoiceID"] = json!(id);
+            copy["InvoiceNumber"] = json!(format!("INV-DUP-{}", s.invoices.len() + 1));
+            s.invoices.push(copy);
+            Some(id)
+        })
+    }
+
     /// Voids an invoice in Xero, as a user would (whatever its status).
     pub fn void(&self, reference: &str) {
         self.with(|s| {

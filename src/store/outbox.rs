@@ -264,6 +264,20 @@ impl Store {
             .try_into()
     }
 
+    /// Who holds the claim on an entry and until when (None when it is not claimed): what `status`
+    /// and the tests read to see a claim renewed.
+    pub async fn outbox_claim(
+        &self,
+        id: OutboxId,
+    ) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
+        let row: Option<(Option<String>, Option<DateTime<Utc>>)> = on_db!(self, p => sqlx::query_as(
+            "SELECT claimed_by, claimed_until FROM outbox WHERE id = $1 AND status = 'in_flight'")
+            .bind(id.get())
+            .fetch_optional(p)
+            .await?);
+        Ok(row.and_then(|(by, until)| by.zip(until)))
+    }
+
     /// Outbox entries of an invoice, or all not yet done (`invoice` None), oldest first.
     pub async fn outbox(&self, invoice: Option<InvoiceId>) -> Result<Vec<OutboxEntry>, StoreError> {
         let rows: Vec<OutboxRow> = on_db!(self, p => sqlx::query_as(select_outbox!(

@@ -418,6 +418,19 @@ impl XeroClient {
         &self,
         reference: &str,
     ) -> Result<Option<RemoteInvoice>, XeroError> {
+        Ok(self
+            .invoices_with_reference(reference)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Every live (not voided or deleted) invoice whose Reference is `reference`, in the order
+    /// Xero lists them: more than one is a duplicate (reconcile reports it).
+    pub async fn invoices_with_reference(
+        &self,
+        reference: &str,
+    ) -> Result<Vec<RemoteInvoice>, XeroError> {
         let filter = format!("Reference==\"{}\"", reference.replace('"', ""));
         let r = self
             .send(Method::GET, "Invoices", &[("where", filter)], None, None)
@@ -434,8 +447,9 @@ impl XeroClient {
                     .as_deref()
                     .is_some_and(|s| InvoiceState::parse(s).is_cancelled())
             })
-            .find(|i| i.reference.as_deref() == Some(reference))
-            .map(remote))
+            .filter(|i| i.reference.as_deref() == Some(reference))
+            .map(remote)
+            .collect())
     }
 
     pub async fn get_invoice(&self, invoice_id: &str) -> Result<RemoteInvoice, XeroError> {

@@ -21,9 +21,7 @@ use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum XeroError {
-    #[error(
-        "the Xero connection must be renewed ({reason}): run `rebilld xero connect`; nothing was pushed"
-    )]
+    #[error("the Xero connection must be renewed ({reason}): run `rebilld xero connect`")]
     Reauthorize { reason: String },
     #[error("Xero asked us to slow down (retry after {retry_after:?})")]
     RateLimited { retry_after: std::time::Duration },

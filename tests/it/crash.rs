@@ -7,7 +7,7 @@ use std::process::Command;
 use crate::common::TestApp;
 use crate::common::world::{World, build};
 
-fn env(w: &World, database_url: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn env(w: &World, database_url: &str) -> Vec<(&'static str, String)> {
     let x = &w.sandboxes.xero_url;
     let a = &w.sandboxes.autotask_url;
     vec![
@@ -59,9 +59,9 @@ fn run(w: &World, db: &str, crash_at: Option<&str>) -> std::process::Output {
 
 /// What the stand-ins hold, comparably: (reference, subtotal) of invoices, emails sent,
 /// (marker, unit price) of charges.
-type RemoteState = (Vec<(String, String)>, usize, Vec<(String, String)>);
+pub(crate) type RemoteState = (Vec<(String, String)>, usize, Vec<(String, String)>);
 
-fn remote_state(w: &World) -> RemoteState {
+pub(crate) fn remote_state(w: &World) -> RemoteState {
     let mut invoices: Vec<(String, String)> = w
         .sandboxes
         .xero

@@ -90,9 +90,16 @@ async fn an_autotask_create_landing_after_the_timeout_is_found_not_sent_again(ap
     // Before the settle time nothing is sent, whatever the drain is asked.
     w.clock.advance(Duration::seconds(30));
     p.drain(w.clock.now()).await.unwrap();
-    // The late request lands.
-    tokio::time::sleep(StdDuration::from_millis(2500)).await;
-    assert_eq!(charge_markers_once(&w), 2);
+    // The late request lands (waited for, not timed: the stand-in applies it when it does).
+    let mut landed = false;
+    for _ in 0..1200 {
+        if charge_markers_once(&w) == 2 {
+            landed = true;
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+    }
+    assert!(landed, "the late create never landed");
 
     w.clock.advance(Duration::minutes(5));
     p.drain(w.clock.now()).await.unwrap();
@@ -206,8 +213,31 @@ async fn a_claim_in_flight_is_renewed_so_a_second_process_does_not_take_it(app: 
     }
     assert!(in_flight, "the Autotask create never started");
     // Far past the claim time, as for a push longer than the claim; the holder keeps renewing.
+    // The second process starts once the holder's renewal has been seen (or its create is done):
+    // waited for, not timed, so a loaded machine cannot make the renewal late.
     w.clock.advance(Duration::seconds(10));
-    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    // Every Autotask entry still in flight must show a renewed claim (the test clock stands
+    // still, so once renewed it stays so).
+    let mut renewed = false;
+    for _ in 0..2400 {
+        let mut all = true;
+        for e in app.store.outbox(None).await.unwrap() {
+            if e.action == OutboxAction::AutotaskCharge && e.status == OutboxStatus::InFlight {
+                all &= app
+                    .store
+                    .outbox_claim(e.id)
+                    .await
+                    .unwrap()
+                    .is_none_or(|(_, until)| until > w.clock.now());
+            }
+        }
+        if all {
+            renewed = true;
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+    }
+    assert!(renewed, "the holder never renewed its claim");
     let second = b.drain(w.clock.now()).await.unwrap();
     assert_eq!(second.autotask_charges, 0, "{second:?}");
 
@@ -288,7 +318,44 @@ async fn a_worker_that_lost_its_claim_writes_nothing(app: TestApp) {
     );
 }
 
+/// An Autotask 500 whose body is Autotask's "unexpected error … Error ID". Before, any 500 with
+/// `{"errors": [...]}` was a permanent refusal, left failed until a resync; it is the server's
+/// fault: the create's outcome is unknown, its marker is looked for after the settle time, and the
+/// charge is created once.
+async fn an_autotask_server_fault_is_retried_not_left_for_a_resync(app: TestApp) {
+    let w = build(&app).await;
+    w.sandboxes.autotask.faults.push(
+        "POST",
+        "/Charges",
+        Fault::Status {
+            status: 500,
+            body: serde_json::json!({
+                "errors": ["An unexpected error has occurred.  If the problem persists, please contact Autotask Support and reference Error ID: 54634."],
+                "errorId": 54634
+            }),
+            retry_after: None,
+        },
+    );
+    let report = w.pipeline.run_period(nov()).await.unwrap();
+    assert_eq!(report.push.autotask_charges, 1, "{report:?}");
+    let open = app.store.outbox(None).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        open[0].status,
+        OutboxStatus::Pending,
+        "retried, not failed for good"
+    );
+    assert!(open[0].uncertain_since.is_some(), "its outcome is unknown");
+
+    w.clock.advance(Duration::hours(1));
+    let again = w.pipeline.drain(w.clock.now()).await.unwrap();
+    assert_eq!(again.autotask_charges, 1, "{again:?}");
+    assert_eq!(charge_markers_once(&w), 2);
+    assert!(app.store.outbox(None).await.unwrap().is_empty());
+}
+
 backend_tests!(
+    an_autotask_server_fault_is_retried_not_left_for_a_resync,
     an_autotask_create_landing_after_the_timeout_is_found_not_sent_again,
     a_lost_xero_create_then_a_park_then_key_expiry_creates_each_invoice_once,
     an_email_retried_after_key_expiry_is_not_sent_again,
