@@ -1,7 +1,7 @@
 //! A model-based test of "who owes what" over six months: random sequences of assignments (late,
 //! back-dated, reassigned mid-month to another customer), unassignments with end dates, calls made
-//! in past months and imported late, price changes with effective dates (back-dated, mid-month,
-//! ahead), runs and resyncs. The system under test is
+//! in past months and imported late, price changes of services and recurring items with effective
+//! dates (back-dated, mid-month, ahead), runs and resyncs. The system under test is
 //! `compute_invoices` with the recording a run and a resync do (`diff_lines`); after ops resync
 //! every month, what every document bills must equal what a plain oracle written here says each
 //! customer owes — day by day and call by call — and a second resync must change nothing.
@@ -20,6 +20,8 @@ use crate::domain::{AssignmentState, Email, InvoiceId, LineId, NonEmpty};
 
 const CUSTOMERS: i64 = 3;
 const PRICES: [&str; 3] = ["30.00", "49.95", "17.33"];
+/// Every customer has one recurring item (its id is the customer's), active from the first month.
+const ITEM_PRICE: &str = "25.00";
 /// The prices a price change picks from.
 const NEW_PRICES: [&str; 4] = ["35.00", "12.34", "0.00", "99.99"];
 const MONTHS: usize = 6;
@@ -57,6 +59,13 @@ enum Op {
         day: i64,
         price: usize,
     },
+    /// `customer`'s recurring item costs `NEW_PRICES[price]` from `day` days after the 1st of the
+    /// previous month.
+    ItemPrice {
+        customer: i64,
+        day: i64,
+        price: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -78,6 +87,13 @@ fn op() -> impl Strategy<Value = Op> {
             day,
             price
         }),
+        (1..=CUSTOMERS, 0..60i64, 0..NEW_PRICES.len()).prop_map(|(customer, day, price)| {
+            Op::ItemPrice {
+                customer,
+                day,
+                price,
+            }
+        }),
     ]
 }
 
@@ -89,6 +105,8 @@ struct Model {
     calls: Vec<(usize, NaiveDate, i64)>,
     /// Price changes as entered: (service index, first day, index in NEW_PRICES).
     prices: Vec<(usize, NaiveDate, usize)>,
+    /// Price changes of the customers' recurring items: (customer, first day, index in NEW_PRICES).
+    item_prices: Vec<(i64, NaiveDate, usize)>,
     /// The recorded invoices: lines per customer and period.
     docs: BTreeMap<(CustomerId, Period), Vec<StoredLine>>,
     next_line: i64,
@@ -176,6 +194,14 @@ impl Model {
                 let from = (base + Duration::days(day)).min(latest);
                 self.prices.push((service, from, price));
             }
+            Op::ItemPrice {
+                customer,
+                day,
+                price,
+            } => {
+                let from = (base + Duration::days(day)).min(latest);
+                self.item_prices.push((customer, from, price));
+            }
         }
     }
 
@@ -231,7 +257,19 @@ impl Model {
             customers,
             services,
             assignments: self.holdings.clone(),
-            items: vec![],
+            items: (1..=CUSTOMERS)
+                .map(|c| Item {
+                    id: ItemId::new(c).unwrap(),
+                    customer_id: cid(c),
+                    kind: ItemKind::Recurring,
+                    description: NonEmpty::parse("d", "Support").unwrap(),
+                    amount: Money::parse(ITEM_PRICE).unwrap(),
+                    starts_on: Some(first_month().first_day()),
+                    autotask: None,
+                    status: ItemStatus::Active,
+                    invoiced_period: None,
+                })
+                .collect(),
             usage: usage
                 .into_iter()
                 .map(
@@ -278,7 +316,26 @@ impl Model {
                         (sid(i), PriceHistory::new([base].into_iter().chain(changes)))
                     })
                     .collect(),
-                items: BTreeMap::new(),
+                items: (1..=CUSTOMERS)
+                    .map(|c| {
+                        let base = PriceChange {
+                            from: None,
+                            amount: Money::parse(ITEM_PRICE).unwrap(),
+                        };
+                        let changes =
+                            self.item_prices
+                                .iter()
+                                .filter(|x| x.0 == c)
+                                .map(|x| PriceChange {
+                                    from: Some(x.1),
+                                    amount: Money::parse(NEW_PRICES[x.2]).unwrap(),
+                                });
+                        (
+                            ItemId::new(c).unwrap(),
+                            PriceHistory::new([base].into_iter().chain(changes)),
+                        )
+                    })
+                    .collect(),
             },
         }
     }
@@ -466,6 +523,39 @@ fn oracle(m: &Model) -> BTreeMap<(CustomerId, Charge), Money> {
     for (k, micros) in calls {
         out.insert(k, round(Decimal::new(micros, 6)));
     }
+    // Each customer's recurring item, active every day of every month, at the price of the day.
+    for c in 1..=CUSTOMERS {
+        let price_on = |day: NaiveDate| -> Decimal {
+            let mut price: Decimal = ITEM_PRICE.parse().unwrap();
+            let mut since: Option<NaiveDate> = None;
+            for &(customer, from, new) in &m.item_prices {
+                if customer == c && from <= day && since.is_none_or(|d| from >= d) {
+                    price = NEW_PRICES[new].parse().unwrap();
+                    since = Some(from);
+                }
+            }
+            price
+        };
+        for k in 0..MONTHS {
+            let p = month(k);
+            let mut sum = Decimal::ZERO;
+            let mut day = p.first_day();
+            while day <= p.last_day() {
+                sum += price_on(day);
+                day += Duration::days(1);
+            }
+            out.insert(
+                (
+                    cid(c),
+                    Charge::Item {
+                        item: ItemId::new(c).unwrap(),
+                        period: p,
+                    },
+                ),
+                round(sum / Decimal::from(p.days())),
+            );
+        }
+    }
     out.retain(|_, m| !m.is_zero());
     out
 }
@@ -523,6 +613,15 @@ fn check_runs_alone(steps: &[Vec<Op>]) -> Result<(), TestCaseError> {
                         price,
                     } => Op::Price {
                         service,
+                        day: previous_month_days + day % 28,
+                        price,
+                    },
+                    Op::ItemPrice {
+                        customer,
+                        day,
+                        price,
+                    } => Op::ItemPrice {
+                        customer,
                         day: previous_month_days + day % 28,
                         price,
                     },

@@ -281,7 +281,19 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
                     }
                     continue;
                 }
-                let fixed = fixed_records(p, inv, &lines).await;
+                // The remote records of the lines that change (an added line has none yet).
+                let touched: Vec<&str> = changes
+                    .changed
+                    .iter()
+                    .map(|(_, l)| l.charge_key.as_str())
+                    .chain(changes.removed.iter().filter_map(|id| {
+                        lines
+                            .iter()
+                            .find(|x| x.id == *id)
+                            .map(|x| x.charge_key.as_str())
+                    }))
+                    .collect();
+                let fixed = fixed_records(p, inv, &lines, &touched).await;
                 let n_live = recomputed.len();
                 for (id, l) in &changes.changed {
                     // A removed line coming back bills nothing now: it is added again.
@@ -354,9 +366,15 @@ impl Fixed {
     }
 }
 
-/// Reads (never writes) whether the invoice's remote records can still change. A remote that cannot
-/// be asked leaves it unknown rather than failing the plan.
-async fn fixed_records(p: &Pipeline, inv: &StoredInvoice, lines: &[StoredLine]) -> Fixed {
+/// Reads (never writes) whether the invoice's remote records can still change: the Xero invoice, or
+/// the Autotask charges of the lines keyed `touched`. A remote that cannot be asked leaves it
+/// unknown rather than failing the plan.
+async fn fixed_records(
+    p: &Pipeline,
+    inv: &StoredInvoice,
+    lines: &[StoredLine],
+    touched: &[&str],
+) -> Fixed {
     match inv.destination {
         RemoteSystem::Xero => {
             let Some(id) = &inv.xero_invoice_id else {
@@ -376,7 +394,10 @@ async fn fixed_records(p: &Pipeline, inv: &StoredInvoice, lines: &[StoredLine]) 
             let Some(autotask) = &p.autotask else {
                 return Fixed::Charges(out);
             };
-            for l in lines {
+            for l in lines
+                .iter()
+                .filter(|l| touched.contains(&l.charge_key.as_str()))
+            {
                 let Some(coding) = l.autotask else { continue };
                 let marker = record::autotask_marker(inv.period, inv.customer_id, &l.charge_key, 1);
                 if let Ok(charges) = autotask

@@ -281,3 +281,118 @@ crate::backend_tests!(
     a_price_change_mid_month_bills_each_day_at_its_price,
     a_dry_run_says_per_line_whether_it_updates_credits_adds_or_voids,
 );
+
+/// The command line: `service price` records a change from its day and `service show` lists the
+/// history; a re-import with a changed price is a change from `--prices-from`; `item price` is for
+/// recurring items only. Dates far ahead, so nothing here depends on the day it runs.
+mod cli {
+    use std::path::Path;
+
+    use assert_cmd::Command;
+
+    fn rebilld(dir: &Path) -> Command {
+        let mut c = Command::cargo_bin("rebilld").unwrap();
+        c.current_dir(dir)
+            .env_remove("RUST_LOG")
+            .env(
+                "REBILL_DATABASE__URL",
+                format!("sqlite://{}", dir.join("rebill.db").display()),
+            )
+            .args(["--actor", "ops-anna"]);
+        c
+    }
+
+    fn json(c: &mut Command) -> serde_json::Value {
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    #[test]
+    fn service_price_and_a_changed_import_record_prices_from_their_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = |price: &str| {
+            format!(
+                "external_ref,name,kind,rebill_enabled,monthly_price,monthly_cost\nsvc-1,SIP trunk,sip,yes,{price},10\n"
+            )
+        };
+        std::fs::write(dir.path().join("catalogue.csv"), csv("30")).unwrap();
+        rebilld(dir.path())
+            .args(["service", "import", "catalogue.csv"])
+            .assert()
+            .success();
+        let set = json(rebilld(dir.path()).args([
+            "--json",
+            "service",
+            "price",
+            "1",
+            "--price",
+            "35",
+            "--from",
+            "2090-01-01",
+        ]));
+        let dec = |v: &serde_json::Value| {
+            v.as_str()
+                .unwrap_or_default()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        };
+        assert_eq!(dec(&set["was"]), rust_decimal::Decimal::from(30), "{set}");
+        std::fs::write(dir.path().join("catalogue.csv"), csv("40")).unwrap();
+        rebilld(dir.path())
+            .args([
+                "service",
+                "import",
+                "catalogue.csv",
+                "--prices-from",
+                "2091-01-01",
+            ])
+            .assert()
+            .success();
+        let shown = json(rebilld(dir.path()).args(["--json", "service", "show", "1"]));
+        let prices: Vec<(String, rust_decimal::Decimal)> = shown["prices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["from"].to_string(), dec(&c["amount"])))
+            .collect();
+        assert_eq!(
+            prices,
+            vec![
+                ("null".into(), 30.into()),
+                ("\"2090-01-01\"".into(), 35.into()),
+                ("\"2091-01-01\"".into(), 40.into()),
+            ],
+            "{shown}"
+        );
+        rebilld(dir.path())
+            .args(["customer", "add", "--name", "Acme"])
+            .assert()
+            .success();
+        rebilld(dir.path())
+            .args([
+                "item",
+                "add-once",
+                "--customer",
+                "1",
+                "--description",
+                "Install",
+                "--amount",
+                "150",
+            ])
+            .assert()
+            .success();
+        rebilld(dir.path())
+            .args([
+                "item",
+                "price",
+                "1",
+                "--amount",
+                "10",
+                "--from",
+                "2090-01-01",
+            ])
+            .assert()
+            .failure();
+    }
+}
