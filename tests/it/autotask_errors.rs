@@ -18,7 +18,9 @@ const CHARGES: &str = "/ATServicesRest/V1.0/Contracts/29684183/Charges";
 
 fn config(server: &MockServer) -> AutotaskConfig {
     let mut c = rebill::sandbox::autotask_config(&server.uri());
-    c.username = Some("api@example.com".into());
+    // The zone is cached in the database per API user: one user per server, so that a later
+    // server of the same test (wiremock pools them) is never reached through an earlier one's URL.
+    c.username = Some(format!("api-{}@example.com", server.address().port()));
     c.retry_base_ms = 5;
     c
 }

@@ -95,8 +95,13 @@ async fn price_change_does_not_rewrite_a_billed_period(app: TestApp) {
 
     // The catalogue is re-imported with a new SIP price from December, the trunk's price and the
     // support item change from December too.
-    let mut sip = service("sip", Some("prov"), "60.00", &["0299990001", "0299990002"]);
-    sip.name = NonEmpty::parse("name", "Service sip").unwrap();
+    let mut sip = service(
+        "sip-acme",
+        Some("voip-providers"),
+        "60.00",
+        &["0299990001", "0299990002"],
+    );
+    sip.name = NonEmpty::parse("name", "SIP Trunk 10 channels").unwrap();
     app.store
         .import_service_from(&app.actor(), &sip, Some(day("2026-12-01")))
         .await
