@@ -19,6 +19,7 @@ mod crash;
 mod daemon;
 mod demo;
 mod faults;
+mod limits;
 mod ops_cli;
 mod stale_actions;
 mod who_owes_what;
