@@ -20,8 +20,8 @@ use crate::cdr::{ImportOptions, Mapping, import_file};
 use crate::clock::{Clock, ScaledClock};
 use crate::config::{Config, DatabaseConfig};
 use crate::domain::{OutboxAction, OutboxStatus, Period};
-use crate::pipeline::Pipeline;
-use crate::sandbox::bulk::{BulkSpec, BulkWorld, seed_bulk, write_bulk_calls};
+use crate::pipeline::{Pipeline, ResyncRequest};
+use crate::sandbox::bulk::{BulkSpec, BulkWorld, change_bulk, seed_bulk, write_bulk_calls};
 use crate::sandbox::{Sandboxes, autotask::AutotaskSandbox, xero::XeroSandbox};
 use crate::store::{Actor, Store};
 use crate::xero::XeroClient;
@@ -259,6 +259,7 @@ pub async fn run(base: &Config, a: CycleArgs, as_json: bool) -> anyhow::Result<(
     config.autotask.budget_share = base.autotask.budget_share;
     config.autotask.budget_window_secs = defaults.autotask.budget_window_secs;
 
+    let period = Period::parse(PERIOD)?;
     let store = Store::open(&config.database).await?;
     let (sqlite, world) = local_steps(&store, &config, spec, &dir, &sb.xero, &sb.autotask).await?;
     let work = work_of(&store).await?;
@@ -284,6 +285,47 @@ pub async fn run(base: &Config, a: CycleArgs, as_json: bool) -> anyhow::Result<(
     let (drains, failed) = push_all(&p, &clock).await?;
     let push_real = secs(real);
     let simulated = (clock.now() - start).num_seconds().max(0) as u64;
+
+    // The push's figures, before the resync adds to the counters.
+    let xr = sb.xero.limits.requests_by_kind();
+    let ar = sb.autotask.limits.requests_by_kind();
+    let (xero_throttled, autotask_throttled) =
+        (sb.xero.limits.throttled(), sb.autotask.limits.throttled());
+
+    // The resync: 5 % of the customers change (a dearer plan on one service, the month re-rated) (a one-off item each); what it costs remotely
+    // should follow the changes, not the customer count.
+    let (xero_before, autotask_before) = (sb.xero.limits.requests(), sb.autotask.limits.requests());
+    let resync_start = clock.now();
+    let changed = change_bulk(&store, &Actor::new("bench"), spec).await?;
+    crate::cdr::rerate(
+        &store,
+        period.previous(),
+        config.business.tz(),
+        config.cdr.country,
+    )
+    .await?;
+    let req = ResyncRequest {
+        period,
+        customer: None,
+        dry_run: false,
+    };
+    let outcome = crate::pipeline::resync(&p, &req).await?;
+    let (resync_drains, resync_failed) = push_all(&p, &clock).await?;
+    let mut planned = std::collections::BTreeMap::<String, usize>::new();
+    for a in &outcome.plan.actions {
+        *planned.entry(a.kind.to_string()).or_default() += 1;
+    }
+    let resync = json!({
+        "changed_customers": changed,
+        "planned_actions": planned,
+        "throttled": sb.xero.limits.throttled() + sb.autotask.limits.throttled()
+            - xero_throttled - autotask_throttled,
+        "xero_requests": sb.xero.limits.requests() - xero_before,
+        "autotask_requests": sb.autotask.limits.requests() - autotask_before,
+        "simulated_seconds": (clock.now() - resync_start).num_seconds().max(0),
+        "drains": resync_drains,
+        "failed": resync_failed.len(),
+    });
     store.close().await;
 
     let postgres = match &a.postgres_url {
@@ -291,8 +333,6 @@ pub async fn run(base: &Config, a: CycleArgs, as_json: bool) -> anyhow::Result<(
         None => None,
     };
 
-    let xr = sb.xero.limits.requests_by_kind();
-    let ar = sb.autotask.limits.requests_by_kind();
     let batch = u64::from(config.xero.batch_size.max(1));
     let xero_creates_min = (work.xero_invoices as u64).div_ceil(batch);
     let xero_min = xero_creates_min + work.xero_emails as u64;
@@ -325,7 +365,7 @@ pub async fn run(base: &Config, a: CycleArgs, as_json: bool) -> anyhow::Result<(
             "emails": kinds(&xr, |k| k.ends_with("/Email")),
             "minimum": {"invoice_creates": xero_creates_min, "emails": work.xero_emails, "total": xero_min},
             "ratio": ratio(xero_total, xero_min),
-            "throttled": sb.xero.limits.throttled(),
+            "throttled": xero_throttled,
             "lower_bound_seconds": xero_lb,
         },
         "autotask": {
@@ -336,12 +376,13 @@ pub async fn run(base: &Config, a: CycleArgs, as_json: bool) -> anyhow::Result<(
             "minimum": {"charge_creates": work.autotask_charges,
                         "marker_queries": work.autotask_contracts, "total": at_min},
             "ratio": ratio(at_total, at_min),
-            "throttled": sb.autotask.limits.throttled(),
+            "throttled": autotask_throttled,
             "lower_bound_seconds": at_lb,
         },
         "push": {"drains": drains, "failed": failed.len(), "real_seconds": push_real,
                  "simulated_seconds": simulated, "lower_bound_seconds": lower,
                  "ratio": ratio(simulated, lower)},
+        "resync": resync,
         "peak_memory_mb": peak_memory_mb(),
     });
     if as_json {
@@ -477,6 +518,16 @@ fn print_table(r: &Value) {
         f(&p["real_seconds"]),
         p["drains"],
         p["failed"]
+    );
+    let rs = &r["resync"];
+    println!(
+        "resync after {} customers changed: planned {}, {} Xero and {} Autotask requests, {:.2} h simulated, {} failed",
+        rs["changed_customers"],
+        rs["planned_actions"],
+        rs["xero_requests"],
+        rs["autotask_requests"],
+        hours(&rs["simulated_seconds"]),
+        rs["failed"]
     );
     println!("peak memory (VmHWM): {:.0} MB", f(&r["peak_memory_mb"]));
 }

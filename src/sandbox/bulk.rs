@@ -64,6 +64,40 @@ fn invalid(e: impl std::fmt::Display) -> BulkError {
     BulkError::Invalid(e.to_string())
 }
 
+/// The contract, product and material code `AutotaskSandbox::seed_company` gives `company`.
+fn coding_of(company: i64) -> Result<AutotaskCoding, BulkError> {
+    Ok(AutotaskCoding {
+        contract_id: (company * 100 + 1).try_into().map_err(invalid)?,
+        product_id: (company * 100 + 2).try_into().map_err(invalid)?,
+        material_code_id: (company * 100 + 3).try_into().map_err(invalid)?,
+    })
+}
+
+/// The resync's changes, for one customer in 20 (5 %): its first service gets a dearer rate plan
+/// of its own, so that once the month is re-rated its calls line changes. Returns how many
+/// customers changed.
+pub async fn change_bulk(store: &Store, actor: &Actor, spec: BulkSpec) -> Result<usize, BulkError> {
+    let dearer = RatePlan::CostPlus {
+        multiplier: "1.5".parse().map_err(invalid)?,
+        addon_per_minute: Money::parse("0.01").map_err(invalid)?,
+        charge_inbound_13: false,
+    };
+    // One in each block of 20, at a place that moves with the block: Xero and Autotask alike.
+    let picked = (0..spec.customers.div_ceil(20))
+        .map(|b| 20 * b + b % 20)
+        .filter(|i| *i < spec.customers);
+    let mut changed = 0;
+    for i in picked {
+        // Service i is the first of customer i (services are dealt round the customers).
+        let Some(service) = store.service_by_ref(&format!("bench-svc-{i}")).await? else {
+            continue;
+        };
+        store.set_rate_plan(actor, service.id, &dearer).await?;
+        changed += 1;
+    }
+    Ok(changed)
+}
+
 /// Seeds the world into `store` as `actor`, its Xero contacts into `xero` and its Autotask
 /// companies into `autotask`; assignments start two months before `period`.
 pub async fn seed_bulk(
@@ -94,12 +128,8 @@ pub async fn seed_bulk(
         let email = format!("billing{i}@bench.example");
         let (target, coding) = if is_autotask(i) {
             let company = 100_000 + i as i64;
-            let (contract, product, code) = autotask.seed_company(company, &name);
-            let coding = AutotaskCoding {
-                contract_id: contract.try_into().map_err(invalid)?,
-                product_id: product.try_into().map_err(invalid)?,
-                material_code_id: code.try_into().map_err(invalid)?,
-            };
+            autotask.seed_company(company, &name);
+            let coding = coding_of(company)?;
             let company_id = AutotaskCompanyId::new(company).map_err(invalid)?;
             world.autotask_customers += 1;
             (BillingTarget::Autotask { company_id }, Some(coding))

@@ -267,6 +267,15 @@ fn bench_cycle_runs_and_reports_every_figure_as_json() {
         assert!(r["push"][figure].is_number(), "push.{figure}: {r}");
     }
     assert!(r["peak_memory_mb"].as_f64().unwrap() > 0.0);
+    for figure in [
+        "changed_customers",
+        "xero_requests",
+        "autotask_requests",
+        "simulated_seconds",
+    ] {
+        assert!(r["resync"][figure].is_number(), "resync.{figure}: {r}");
+    }
+    assert_eq!(r["resync"]["failed"], 0, "{r}");
     assert_eq!(r["size"]["customers"], 100);
     assert_eq!(r["size"]["xero_customers"], 70);
     assert_eq!(r["push"]["failed"], 0, "{r}");
