@@ -58,12 +58,19 @@ struct Steps {
     import: f64,
     rate: f64,
     compute_record: f64,
+    /// Peak memory (VmHWM, MB) after each step: the step that raised it is the one to look at.
+    peak_mb_after: Vec<(&'static str, Option<f64>)>,
 }
 
 impl Steps {
     fn json(&self) -> Value {
+        let peaks: serde_json::Map<String, Value> = self
+            .peak_mb_after
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), json!(v)))
+            .collect();
         json!({"seed": self.seed, "import": self.import, "rate": self.rate,
-               "compute_record": self.compute_record})
+               "compute_record": self.compute_record, "peak_memory_mb_after": peaks})
     }
 }
 
@@ -86,6 +93,7 @@ async fn local_steps(
     let t = Instant::now();
     let world = seed_bulk(store, &Actor::new("bench"), spec, period, xero, autotask).await?;
     steps.seed = secs(t);
+    steps.peak_mb_after.push(("seed", peak_memory_mb()));
 
     let file = dir.join("bench-cycle-calls.csv");
     if !file.exists() {
@@ -108,6 +116,7 @@ async fn local_steps(
     let t = Instant::now();
     let r = import_file(store, &mapping, &file, None, &opts).await?;
     steps.import = secs(t);
+    steps.peak_mb_after.push(("import", peak_memory_mb()));
     if r.imported as usize != spec.calls {
         anyhow::bail!(
             "imported {} of {} synthetic calls ({} rejected, {} unmatched)",
@@ -120,6 +129,7 @@ async fn local_steps(
     let t = Instant::now();
     crate::cdr::rerate(store, period.previous(), tz, config.cdr.country).await?;
     steps.rate = secs(t);
+    steps.peak_mb_after.push(("rate", peak_memory_mb()));
 
     // No clients: the run computes and records, and its outbox waits for the push.
     let t = Instant::now();
@@ -127,6 +137,9 @@ async fn local_steps(
         .run_period(period)
         .await?;
     steps.compute_record = secs(t);
+    steps
+        .peak_mb_after
+        .push(("compute_record", peak_memory_mb()));
     Ok((steps, world))
 }
 
@@ -284,6 +297,7 @@ pub async fn run(base: &Config, a: CycleArgs, as_json: bool) -> anyhow::Result<(
     let real = Instant::now();
     let (drains, failed) = push_all(&p, &clock).await?;
     let push_real = secs(real);
+    let peak_after_push = peak_memory_mb();
     let simulated = (clock.now() - start).num_seconds().max(0) as u64;
 
     // The push's figures, before the resync adds to the counters.
@@ -379,7 +393,7 @@ pub async fn run(base: &Config, a: CycleArgs, as_json: bool) -> anyhow::Result<(
             "throttled": autotask_throttled,
             "lower_bound_seconds": at_lb,
         },
-        "push": {"drains": drains, "failed": failed.len(), "real_seconds": push_real,
+        "push": {"peak_memory_mb_after": peak_after_push, "drains": drains, "failed": failed.len(), "real_seconds": push_real,
                  "simulated_seconds": simulated, "lower_bound_seconds": lower,
                  "ratio": ratio(simulated, lower)},
         "resync": resync,
