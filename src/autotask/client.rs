@@ -13,11 +13,13 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 
-use super::pace::Pacer;
 use super::query::Filter;
 use super::wire::{self, Page};
 use super::{AutotaskConfig, AutotaskError};
-use crate::http::{Failure, Retries, retry_after, retrying};
+use crate::clock::{Clock, SystemClock};
+use crate::http::pace::{ClockSleeper, Pace, Rate};
+use crate::http::retry::retrying_with;
+use crate::http::{Failure, Retries, retry_after};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -31,7 +33,9 @@ pub(super) struct Inner {
     pub(super) store: Store,
     zone: Mutex<Option<url::Url>>,
     endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
-    pub(super) pacer: Pacer,
+    /// This client's share of the tenant's hourly budget, paced on `clock`.
+    pub(super) pacer: Pace,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for AutotaskClient {
@@ -65,6 +69,15 @@ pub(super) enum Repeat {
 
 impl AutotaskClient {
     pub async fn new(cfg: &AutotaskConfig, store: Store) -> Result<Self, AutotaskError> {
+        Self::new_on(cfg, store, Arc::new(SystemClock)).await
+    }
+
+    /// A client whose pacing and waits run on `clock` (the bench's scaled clock).
+    pub async fn new_on(
+        cfg: &AutotaskConfig,
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, AutotaskError> {
         if cfg.username.is_none() {
             return Err(AutotaskError::NotConfigured(
                 "autotask.username, autotask.secret and autotask.integration_code are all needed"
@@ -87,11 +100,15 @@ impl AutotaskClient {
                 store,
                 zone: Mutex::new(None),
                 endpoints: Mutex::new(HashMap::new()),
-                pacer: Pacer::new(
-                    limit,
-                    Duration::from_secs(cfg.budget_window_secs),
+                pacer: Pace::new(
+                    &[Rate::new(
+                        limit,
+                        Duration::from_secs(cfg.budget_window_secs),
+                    )],
                     Duration::from_secs(cfg.max_budget_wait_secs),
+                    clock.clone(),
                 ),
+                clock,
             }),
         })
     }
@@ -168,7 +185,8 @@ impl AutotaskClient {
         let endpoint = endpoint_of(path_or_url);
         let retries = Retries::new(self.inner.cfg.retry_base_ms, self.inner.cfg.max_retries);
         let re_resolved = AtomicBool::new(false);
-        retrying(retries, || {
+        let sleep = ClockSleeper(self.inner.clock.clone());
+        retrying_with(retries, sleep, || {
             self.attempt(&method, path_or_url, body, repeat, &endpoint, &re_resolved)
         })
         .await
@@ -261,11 +279,15 @@ impl AutotaskClient {
             zone.join(path_or_url)
                 .map_err(|e| Failure::Final(AutotaskError::Decode(e.to_string())))?
         };
-        if let Err(wait) = self.inner.pacer.acquire().await {
-            return Err(Failure::Final(AutotaskError::BudgetSpent {
-                retry_after: wait,
-            }));
-        }
+        // Held until the answer is in.
+        let _paced = match self.inner.pacer.acquire().await {
+            Ok(p) => p,
+            Err(wait) => {
+                return Err(Failure::Final(AutotaskError::BudgetSpent {
+                    retry_after: wait,
+                }));
+            }
+        };
         let sem = self.slot(endpoint).await;
         let _permit = sem
             .acquire()
@@ -407,13 +429,13 @@ impl AutotaskClient {
         let share = (budget as f64 * self.inner.cfg.budget_share).floor() as i64;
         // Never take the tenant past its budget, even when the others used more than their half.
         let limit = share.min(budget - used).max(1) as usize;
-        self.inner.pacer.set_limit(limit).await;
+        self.inner.pacer.set_max(0, limit);
         tracing::info!(budget, used, limit, "Autotask pacing set for this run");
         Ok(t)
     }
 
     pub async fn pace_limit(&self) -> usize {
-        self.inner.pacer.limit().await
+        self.inner.pacer.max(0).unwrap_or(1)
     }
 }
 

@@ -7,7 +7,6 @@ mod charges;
 mod client;
 mod config;
 mod lookups;
-mod pace;
 pub mod query;
 pub mod wire;
 

@@ -68,6 +68,8 @@ pub struct SummaryArgs {
 pub enum BenchCmd {
     /// CDR import, rating and summary throughput on synthetic data
     Cdr(super::bench::BenchArgs),
+    /// A month's billing cycle at a reseller's size against stand-ins enforcing the real limits
+    Cycle(super::bench_cycle::CycleArgs),
 }
 
 fn options(ctx: &Ctx) -> ImportOptions {
@@ -317,5 +319,6 @@ pub async fn summary(ctx: &Ctx, a: SummaryArgs) -> anyhow::Result<()> {
 pub async fn bench(ctx: &Ctx, c: BenchCmd) -> anyhow::Result<()> {
     match c {
         BenchCmd::Cdr(a) => super::bench::run(&ctx.config, a).await,
+        BenchCmd::Cycle(a) => super::bench_cycle::run(&ctx.config, a, ctx.json).await,
     }
 }

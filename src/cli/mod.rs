@@ -5,6 +5,7 @@
 pub mod autotask;
 pub mod backup;
 pub mod bench;
+pub mod bench_cycle;
 pub mod billing;
 pub mod cdr;
 pub mod customer;

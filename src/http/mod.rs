@@ -1,9 +1,10 @@
 //! What the HTTP edges share: serving an axum router on a bound address (the stand-ins and the
 //! daemon's metrics endpoint), the one retry policy of the Xero and Autotask clients (backon,
 //! honouring `Retry-After`), and decimals as exact JSON numbers. Knows nothing of Xero, Autotask
-//! or billing.
+//! or billing. `pace.rs` paces a client to a remote's rate limits on an injected clock.
 
 pub mod json;
+pub mod pace;
 pub mod retry;
 
 use std::net::SocketAddr;

@@ -4,7 +4,9 @@
 //! (with fault injection: 429, 500, timeouts, a response dropped after a create).
 
 pub mod autotask;
+pub mod bulk;
 pub mod faults;
+pub mod limits;
 pub mod world;
 pub mod xero;
 
@@ -35,6 +37,9 @@ pub fn xero_config(base: &str) -> XeroConfig {
         authorize_url: format!("{base}/identity/connect/authorize"),
         retry_base_ms: 10,
         timeout_secs: 5,
+        // The stand-ins enforce no limits unless asked to (the bench sets Xero's own).
+        requests_per_minute: 1_000_000,
+        requests_per_day: 1_000_000,
         ..XeroConfig::default()
     }
 }
@@ -65,8 +70,34 @@ pub struct Sandboxes {
 impl Sandboxes {
     /// Starts both on `127.0.0.1` (port 0: any free port).
     pub async fn start(xero_port: u16, autotask_port: u16) -> std::io::Result<Sandboxes> {
-        let xero = xero::XeroSandbox::new();
-        let autotask = autotask::AutotaskSandbox::new();
+        Self::start_these(
+            xero::XeroSandbox::new(),
+            autotask::AutotaskSandbox::new(),
+            xero_port,
+            autotask_port,
+        )
+        .await
+    }
+
+    /// Both, enforcing Xero's and Autotask's limits on `clock` (a scaled one for the bench).
+    pub async fn start_limited(
+        clock: std::sync::Arc<dyn crate::clock::Clock>,
+    ) -> std::io::Result<Sandboxes> {
+        Self::start_these(
+            xero::XeroSandbox::limited(clock.clone()),
+            autotask::AutotaskSandbox::limited(clock),
+            0,
+            0,
+        )
+        .await
+    }
+
+    async fn start_these(
+        xero: xero::XeroSandbox,
+        autotask: autotask::AutotaskSandbox,
+        xero_port: u16,
+        autotask_port: u16,
+    ) -> std::io::Result<Sandboxes> {
         let (xa, xh) = serve(xero.router(), SocketAddr::from(([127, 0, 0, 1], xero_port))).await?;
         let (aa, ah) = serve(
             autotask.router(),

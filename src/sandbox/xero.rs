@@ -16,6 +16,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Value, json};
 
 use super::faults::{Fault, Faults};
+use super::limits::{LimitRules, Limiter, enforce};
 use crate::http::json::number as num;
 
 pub const TENANT_ID: &str = "0f4c8a1e-5b0e-4c1a-9d55-5a6b1f2e3d4c";
@@ -39,6 +40,8 @@ struct State_ {
 pub struct XeroSandbox {
     state: Arc<Mutex<State_>>,
     pub faults: Arc<Faults>,
+    /// Counts every request by kind; enforces Xero's limits when built by [`XeroSandbox::limited`].
+    pub limits: Arc<Limiter>,
 }
 
 fn round2(d: Decimal) -> Decimal {
@@ -56,6 +59,19 @@ fn dec(v: &Value) -> Decimal {
 impl XeroSandbox {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A stand-in that enforces Xero's limits (60 a minute, 5,000 a day, 5 at once) on `clock`.
+    pub fn limited(clock: Arc<dyn crate::clock::Clock>) -> Self {
+        Self::limited_by(LimitRules::xero(), clock)
+    }
+
+    /// A stand-in that enforces `rules` on `clock` (tests shrink a limit to reach it quickly).
+    pub fn limited_by(rules: LimitRules, clock: Arc<dyn crate::clock::Clock>) -> Self {
+        XeroSandbox {
+            limits: Arc::new(Limiter::enforcing(rules, clock)),
+            ..Self::default()
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State_) -> T) -> T {
@@ -239,6 +255,10 @@ impl XeroSandbox {
                 get(list_contacts).put(create_contacts),
             )
             .with_state(self.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                self.limits.clone(),
+                enforce,
+            ))
     }
 }
 

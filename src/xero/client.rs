@@ -19,9 +19,12 @@ use super::{
     ContactDraft, CreditNoteDraft, EmailOutcome, InvoiceDraft, InvoiceOutcome, RemoteCreditNote,
     RemoteInvoice, XeroConfig, XeroError, auth,
 };
+use crate::clock::{Clock, SystemClock};
 use crate::domain::invoice::InvoiceState;
 use crate::domain::{Money, XeroContactId};
-use crate::http::{Failure, Retries, retry_after, retrying};
+use crate::http::pace::{ClockSleeper, Pace, Rate};
+use crate::http::retry::retrying_with;
+use crate::http::{Failure, Retries, retry_after};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -38,6 +41,9 @@ struct Inner {
     token: Mutex<Option<auth::Token>>,
     tenant: Mutex<Option<String>>,
     me: String,
+    /// Xero's minute and day limits, paced on `clock` (0 429s: the limits are not learnt from them).
+    pace: Pace,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for XeroClient {
@@ -55,6 +61,15 @@ struct Reply {
 
 impl XeroClient {
     pub async fn new(cfg: &XeroConfig, store: Store) -> Result<Self, XeroError> {
+        Self::new_on(cfg, store, Arc::new(SystemClock)).await
+    }
+
+    /// A client whose pacing and waits run on `clock` (the bench's scaled clock).
+    pub async fn new_on(
+        cfg: &XeroConfig,
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, XeroError> {
         // A secret is asked for only here, when a command uses Xero.
         if cfg.is_configured() {
             cfg.client_secret()
@@ -75,6 +90,15 @@ impl XeroClient {
                 token: Mutex::new(None),
                 tenant: Mutex::new(cfg.tenant_id.clone()),
                 me,
+                pace: Pace::new(
+                    &[
+                        Rate::new(cfg.requests_per_minute as usize, Duration::from_secs(60)),
+                        Rate::new(cfg.requests_per_day as usize, Duration::from_secs(86_400)),
+                    ],
+                    Duration::from_secs(60),
+                    clock.clone(),
+                ),
+                clock,
             }),
         })
     }
@@ -188,7 +212,8 @@ impl XeroClient {
     ) -> Result<Reply, XeroError> {
         let retries = Retries::new(self.inner.cfg.retry_base_ms, self.inner.cfg.max_retries);
         let refreshed = AtomicBool::new(false);
-        retrying(retries, || {
+        let sleep = ClockSleeper(self.inner.clock.clone());
+        retrying_with(retries, sleep, || {
             self.attempt(&method, path, query, body, key, &refreshed)
         })
         .await
@@ -273,6 +298,12 @@ impl XeroClient {
     ) -> Result<RawReply, XeroError> {
         let token = self.token(false).await?;
         let tenant = self.tenant().await?;
+        // Held until the answer is in. A long wait (the day's budget spent) is the outbox's:
+        // the entry is parked.
+        let _paced = match self.inner.pace.acquire().await {
+            Ok(p) => p,
+            Err(wait) => return Err(XeroError::RateLimited { retry_after: wait }),
+        };
         let _slot = self
             .inner
             .slots

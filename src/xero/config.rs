@@ -101,6 +101,10 @@ pub struct XeroConfig {
     pub max_concurrent: u32,
     /// Invoices per create request.
     pub batch_size: u32,
+    /// The requests this client sends in any minute and in any day (Xero allows an organisation
+    /// 60 and 5,000, emails included): it paces itself instead of learning the limits from 429s.
+    pub requests_per_minute: u32,
+    pub requests_per_day: u32,
     /// AUTHORISED (default) or DRAFT.
     pub invoice_status: InvoiceStatus,
     /// Also send the local number as Xero's InvoiceNumber (it must not clash with Xero's numbering).
@@ -136,6 +140,8 @@ impl Default for XeroConfig {
             authorize_url: "https://login.xero.com/identity/connect/authorize".into(),
             max_concurrent: 3,
             batch_size: 50,
+            requests_per_minute: 60,
+            requests_per_day: 5_000,
             invoice_status: InvoiceStatus::Authorised,
             send_invoice_number: false,
             account_code: "200".into(),
@@ -203,6 +209,11 @@ impl XeroConfig {
                 "must be 1–100 invoices per request",
             ));
         }
+        at_least_one(
+            "xero.requests_per_minute",
+            u64::from(self.requests_per_minute),
+        )?;
+        at_least_one("xero.requests_per_day", u64::from(self.requests_per_day))?;
         at_least_one("xero.timeout_secs", self.timeout_secs)?;
         at_least_one("xero.retry_base_ms", self.retry_base_ms)?;
         for (key, url) in [

@@ -23,6 +23,7 @@ mod demo;
 mod duplicates;
 mod faults;
 mod kills;
+mod limits;
 mod money_model;
 mod ops_cli;
 mod outage;
