@@ -258,6 +258,26 @@ pub fn schedule_of(config: &Config) -> Result<Schedule, String> {
     Schedule::parse(&config.schedule.cron, config.schedule_tz())
 }
 
+/// "2026-12-01 02:00 AEDT (period 2026-12)", skipping the periods `is_done` says are billed; a
+/// period whose time has passed and that is not billed yet is "due since …".
+pub fn next_run_skipping(
+    config: &Config,
+    now: DateTime<Utc>,
+    is_done: impl Fn(Period) -> bool,
+) -> String {
+    match schedule_of(config) {
+        Ok(s) => match s.next_run(now, is_done) {
+            Some((t, p)) if t <= now => format!(
+                "period {p}, due since {} (the daemon runs it at its next tick)",
+                s.describe(t)
+            ),
+            Some((t, p)) => format!("{} (period {p})", s.describe(t)),
+            None => "none in the next two years (check schedule.cron)".into(),
+        },
+        Err(e) => format!("unknown: {e}"),
+    }
+}
+
 /// "2026-12-01 02:00 AEDT (period 2026-12)".
 pub fn next_run_description(config: &Config, now: DateTime<Utc>) -> String {
     match schedule_of(config) {

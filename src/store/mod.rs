@@ -16,8 +16,10 @@ mod catalogue;
 mod config;
 mod connect;
 mod customers;
+mod installation;
 mod items;
 pub mod outbox;
+mod outbox_control;
 pub mod owed;
 mod rerate;
 pub mod runs;
@@ -32,6 +34,7 @@ pub use config::DatabaseConfig;
 pub use connect::{BackupError, BackupReport};
 pub use customers::Upsert;
 pub use items::NewItem;
+pub use outbox_control::{ListedEntry, SkippedAction};
 pub use rerate::Repriced;
 
 use crate::domain::DomainError;
