@@ -42,7 +42,12 @@ pub async fn tick(
         match p.run_period(period).await {
             Ok(r) => {
                 tracing::info!(%period, invoices = r.invoices_created.len(), "billing run done");
-                metrics.record_run(&period.to_string(), true, p.now().timestamp());
+                // A run whose push had a refused action is not a success to alert on.
+                let ok = r.push.failed.is_empty();
+                if !ok {
+                    tracing::warn!(%period, failed = r.push.failed.len(), "billing run done, but remote actions failed; see `rebilld outbox list --failed`");
+                }
+                metrics.record_run(&period.to_string(), ok, p.now().timestamp());
                 metrics.record_push(&r.push);
                 ran.push(period);
             }
@@ -96,9 +101,21 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
     let mut schedule = schedule_of(&config).map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
     if let Some(listen) = config.metrics.listen.as_deref().filter(|l| !l.is_empty()) {
         let addr = listen.parse()?;
-        let (bound, _) =
-            crate::http::serve(super::metrics::router(metrics.clone(), store.clone()), addr)
-                .await?;
+        let (bound, _) = crate::http::serve(
+            super::metrics::router_with(
+                metrics.clone(),
+                store.clone(),
+                super::metrics::Health {
+                    clock: pipeline.clock.clone(),
+                    failed_action_alert: i64::try_from(config.metrics.failed_action_alert_secs)
+                        .ok()
+                        .and_then(chrono::Duration::try_seconds)
+                        .unwrap_or(chrono::Duration::MAX),
+                },
+            ),
+            addr,
+        )
+        .await?;
         tracing::info!(%bound, "metrics and health endpoint listening");
     }
     let wake = Arc::new(Notify::new());

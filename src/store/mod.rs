@@ -34,7 +34,7 @@ pub use config::DatabaseConfig;
 pub use connect::{BackupError, BackupReport};
 pub use customers::Upsert;
 pub use items::NewItem;
-pub use outbox_control::{ListedEntry, SkippedAction};
+pub use outbox_control::{ListedEntry, OUTBOX_STATES, OutboxHealth, SkippedAction};
 pub use rerate::Repriced;
 
 use crate::domain::DomainError;

@@ -231,3 +231,55 @@ impl Store {
         parse_rows(rows)
     }
 }
+
+/// The open outbox as on-call watches it: counts by system and state, and since when the oldest
+/// failed action has stood failed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutboxHealth {
+    /// (system, state, count): state is "pending" (due now), "parked" (waiting for a later time:
+    /// a rate limit, a budget, a back-off), "in_flight" or "failed".
+    pub counts: Vec<(crate::domain::RemoteSystem, &'static str, i64)>,
+    pub oldest_failed: Option<DateTime<Utc>>,
+}
+
+/// The states `OutboxHealth` counts, in order.
+pub const OUTBOX_STATES: [&str; 4] = ["pending", "parked", "in_flight", "failed"];
+
+impl Store {
+    /// The open outbox by system and state at `now`, and the oldest failure. Also the health
+    /// check's database probe: an error means the database did not answer.
+    pub async fn outbox_health(&self, now: DateTime<Utc>) -> Result<OutboxHealth, StoreError> {
+        let rows: Vec<(String, String, i64, i64)> = on_db!(self, p => sqlx::query_as(
+            "SELECT action, status, \
+             CAST(CASE WHEN status = 'pending' AND next_attempt_at > $1 THEN 1 ELSE 0 END AS BIGINT) AS later, \
+             COUNT(*) FROM outbox WHERE skipped_at IS NULL AND status IN ('pending', 'in_flight', 'failed') \
+             GROUP BY action, status, later")
+            .bind(now)
+            .fetch_all(p)
+            .await?);
+        let mut counts: std::collections::BTreeMap<
+            (crate::domain::RemoteSystem, &'static str),
+            i64,
+        > = std::collections::BTreeMap::new();
+        for (action, status, later, n) in rows {
+            let action: OutboxAction = action
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("outbox: {e}")))?;
+            let state = match (status.as_str(), later) {
+                ("pending", 1) => "parked",
+                ("pending", _) => "pending",
+                ("in_flight", _) => "in_flight",
+                _ => "failed",
+            };
+            *counts.entry((action.system(), state)).or_default() += n;
+        }
+        let oldest_failed: Option<DateTime<Utc>> = on_db!(self, p => sqlx::query_scalar(
+            "SELECT updated_at FROM outbox WHERE skipped_at IS NULL AND status = 'failed' ORDER BY updated_at LIMIT 1")
+            .fetch_optional(p)
+            .await?);
+        Ok(OutboxHealth {
+            counts: counts.into_iter().map(|((s, st), n)| (s, st, n)).collect(),
+            oldest_failed,
+        })
+    }
+}

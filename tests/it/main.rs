@@ -20,6 +20,7 @@ mod daemon;
 mod demo;
 mod exit_status;
 mod faults;
+mod health;
 mod installation;
 mod ops_cli;
 mod outbox_control;
