@@ -40,6 +40,9 @@ pub enum InvoiceCmd {
     },
     /// Show one invoice (by number) with its lines, outbox and ledger
     Show { number: String },
+    /// Email a Xero invoice again (after an address was added, or the customer enabled again);
+    /// refused for a disabled customer; Xero's daily email cap parks it (exit 75)
+    Email { number: String },
     /// Write a period's invoices in Xero's invoice import CSV layout
     Export {
         #[arg(long)]
@@ -56,6 +59,7 @@ pub async fn invoice(ctx: &Ctx, cmd: InvoiceCmd) -> anyhow::Result<()> {
     match cmd {
         InvoiceCmd::List { period, customer } => list(ctx, period, customer).await,
         InvoiceCmd::Show { number } => show(ctx, &number).await,
+        InvoiceCmd::Email { number } => super::invoice::email(ctx, &number).await,
         InvoiceCmd::Export {
             period,
             format: _,
@@ -260,7 +264,7 @@ pub fn current_period(ctx: &Ctx) -> Period {
     Period::containing(chrono::Utc::now(), ctx.config.business.tz())
 }
 
-async fn pipeline(ctx: &Ctx) -> anyhow::Result<crate::pipeline::Pipeline> {
+pub(super) async fn pipeline(ctx: &Ctx) -> anyhow::Result<crate::pipeline::Pipeline> {
     Ok(crate::pipeline::Pipeline::from_config(ctx.store.clone(), ctx.config.clone()).await?)
 }
 
@@ -296,7 +300,7 @@ pub fn print_run(ctx: &Ctx, r: &crate::pipeline::RunReport) {
     print_push(&r.push);
 }
 
-fn print_push(p: &crate::pipeline::PushReport) {
+pub(super) fn print_push(p: &crate::pipeline::PushReport) {
     println!(
         "  pushed: {} Xero invoice(s) created, {} found again, {} emailed, {} Autotask charge(s), {} update(s)",
         p.xero_invoices_created.len(),

@@ -13,6 +13,7 @@
 
 mod drafts;
 pub mod export;
+pub mod invoice_actions;
 mod lease;
 mod push;
 mod reconcile;

@@ -283,3 +283,53 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// Queues one more email of a Xero invoice (`invoice email NUMBER`), due at `now`, audited as
+    /// `actor`'s. Its key is new (the n-th email of the invoice), so Xero does not answer it as a
+    /// replay of the first. Refused while an email of the invoice is still waiting or failed.
+    pub async fn queue_email_again(
+        &self,
+        invoice: InvoiceId,
+        key_base: &str,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<OutboxEntry, StoreError> {
+        let id: i64 = on_db!(self, p => {
+            let mut tx = p.begin().await?;
+            let emails: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT id, CASE WHEN skipped_at IS NULL THEN status ELSE 'skipped' END FROM outbox \
+                 WHERE invoice_id = $1 AND action = $2 ORDER BY id",
+            )
+            .bind(invoice.get())
+            .bind(OutboxAction::XeroEmail.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            if let Some((open, status)) = emails
+                .iter()
+                .find(|(_, s)| matches!(s.as_str(), "pending" | "in_flight" | "failed"))
+            {
+                return Err(StoreError::Refused(format!(
+                    "an email of this invoice is already {}: outbox entry {open} (`rebilld outbox list`)",
+                    status.replace('_', " ")
+                )));
+            }
+            let key = format!("{key_base}:again-{}", emails.len() + 1);
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO outbox (idempotency_key, action, invoice_id, status, not_before, next_attempt_at, \
+                 created_at, updated_at) VALUES ($1, $2, $3, 'pending', $4, $4, $4, $4) RETURNING id",
+            )
+            .bind(&key)
+            .bind(OutboxAction::XeroEmail.as_str())
+            .bind(invoice.get())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let after = json!({"outbox_id": id, "key": key});
+            write_audit!(&mut *tx, actor, "invoice", invoice, "email_again", None::<serde_json::Value>, Some(after))?;
+            tx.commit().await?;
+            id
+        });
+        self.outbox_entry(OutboxId::new(id)?).await
+    }
+}

@@ -279,3 +279,35 @@ async fn invoice_show_prints_the_link_that_opens_the_invoice_in_xero() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["xero_url"], link.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoice_email_exits_0_once_sent_and_1_for_a_disabled_customer() {
+    let app = TestApp::sqlite().await;
+    let w = build(&app).await;
+    let run = rebilld(&app, &w, &["run", "--period", "2026-11"]);
+    assert_eq!(code(&run), 0, "{}", said(&run));
+    let number = |c: rebill::domain::CustomerId| {
+        let store = app.store.clone();
+        async move {
+            store
+                .invoices(Some(Period::parse("2026-11").unwrap()), Some(c))
+                .await
+                .unwrap()[0]
+                .number
+                .clone()
+        }
+    };
+    let enabled = number(w.enabled.id).await;
+    let sent = rebilld(&app, &w, &["invoice", "email", &enabled]);
+    assert_eq!(code(&sent), 0, "{}", said(&sent));
+    assert_eq!(w.sandboxes.xero.emails().len(), 2);
+    let disabled = number(w.disabled.id).await;
+    let refused = rebilld(&app, &w, &["invoice", "email", &disabled]);
+    assert_eq!(code(&refused), 1, "{}", said(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("disabled"),
+        "{}",
+        said(&refused)
+    );
+    assert_eq!(w.sandboxes.xero.emails().len(), 2);
+}

@@ -22,6 +22,7 @@ mod exit_status;
 mod faults;
 mod health;
 mod installation;
+mod invoice_actions;
 mod ops_cli;
 mod outbox_control;
 mod stale_actions;
