@@ -29,7 +29,13 @@ pub struct Metrics {
     last_success: Family<Labels, Gauge>,
     outbox_actions: Family<Labels, Gauge>,
     oldest_failed_age: Gauge,
+    xero_access_expiry: Gauge,
+    xero_refresh_expiry: Gauge,
+    xero_grant_usable: Gauge,
 }
+
+/// How long Xero keeps a refresh token usable after it was issued.
+const XERO_REFRESH_TOKEN_DAYS: i64 = 60;
 
 fn label(name: &str, value: &str) -> Labels {
     vec![(name.to_string(), value.to_string())]
@@ -50,6 +56,9 @@ impl Default for Metrics {
             last_success: Family::default(),
             outbox_actions: Family::default(),
             oldest_failed_age: Gauge::default(),
+            xero_access_expiry: Gauge::default(),
+            xero_refresh_expiry: Gauge::default(),
+            xero_grant_usable: Gauge::default(),
             registry: Registry::default(),
         };
         // The library appends `_total` to counters and a full stop to the help.
@@ -107,6 +116,21 @@ impl Default for Metrics {
             "rebill_oldest_failed_action_age_seconds",
             "How long the oldest failed remote action has stood failed (0: none)",
             m.oldest_failed_age.clone(),
+        );
+        registry.register(
+            "rebill_xero_access_token_expiry_timestamp_seconds",
+            "When the stored Xero access token expires (0: none; it is renewed on demand)",
+            m.xero_access_expiry.clone(),
+        );
+        registry.register(
+            "rebill_xero_refresh_token_expiry_timestamp_seconds",
+            "When the stored Xero refresh token expires unless used (60 days after it was issued; 0: none)",
+            m.xero_refresh_expiry.clone(),
+        );
+        registry.register(
+            "rebill_xero_grant_usable",
+            "1 while a Xero grant is stored that can get a token (client credentials, or a refresh token); 0 after a revoked grant: run `rebilld xero connect`",
+            m.xero_grant_usable.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -180,6 +204,19 @@ impl Metrics {
                 .oldest_failed
                 .map_or(0, |t| (now - t).num_seconds().max(0)),
         );
+        let token = store.xero_token_times().await?;
+        let ts = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or(0, |t| t.timestamp());
+        self.xero_access_expiry
+            .set(ts(token.as_ref().and_then(|t| t.access_expires_at)));
+        self.xero_refresh_expiry
+            .set(ts(token.as_ref().filter(|t| t.has_refresh_token).map(
+                |t| t.updated_at + chrono::Duration::days(XERO_REFRESH_TOKEN_DAYS),
+            )));
+        self.xero_grant_usable
+            .set(i64::from(token.as_ref().is_some_and(|t| {
+                t.has_refresh_token
+                    || t.grant_type == crate::xero::XeroGrant::CustomConnection.as_str()
+            })));
         for run in store.last_runs(24).await? {
             if run.status == crate::domain::RunStatus::Done
                 && let Some(at) = run.finished_at

@@ -122,7 +122,71 @@ async fn health_is_503_when_the_database_does_not_answer(app: TestApp) {
     assert!(down.text().await.unwrap().contains("database"));
 }
 
+fn gauge(text: &str, name: &str) -> i64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+async fn metrics_show_when_the_xero_tokens_expire_and_a_revoked_grant(app: TestApp) {
+    let w = build(&app).await;
+    let clock = w.clock.clone();
+    let addr = serve(&app, clock).await;
+    let scrape = || async move {
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let none = scrape().await;
+    assert_eq!(gauge(&none, "rebill_xero_grant_usable"), 0, "no grant yet");
+    assert_eq!(
+        gauge(&none, "rebill_xero_access_token_expiry_timestamp_seconds"),
+        0
+    );
+    // An authorization-code grant (the tokens are never read for the metrics).
+    let access_until: chrono::DateTime<chrono::Utc> = "2026-12-01T14:00:00Z".parse().unwrap();
+    app.store
+        .save_xero_grant(&rebill::store::xero::XeroTokenRow {
+            grant_type: "authorization_code".into(),
+            access_token: Some("sealed-access".into()),
+            access_expires_at: Some(access_until),
+            refresh_token: Some("sealed-refresh".into()),
+            tenant_id: None,
+            refresh_count: 0,
+        })
+        .await
+        .unwrap();
+    let times = app.store.xero_token_times().await.unwrap().unwrap();
+    let text = scrape().await;
+    assert_eq!(gauge(&text, "rebill_xero_grant_usable"), 1);
+    assert_eq!(
+        gauge(&text, "rebill_xero_access_token_expiry_timestamp_seconds"),
+        access_until.timestamp()
+    );
+    assert_eq!(
+        gauge(&text, "rebill_xero_refresh_token_expiry_timestamp_seconds"),
+        (times.updated_at + chrono::Duration::days(60)).timestamp()
+    );
+    // Xero refused the grant: its tokens are cleared, and the gauge says so.
+    app.store.revoke_xero_grant("sealed-refresh").await.unwrap();
+    let revoked = scrape().await;
+    assert_eq!(gauge(&revoked, "rebill_xero_grant_usable"), 0);
+    assert_eq!(
+        gauge(
+            &revoked,
+            "rebill_xero_refresh_token_expiry_timestamp_seconds"
+        ),
+        0
+    );
+}
+
 backend_tests!(
+    metrics_show_when_the_xero_tokens_expire_and_a_revoked_grant,
     health_is_503_once_an_action_has_stood_failed_longer_than_the_alert_time,
     metrics_read_the_last_successful_run_from_the_database_after_a_restart,
     health_is_503_when_the_database_does_not_answer,
