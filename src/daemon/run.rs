@@ -149,10 +149,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
     wake.notify_one(); // catch-up on start
     loop {
         heartbeat.store(Utc::now().timestamp(), Ordering::Relaxed);
-        let idle = format!(
-            "idle, next run {}",
-            next_run_description(&pipeline.config, pipeline.now())
-        );
+        let idle = format!("idle, next run {}", next_run_not_billed(&pipeline).await);
         notify_status(&idle);
         tokio::select! {
             _ = stop.notified() => break,
@@ -293,6 +290,21 @@ pub fn next_run_skipping(
         },
         Err(e) => format!("unknown: {e}"),
     }
+}
+
+/// The next run as the systemd status line says it: never a period already billed (a manual
+/// `rebilld run` may have billed the coming one); the schedule alone if the database does not
+/// answer.
+async fn next_run_not_billed(p: &Pipeline) -> String {
+    let done: Vec<Period> = match p.store.last_runs(3).await {
+        Ok(runs) => runs
+            .into_iter()
+            .filter(|r| r.status == RunStatus::Done)
+            .map(|r| r.period)
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    next_run_skipping(&p.config, p.now(), |q| done.contains(&q))
 }
 
 /// "2026-12-01 02:00 AEDT (period 2026-12)".
