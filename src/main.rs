@@ -4,8 +4,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use rebill::cli::exit::ExitStatus;
 use rebill::cli::{self, Cli, Ctx};
-use rebill::config::{Config, ConfigError, EXIT_CONFIG};
+use rebill::config::Config;
 use rebill::store::Store;
 
 fn main() -> ExitCode {
@@ -15,7 +16,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("rebilld: {e}");
-            return ExitCode::from(EXIT_CONFIG as u8);
+            return ExitCode::from(ExitStatus::Config.code());
         }
     };
     let format = args.log_format.unwrap_or(config.log.format);
@@ -34,28 +35,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rebilld: {e:#}");
-            if is_config_error(&e) {
-                ExitCode::from(EXIT_CONFIG as u8)
-            } else {
-                ExitCode::from(cli::exit_code(&e))
-            }
+            ExitCode::from(cli::exit_code(&e))
         }
     }
-}
-
-/// A configuration error found once a command needed it (a secret of the integration it uses).
-fn is_config_error(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.is::<ConfigError>()
-            || matches!(
-                c.downcast_ref::<rebill::xero::XeroError>(),
-                Some(rebill::xero::XeroError::NotConfigured(_))
-            )
-            || matches!(
-                c.downcast_ref::<rebill::autotask::AutotaskError>(),
-                Some(rebill::autotask::AutotaskError::NotConfigured(_))
-            )
-    })
 }
 
 async fn run(args: Cli, config: Config) -> anyhow::Result<()> {

@@ -6,10 +6,6 @@ use serde_json::json;
 
 use super::Ctx;
 use super::output::say;
-use crate::store::BackupError;
-
-/// The exit status when there is nothing this command can do as asked (PostgreSQL: use pg_dump).
-pub const EXIT_USAGE: u8 = 2;
 
 pub async fn backup(ctx: &Ctx, path: &Path) -> anyhow::Result<()> {
     let r = ctx.store.backup_to(path).await?;
@@ -23,12 +19,4 @@ pub async fn backup(ctx: &Ctx, path: &Path) -> anyhow::Result<()> {
         json!(r),
     );
     Ok(())
-}
-
-/// The exit status for an error of this command, when it is not the usual 1.
-pub fn exit_code(e: &anyhow::Error) -> Option<u8> {
-    match e.downcast_ref::<BackupError>() {
-        Some(BackupError::Postgres) => Some(EXIT_USAGE),
-        _ => None,
-    }
 }

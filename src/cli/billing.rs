@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::Ctx;
+use super::exit::{ExitStatus, Unfinished, push_outcome};
 use super::output::table;
 use crate::domain::{CustomerId, Period, RemoteSystem};
 
@@ -39,6 +40,9 @@ pub enum InvoiceCmd {
     },
     /// Show one invoice (by number) with its lines, outbox and ledger
     Show { number: String },
+    /// Email a Xero invoice again (after an address was added, or the customer enabled again);
+    /// refused for a disabled customer; Xero's daily email cap parks it (exit 75)
+    Email { number: String },
     /// Write a period's invoices in Xero's invoice import CSV layout
     Export {
         #[arg(long)]
@@ -55,6 +59,7 @@ pub async fn invoice(ctx: &Ctx, cmd: InvoiceCmd) -> anyhow::Result<()> {
     match cmd {
         InvoiceCmd::List { period, customer } => list(ctx, period, customer).await,
         InvoiceCmd::Show { number } => show(ctx, &number).await,
+        InvoiceCmd::Email { number } => super::invoice::email(ctx, &number).await,
         InvoiceCmd::Export {
             period,
             format: _,
@@ -141,6 +146,7 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
         println!(
             "{}",
             json!({"invoice": i, "tax": tax, "total_with_tax": tax.map(|t| i.total() + t),
+                   "xero_url": i.xero_invoice_id.as_deref().map(super::invoice::xero_link),
                    "lines": lines, "outbox": outbox, "ledger": ledger})
         );
         return Ok(());
@@ -166,6 +172,9 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
             i.xero_status.as_deref().unwrap_or("")
         ),
         RemoteSystem::Autotask => println!("  autotask: contract charges (never sent to Xero)"),
+    }
+    if let Some(id) = &i.xero_invoice_id {
+        println!("  open in Xero: {}", super::invoice::xero_link(id));
     }
     println!("  email: {}", email_state(&i, ctx.config.business.tz()));
     println!();
@@ -255,7 +264,7 @@ pub fn current_period(ctx: &Ctx) -> Period {
     Period::containing(chrono::Utc::now(), ctx.config.business.tz())
 }
 
-async fn pipeline(ctx: &Ctx) -> anyhow::Result<crate::pipeline::Pipeline> {
+pub(super) async fn pipeline(ctx: &Ctx) -> anyhow::Result<crate::pipeline::Pipeline> {
     Ok(crate::pipeline::Pipeline::from_config(ctx.store.clone(), ctx.config.clone()).await?)
 }
 
@@ -266,7 +275,7 @@ pub async fn run_now(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
     let _signals = stop_on_signals(ctx, &p);
     let report = waiting_for_the_lease(period, false, || p.run_period(period)).await?;
     print_run(ctx, &report);
-    not_stopped(&report.push)
+    Ok(push_outcome(&report.push)?)
 }
 
 pub fn print_run(ctx: &Ctx, r: &crate::pipeline::RunReport) {
@@ -292,7 +301,7 @@ pub fn print_run(ctx: &Ctx, r: &crate::pipeline::RunReport) {
     print_push(&r.push);
 }
 
-fn print_push(p: &crate::pipeline::PushReport) {
+pub(super) fn print_push(p: &crate::pipeline::PushReport) {
     // Per system: one system's outage never hides what the other sent.
     for line in p.summary() {
         println!("  pushed to {line}");
@@ -321,7 +330,7 @@ pub async fn push(ctx: &Ctx) -> anyhow::Result<()> {
     } else {
         print_push(&r);
     }
-    not_stopped(&r)
+    Ok(push_outcome(&r)?)
 }
 
 /// SIGTERM/SIGINT during `run` or `push`: finish the action in flight, release the other claims,
@@ -339,19 +348,6 @@ struct SignalGuard(tokio::task::JoinHandle<()>);
 impl Drop for SignalGuard {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// Fails (after the report was printed) when a system's push stopped early, naming it and why.
-fn not_stopped(r: &crate::pipeline::PushReport) -> anyhow::Result<()> {
-    let stopped = r.stopped();
-    if stopped.is_empty() {
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "not everything was pushed ({}); the rest waits in the outbox",
-            stopped.join("; ")
-        )
     }
 }
 
@@ -396,7 +392,7 @@ pub async fn resync(ctx: &Ctx, a: ResyncArgs) -> anyhow::Result<()> {
         waiting_for_the_lease(period, a.no_wait, || crate::pipeline::resync(&p, &req)).await?;
     if ctx.json {
         println!("{}", json!(outcome));
-        return Ok(());
+        return resync_outcome(&outcome);
     }
     let plan = &outcome.plan;
     println!(
@@ -424,7 +420,15 @@ pub async fn resync(ctx: &Ctx, a: ResyncArgs) -> anyhow::Result<()> {
     if let Some(pushed) = &outcome.pushed {
         print_push(pushed);
     }
-    Ok(())
+    resync_outcome(&outcome)
+}
+
+/// A resync's exit status: its push's (a dry run or an empty plan pushes nothing: done).
+fn resync_outcome(outcome: &crate::pipeline::ResyncOutcome) -> anyhow::Result<()> {
+    match &outcome.pushed {
+        Some(pushed) => Ok(push_outcome(pushed)?),
+        None => Ok(()),
+    }
 }
 
 pub async fn reconcile(ctx: &Ctx, a: ReconcileArgs) -> anyhow::Result<()> {
@@ -454,74 +458,41 @@ pub async fn reconcile(ctx: &Ctx, a: ReconcileArgs) -> anyhow::Result<()> {
                 .collect();
             table(&["system", "difference", "invoice", "detail"], &rows);
         }
+        print_skipped(&r.skipped);
     }
     if !r.is_clean() {
-        anyhow::bail!(
-            "{} difference(s) between the ledger and the remote systems",
-            r.differences.len()
-        );
+        return Err(Unfinished::new(
+            ExitStatus::Failed,
+            format!(
+                "{} difference(s) between the ledger and the remote systems",
+                r.differences.len()
+            ),
+        )
+        .into());
     }
     Ok(())
 }
 
-/// `rebilld status`: the last runs, the outbox, the next scheduled run.
-pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
-    let counts = ctx.store.outbox_counts().await?;
-    let open = ctx.store.outbox(None).await?;
-    let runs = ctx.store.last_runs(12).await?;
-    let next = crate::daemon::next_run_description(&ctx.config, chrono::Utc::now());
-    // The calls the current period's invoice bills in arrears that have no price yet.
-    let usage_month = current_period(ctx).previous();
-    let (start, end) = usage_month.bounds(ctx.config.business.tz());
-    let unrated = ctx.store.unrated_calls(start, end).await?;
-    if ctx.json {
-        println!(
-            "{}",
-            json!({"runs": runs, "outbox": counts, "open": open, "next_run": next,
-                   "unrated_calls": {"month": usage_month, "calls": unrated}})
-        );
-        return Ok(());
+/// The actions ops skipped (`outbox skip`): not differences, but never silent.
+fn print_skipped(skipped: &[crate::pipeline::Skipped]) {
+    if skipped.is_empty() {
+        return;
     }
-    println!("next scheduled run: {next}");
-    if unrated > 0 {
-        println!(
-            "unrated calls in {usage_month}: {unrated} (not billed until the rate plan covers them and `rebilld cdr rerate --period {usage_month}` prices them)"
-        );
-    }
-    println!("\nlast runs:");
-    let rows: Vec<Vec<String>> = runs.iter().map(|r| r.table_row()).collect();
-    table(&crate::store::runs::RUN_HEADERS, &rows);
-    println!(
-        "\noutbox: {}",
-        counts
-            .iter()
-            .map(|(s, n)| format!("{n} {s}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let rows: Vec<Vec<String>> = open
+    println!("skipped by ops (never sent; not counted as differences):");
+    let rows: Vec<Vec<String>> = skipped
         .iter()
-        .map(|o| {
+        .map(|s| {
             vec![
-                o.id.to_string(),
-                o.action.to_string(),
-                o.status.to_string(),
-                o.attempts.to_string(),
-                super::output::local_time(o.next_attempt_at, ctx.config.business.tz()),
-                o.last_error.clone().unwrap_or_default(),
+                s.invoice.clone(),
+                s.outbox_id.to_string(),
+                s.action.to_string(),
+                s.skipped_by.clone(),
+                s.reason.clone(),
             ]
         })
         .collect();
     table(
-        &[
-            "entry",
-            "action",
-            "status",
-            "attempts",
-            "next attempt",
-            "last error",
-        ],
+        &["invoice", "entry", "action", "skipped by", "reason"],
         &rows,
     );
-    Ok(())
 }

@@ -10,10 +10,14 @@ pub mod billing;
 pub mod cdr;
 pub mod customer;
 pub mod demo;
+pub mod exit;
 pub mod import;
+pub mod invoice;
 pub mod item;
+pub mod outbox;
 pub mod output;
 pub mod service;
+pub mod status;
 pub mod xero;
 
 use std::path::PathBuf;
@@ -27,7 +31,8 @@ use crate::store::{Actor, Store};
 #[command(
     name = "rebilld",
     version,
-    about = "Rebills wholesale VoIP and hosted-network services through Autotask and Xero.\n\nWith no command, runs the daemon."
+    about = "Rebills wholesale VoIP and hosted-network services through Autotask and Xero.\n\nWith no command, runs the daemon.",
+    after_long_help = exit::EXIT_STATUS_HELP
 )]
 pub struct Cli {
     /// Configuration file [default: ./rebill.toml, then /etc/rebill/rebill.toml]
@@ -87,6 +92,9 @@ pub enum Command {
     Run(billing::RunArgs),
     /// Push what is due in the outbox once
     Push,
+    /// The outbox of remote actions, one at a time: list, retry, skip
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCmd),
     /// Invoices: list, show, export
     #[command(subcommand)]
     Invoice(billing::InvoiceCmd),
@@ -148,9 +156,10 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
         Command::Autotask(c) => autotask::run(ctx, c).await,
         Command::Run(a) => billing::run_now(ctx, a).await,
         Command::Push => billing::push(ctx).await,
+        Command::Outbox(c) => outbox::run(ctx, c).await,
         Command::Invoice(c) => billing::invoice(ctx, c).await,
         Command::Reconcile(a) => billing::reconcile(ctx, a).await,
-        Command::Status => billing::status(ctx).await,
+        Command::Status => status::status(ctx).await,
         Command::Demo(a) => demo::demo(&ctx.config, a).await,
         Command::Sandbox(a) => demo::sandbox(a).await,
         Command::Completions { shell } => {
@@ -161,9 +170,9 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
     }
 }
 
-/// The exit status for an error a command returned: 1, unless the command says otherwise.
+/// The exit status for an error a command returned (see `exit`): by the error's type.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
-    backup::exit_code(e).unwrap_or(1)
+    exit::exit_status(e).code()
 }
 
 /// The exit status after stdout was closed by its reader (`rebilld … | head`): what a shell

@@ -91,7 +91,10 @@ pub async fn resolve_contact(
     number: Option<&str>,
     create: bool,
 ) -> anyhow::Result<XeroContactId> {
-    let client = XeroClient::new(&ctx.config.xero, ctx.store.clone()).await?;
+    let installation = ctx.store.installation_id().await?;
+    let client = XeroClient::new(&ctx.config.xero, ctx.store.clone())
+        .await?
+        .with_installation(&installation);
     if let Some(n) = number {
         return client.contact_by_number(n).await?.ok_or_else(|| {
             anyhow::anyhow!("Xero has no contact with ContactNumber {n:?}; nothing was linked")

@@ -112,17 +112,35 @@ fn first_month_without(cron: &Cron, tz: Tz) -> Option<Period> {
 
 /// `[metrics]`: the health and Prometheus endpoint (off unless `listen` is set). It answers
 /// without authentication, so it listens on loopback unless `allow_remote` says otherwise.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// e.g. "127.0.0.1:9187"; empty or absent: off.
     pub listen: Option<String>,
     /// Allow a `listen` address that is not loopback (e.g. "0.0.0.0:9187").
     pub allow_remote: bool,
+    /// `/healthz` answers 503 once a remote action has stood failed for longer than this.
+    pub failed_action_alert_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: None,
+            allow_remote: false,
+            failed_action_alert_secs: 3600,
+        }
+    }
 }
 
 impl MetricsConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.failed_action_alert_secs == 0 {
+            return Err(ConfigError::new(
+                "metrics.failed_action_alert_secs",
+                "must be at least 1",
+            ));
+        }
         if let Some(l) = self.listen.as_deref().filter(|l| !l.is_empty()) {
             let addr = l.parse::<std::net::SocketAddr>().map_err(|_| {
                 ConfigError::new("metrics.listen", format!("{l:?} is not an address:port"))

@@ -27,7 +27,15 @@ pub struct Metrics {
     cdr_files: Counter,
     cdr_files_failed: Counter,
     last_success: Family<Labels, Gauge>,
+    outbox_actions: Family<Labels, Gauge>,
+    oldest_failed_age: Gauge,
+    xero_access_expiry: Gauge,
+    xero_refresh_expiry: Gauge,
+    xero_grant_usable: Gauge,
 }
+
+/// How long Xero keeps a refresh token usable after it was issued.
+const XERO_REFRESH_TOKEN_DAYS: i64 = 60;
 
 fn label(name: &str, value: &str) -> Labels {
     vec![(name.to_string(), value.to_string())]
@@ -46,6 +54,11 @@ impl Default for Metrics {
             cdr_files: Counter::default(),
             cdr_files_failed: Counter::default(),
             last_success: Family::default(),
+            outbox_actions: Family::default(),
+            oldest_failed_age: Gauge::default(),
+            xero_access_expiry: Gauge::default(),
+            xero_refresh_expiry: Gauge::default(),
+            xero_grant_usable: Gauge::default(),
             registry: Registry::default(),
         };
         // The library appends `_total` to counters and a full stop to the help.
@@ -94,6 +107,31 @@ impl Default for Metrics {
             "When each period's run last succeeded",
             m.last_success.clone(),
         );
+        registry.register(
+            "rebill_outbox_actions",
+            "Remote actions not yet done, by system and state (pending: due now; parked: waiting for a rate limit, budget or back-off; in_flight; failed: waits for ops)",
+            m.outbox_actions.clone(),
+        );
+        registry.register(
+            "rebill_oldest_failed_action_age_seconds",
+            "How long the oldest failed remote action has stood failed (0: none)",
+            m.oldest_failed_age.clone(),
+        );
+        registry.register(
+            "rebill_xero_access_token_expiry_timestamp_seconds",
+            "When the stored Xero access token expires (0: none; it is renewed on demand)",
+            m.xero_access_expiry.clone(),
+        );
+        registry.register(
+            "rebill_xero_refresh_token_expiry_timestamp_seconds",
+            "When the stored Xero refresh token expires unless used (60 days after it was issued; 0: none)",
+            m.xero_refresh_expiry.clone(),
+        );
+        registry.register(
+            "rebill_xero_grant_usable",
+            "1 while a Xero grant is stored that can get a token (client credentials, or a refresh token); 0 after a revoked grant: run `rebilld xero connect`",
+            m.xero_grant_usable.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -136,6 +174,61 @@ impl Metrics {
         self.outbox_depth.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
+    /// Reads what survives a restart from the database: each period's last successful run, the
+    /// open outbox by system and state, the age of the oldest failure. Returns the outbox health
+    /// read (for `/healthz`); an error means the database did not answer.
+    pub async fn refresh(
+        &self,
+        store: &crate::store::Store,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<crate::store::OutboxHealth, crate::store::StoreError> {
+        let health = store.outbox_health(now).await?;
+        for system in crate::domain::RemoteSystem::ALL {
+            for state in crate::store::OUTBOX_STATES {
+                let n = health
+                    .counts
+                    .iter()
+                    .find(|(s, st, _)| s == system && *st == state)
+                    .map_or(0, |(_, _, n)| *n);
+                let labels = vec![
+                    ("system".to_string(), system.to_string()),
+                    ("state".to_string(), state.to_string()),
+                ];
+                self.outbox_actions.get_or_create(&labels).set(n);
+            }
+        }
+        let total: i64 = health.counts.iter().map(|(_, _, n)| n).sum();
+        self.outbox_depth.set(total);
+        self.oldest_failed_age.set(
+            health
+                .oldest_failed
+                .map_or(0, |t| (now - t).num_seconds().max(0)),
+        );
+        let token = store.xero_token_times().await?;
+        let ts = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or(0, |t| t.timestamp());
+        self.xero_access_expiry
+            .set(ts(token.as_ref().and_then(|t| t.access_expires_at)));
+        self.xero_refresh_expiry
+            .set(ts(token.as_ref().filter(|t| t.has_refresh_token).map(
+                |t| t.updated_at + chrono::Duration::days(XERO_REFRESH_TOKEN_DAYS),
+            )));
+        self.xero_grant_usable
+            .set(i64::from(token.as_ref().is_some_and(|t| {
+                t.has_refresh_token
+                    || t.grant_type == crate::xero::XeroGrant::CustomConnection.as_str()
+            })));
+        for run in store.last_runs(24).await? {
+            if run.status == crate::domain::RunStatus::Done
+                && let Some(at) = run.finished_at
+            {
+                self.last_success
+                    .get_or_create(&label("period", &run.period.to_string()))
+                    .set(at.timestamp());
+            }
+        }
+        Ok(health)
+    }
+
     /// The Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut s = String::new();
@@ -145,18 +238,46 @@ impl Metrics {
     }
 }
 
-/// `/healthz` and `/metrics`.
+/// What `/healthz` judges by: "now", and how long an action may stand failed.
+#[derive(Clone)]
+pub struct Health {
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
+    pub failed_action_alert: chrono::Duration,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            clock: std::sync::Arc::new(crate::clock::SystemClock),
+            failed_action_alert: chrono::Duration::seconds(3600),
+        }
+    }
+}
+
+/// `/healthz` and `/metrics`, judging health by the defaults (the system clock, one hour).
 pub fn router(metrics: std::sync::Arc<Metrics>, store: crate::store::Store) -> axum::Router {
+    router_with(metrics, store, Health::default())
+}
+
+/// `/healthz` and `/metrics`. `/metrics` reads the database on every scrape (what survives a
+/// restart). `/healthz` answers 503 when the database does not answer, or when a remote action has
+/// stood failed longer than `health.failed_action_alert` (`metrics.failed_action_alert_secs`).
+pub fn router_with(
+    metrics: std::sync::Arc<Metrics>,
+    store: crate::store::Store,
+    health: Health,
+) -> axum::Router {
+    use axum::http::StatusCode;
     use axum::routing::get;
-    let m = metrics.clone();
+    let (m, scrape_store, scrape_clock) = (metrics.clone(), store.clone(), health.clock.clone());
     axum::Router::new()
         .route(
             "/metrics",
             get(move || {
-                let (m, store) = (m.clone(), store.clone());
+                let (m, store, clock) = (m.clone(), scrape_store.clone(), scrape_clock.clone());
                 async move {
-                    if let Ok(open) = store.outbox(None).await {
-                        m.set_outbox_depth(open.len());
+                    if let Err(e) = m.refresh(&store, clock.now()).await {
+                        tracing::warn!(error = %e, "metrics: the database did not answer");
                     }
                     (
                         [("content-type", prometheus_text::CONTENT_TYPE)],
@@ -165,7 +286,30 @@ pub fn router(metrics: std::sync::Arc<Metrics>, store: crate::store::Store) -> a
                 }
             }),
         )
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/healthz",
+            get(move || {
+                let (store, health) = (store.clone(), health.clone());
+                async move {
+                    let now = health.clock.now();
+                    match store.outbox_health(now).await {
+                        Err(e) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("unhealthy: the database does not answer: {e}\n"),
+                        ),
+                        Ok(h) => match h.oldest_failed {
+                            Some(t) if now - t > health.failed_action_alert => (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                format!(
+                                    "unhealthy: a remote action has stood failed since {t}; see `rebilld outbox list --failed`\n"
+                                ),
+                            ),
+                            _ => (StatusCode::OK, "ok\n".to_string()),
+                        },
+                    }
+                }
+            }),
+        )
 }
 
 #[cfg(test)]

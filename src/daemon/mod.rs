@@ -6,4 +6,4 @@ pub mod metrics;
 mod run;
 pub mod schedule;
 
-pub use run::{next_run_description, run, schedule_of, stop_on_signals, tick};
+pub use run::{next_run_description, next_run_skipping, run, schedule_of, stop_on_signals, tick};

@@ -42,7 +42,12 @@ pub async fn tick(
         match p.run_period(period).await {
             Ok(r) => {
                 tracing::info!(%period, invoices = r.invoices_created.len(), "billing run done");
-                metrics.record_run(&period.to_string(), true, p.now().timestamp());
+                // A run whose push had a refused action is not a success to alert on.
+                let ok = r.push.failed.is_empty();
+                if !ok {
+                    tracing::warn!(%period, failed = r.push.failed.len(), "billing run done, but remote actions failed; see `rebilld outbox list --failed`");
+                }
+                metrics.record_run(&period.to_string(), ok, p.now().timestamp());
                 metrics.record_push(&r.push);
                 ran.push(period);
             }
@@ -96,9 +101,21 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
     let mut schedule = schedule_of(&config).map_err(|e| anyhow::anyhow!("schedule: {e}"))?;
     if let Some(listen) = config.metrics.listen.as_deref().filter(|l| !l.is_empty()) {
         let addr = listen.parse()?;
-        let (bound, _) =
-            crate::http::serve(super::metrics::router(metrics.clone(), store.clone()), addr)
-                .await?;
+        let (bound, _) = crate::http::serve(
+            super::metrics::router_with(
+                metrics.clone(),
+                store.clone(),
+                super::metrics::Health {
+                    clock: pipeline.clock.clone(),
+                    failed_action_alert: i64::try_from(config.metrics.failed_action_alert_secs)
+                        .ok()
+                        .and_then(chrono::Duration::try_seconds)
+                        .unwrap_or(chrono::Duration::MAX),
+                },
+            ),
+            addr,
+        )
+        .await?;
         tracing::info!(%bound, "metrics and health endpoint listening");
     }
     let wake = Arc::new(Notify::new());
@@ -132,10 +149,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, store: Store) -> 
     wake.notify_one(); // catch-up on start
     loop {
         heartbeat.store(Utc::now().timestamp(), Ordering::Relaxed);
-        let idle = format!(
-            "idle, next run {}",
-            next_run_description(&pipeline.config, pipeline.now())
-        );
+        let idle = format!("idle, next run {}", next_run_not_billed(&pipeline).await);
         notify_status(&idle);
         tokio::select! {
             _ = stop.notified() => break,
@@ -285,6 +299,41 @@ pub fn stop_on_signals(p: &Pipeline, grace: Duration) -> tokio::task::JoinHandle
 /// The schedule of a configuration (its zone defaults to `business.timezone`).
 pub fn schedule_of(config: &Config) -> Result<Schedule, String> {
     Schedule::parse(&config.schedule.cron, config.schedule_tz())
+}
+
+/// "2026-12-01 02:00 AEDT (period 2026-12)", skipping the periods `is_done` says are billed; a
+/// period whose time has passed and that is not billed yet is "due since …".
+pub fn next_run_skipping(
+    config: &Config,
+    now: DateTime<Utc>,
+    is_done: impl Fn(Period) -> bool,
+) -> String {
+    match schedule_of(config) {
+        Ok(s) => match s.next_run(now, is_done) {
+            Some((t, p)) if t <= now => format!(
+                "period {p}, due since {} (the daemon runs it at its next tick)",
+                s.describe(t)
+            ),
+            Some((t, p)) => format!("{} (period {p})", s.describe(t)),
+            None => "none in the next two years (check schedule.cron)".into(),
+        },
+        Err(e) => format!("unknown: {e}"),
+    }
+}
+
+/// The next run as the systemd status line says it: never a period already billed (a manual
+/// `rebilld run` may have billed the coming one); the schedule alone if the database does not
+/// answer.
+async fn next_run_not_billed(p: &Pipeline) -> String {
+    let done: Vec<Period> = match p.store.last_runs(3).await {
+        Ok(runs) => runs
+            .into_iter()
+            .filter(|r| r.status == RunStatus::Done)
+            .map(|r| r.period)
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    next_run_skipping(&p.config, p.now(), |q| done.contains(&q))
 }
 
 /// "2026-12-01 02:00 AEDT (period 2026-12)".

@@ -56,6 +56,26 @@ impl Schedule {
         None
     }
 
+    /// The next run the daemon makes, skipping periods already billed (`is_done`): the current
+    /// period while it is not done (its time may have passed: then the daemon's next tick runs
+    /// it), else the first later period's due moment.
+    pub fn next_run(
+        &self,
+        now: DateTime<Utc>,
+        is_done: impl Fn(Period) -> bool,
+    ) -> Option<(DateTime<Utc>, Period)> {
+        let mut p = Period::containing(now, self.tz);
+        for _ in 0..24 {
+            if !is_done(p)
+                && let Some(t) = self.due_at(p)
+            {
+                return Some((t, p));
+            }
+            p = p.next();
+        }
+        None
+    }
+
     /// The periods due at `now` and not yet done, oldest first. Catch-up starts after the newest
     /// done period (or at the current one on a fresh database): each missed month is billed
     /// exactly once, in order.
@@ -95,6 +115,24 @@ mod tests {
 
     fn sydney() -> Schedule {
         Schedule::parse("0 0 2 1 * *", "Australia/Sydney".parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_next_run_skips_a_period_already_billed() {
+        let s = sydney();
+        // 1 December, 01:00 in Sydney: December's run is at 02:00 today…
+        let now = at("2026-11-30T14:00:00Z");
+        let dec = Period::parse("2026-12").unwrap();
+        assert_eq!(s.next_run(now, |_| false).map(|(_, p)| p), Some(dec));
+        // …unless December was billed already (a manual `rebilld run`): then January's.
+        let (t, p) = s.next_run(now, |p| p == dec).unwrap();
+        assert_eq!(p, dec.next());
+        assert_eq!(s.describe(t), "2027-01-01 02:00 AEDT");
+        // After 02:00 and not done yet (the daemon was down): still December, overdue.
+        let late = at("2026-12-01T10:00:00Z");
+        let (t, p) = s.next_run(late, |_| false).unwrap();
+        assert_eq!(p, dec);
+        assert!(t < late);
     }
 
     #[test]

@@ -113,6 +113,9 @@ text_enum!(
         Failed = "failed",
         /// Made pointless by a later change (never sent).
         Cancelled = "cancelled",
+        /// Skipped by ops (`outbox skip ID --reason`): never sent, audited, and shown as skipped by
+        /// reconcile. Stored as `cancelled` with `skipped_at` set (see the migration).
+        Skipped = "skipped",
     }
 );
 
@@ -121,7 +124,7 @@ impl OutboxStatus {
     pub fn is_open(self) -> bool {
         match self {
             OutboxStatus::Pending | OutboxStatus::InFlight | OutboxStatus::Failed => true,
-            OutboxStatus::Done | OutboxStatus::Cancelled => false,
+            OutboxStatus::Done | OutboxStatus::Cancelled | OutboxStatus::Skipped => false,
         }
     }
 }

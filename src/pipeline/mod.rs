@@ -13,6 +13,7 @@
 
 mod drafts;
 pub mod export;
+pub mod invoice_actions;
 mod lease;
 mod push;
 mod reconcile;
@@ -25,7 +26,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use push::PushReport;
-pub use reconcile::{Difference, DifferenceKind, DuplicateDoc, ReconcileReport, reconcile};
+pub use reconcile::{
+    Difference, DifferenceKind, DuplicateDoc, ReconcileReport, Skipped, reconcile,
+};
 pub use resync::{PlanKind, PlannedAction, ResyncOutcome, ResyncPlan, ResyncRequest, resync};
 
 use crate::autotask::AutotaskClient;
@@ -124,7 +127,12 @@ impl Pipeline {
     /// Builds the clients the configuration enables.
     pub async fn from_config(store: Store, config: Config) -> Result<Self, PipelineError> {
         let xero = if config.xero.is_configured() {
-            Some(XeroClient::new(&config.xero, store.clone()).await?)
+            let installation = store.installation_id().await?;
+            Some(
+                XeroClient::new(&config.xero, store.clone())
+                    .await?
+                    .with_installation(&installation),
+            )
         } else {
             None
         };

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::record::autotask_marker;
 use super::{Pipeline, PipelineError};
 use crate::autotask::RemoteCharge;
-use crate::domain::{ContractId, Money, Period, RemoteSystem};
+use crate::domain::{ContractId, Money, OutboxAction, Period, RemoteSystem};
 use crate::store::adjustments::AdjustmentKind;
 use crate::xero::InvoiceState;
 
@@ -136,6 +136,19 @@ pub struct ReconcileReport {
     pub invoices_checked: usize,
     pub charges_checked: usize,
     pub differences: Vec<Difference>,
+    /// Actions ops skipped (`outbox skip`): shown as such, not as differences. A skipped create
+    /// is expected to be absent remotely.
+    pub skipped: Vec<Skipped>,
+}
+
+/// One skipped action of the period, as reconcile reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub invoice: String,
+    pub outbox_id: crate::domain::OutboxId,
+    pub action: crate::domain::OutboxAction,
+    pub skipped_by: String,
+    pub reason: String,
 }
 
 impl ReconcileReport {
@@ -160,11 +173,32 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
     let mut charges_checked = 0;
     let mut contracts: BTreeMap<ContractId, Vec<Expected>> = BTreeMap::new();
     let mut checked = 0;
+    let mut skipped = Vec::new();
     for inv in &invoices {
+        let skips = p.store.skipped_actions(inv.id).await?;
+        let create_skipped = |line: Option<crate::domain::LineId>| {
+            skips.iter().any(|s| {
+                s.line_id == line
+                    && matches!(
+                        s.action,
+                        OutboxAction::XeroInvoice | OutboxAction::AutotaskCharge
+                    )
+            })
+        };
+        skipped.extend(skips.iter().map(|s| Skipped {
+            invoice: inv.number.clone(),
+            outbox_id: s.outbox_id,
+            action: s.action,
+            skipped_by: s.skipped_by.clone(),
+            reason: s.reason.clone(),
+        }));
         if inv.destination == RemoteSystem::Xero {
             let Some(xero) = &p.xero else { continue };
             checked += 1;
             let Some(id) = &inv.xero_invoice_id else {
+                if create_skipped(None) {
+                    continue;
+                }
                 diff(
                     RemoteSystem::Xero,
                     DifferenceKind::Missing,
@@ -209,7 +243,13 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
                     continue;
                 };
                 let marker = autotask_marker(inv.period, inv.customer_id, &l.charge_key, 1);
-                let amount = if l.removed { Money::ZERO } else { l.amount() };
+                let amount = if l.removed
+                    || (l.autotask_charge_id.is_none() && create_skipped(Some(l.id)))
+                {
+                    Money::ZERO
+                } else {
+                    l.amount()
+                };
                 contracts
                     .entry(coding.contract_id)
                     .or_default()
@@ -316,6 +356,7 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
         invoices_checked: checked,
         charges_checked,
         differences,
+        skipped,
     })
 }
 

@@ -16,8 +16,10 @@ mod catalogue;
 mod config;
 mod connect;
 mod customers;
+mod installation;
 mod items;
 pub mod outbox;
+mod outbox_control;
 pub mod owed;
 mod prices;
 mod rerate;
@@ -33,6 +35,7 @@ pub use config::DatabaseConfig;
 pub use connect::{BackupError, BackupReport};
 pub use customers::Upsert;
 pub use items::NewItem;
+pub use outbox_control::{ListedEntry, OUTBOX_STATES, OutboxHealth, SkippedAction};
 pub use prices::PriceSet;
 pub use rerate::Repriced;
 

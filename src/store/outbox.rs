@@ -62,7 +62,7 @@ pub enum RemoteEffect {
 }
 
 #[derive(sqlx::FromRow)]
-struct OutboxRow {
+pub(super) struct OutboxRow {
     id: i64,
     idempotency_key: String,
     action: String,
@@ -146,12 +146,15 @@ impl TryFrom<LedgerRowRaw> for LedgerRow {
 macro_rules! select_outbox {
     ($tail:literal) => {
         concat!(
-            "SELECT id, idempotency_key, action, invoice_id, line_id, depends_on, status, attempts, not_before, \
+            "SELECT id, idempotency_key, action, invoice_id, line_id, depends_on, \
+             CASE WHEN skipped_at IS NULL THEN status ELSE 'skipped' END AS status, attempts, not_before, \
              next_attempt_at, last_error, remote_id, uncertain_since FROM outbox ",
             $tail
         )
     };
 }
+
+pub(super) use select_outbox;
 
 macro_rules! insert_ledger {
     ($ex:expr, $entry:expr, $l:expr, $now:expr) => {
@@ -290,7 +293,8 @@ impl Store {
 
     /// Counts of outbox entries by status.
     pub async fn outbox_counts(&self) -> Result<Vec<(OutboxStatus, i64)>, StoreError> {
-        let rows: Vec<(String, i64)> = on_db!(self, p => sqlx::query_as("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")
+        let rows: Vec<(String, i64)> = on_db!(self, p => sqlx::query_as(
+            "SELECT CASE WHEN skipped_at IS NULL THEN status ELSE 'skipped' END AS s, COUNT(*) FROM outbox GROUP BY s ORDER BY s")
             .fetch_all(p)
             .await?);
         rows.into_iter()

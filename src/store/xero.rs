@@ -172,3 +172,35 @@ impl Store {
         Ok(())
     }
 }
+
+/// When the stored grant's tokens expire, for `/metrics`: no token is read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XeroTokenTimes {
+    pub grant_type: String,
+    pub access_expires_at: Option<DateTime<Utc>>,
+    pub has_refresh_token: bool,
+    /// When the grant was stored or last refreshed (a refresh token is issued then).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// grant_type, access_expires_at, has a refresh token (0/1), updated_at.
+type TokenTimesRow = (String, Option<DateTime<Utc>>, i64, DateTime<Utc>);
+
+impl Store {
+    pub async fn xero_token_times(&self) -> Result<Option<XeroTokenTimes>, StoreError> {
+        let row: Option<TokenTimesRow> = on_db!(self, p => sqlx::query_as(
+            "SELECT grant_type, access_expires_at, \
+             CAST(CASE WHEN refresh_token IS NULL THEN 0 ELSE 1 END AS BIGINT), updated_at \
+             FROM xero_tokens WHERE id = 1")
+            .fetch_optional(p)
+            .await?);
+        Ok(row.map(
+            |(grant_type, access_expires_at, refresh, updated_at)| XeroTokenTimes {
+                grant_type,
+                access_expires_at,
+                has_refresh_token: refresh == 1,
+                updated_at,
+            },
+        ))
+    }
+}

@@ -44,6 +44,9 @@ struct Inner {
     /// Xero's minute and day limits, paced on `clock` (0 429s: the limits are not learnt from them).
     pace: Pace,
     clock: Arc<dyn Clock>,
+    /// This installation's id (`store::installation_id`, passed down by the pipeline), put in
+    /// front of every Idempotency-Key: two databases on one Xero organisation never share a key.
+    installation: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for XeroClient {
@@ -99,8 +102,20 @@ impl XeroClient {
                     clock.clone(),
                 ),
                 clock,
+                installation: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Scopes every Idempotency-Key this client sends to `installation` (once: a client never
+    /// mixes two scopes).
+    pub fn with_installation(self, installation: &str) -> Self {
+        let set = self
+            .inner
+            .installation
+            .get_or_init(|| installation.to_string());
+        debug_assert_eq!(set, installation, "one installation per client");
+        self
     }
 
     pub fn config(&self) -> &XeroConfig {
@@ -324,7 +339,10 @@ impl XeroClient {
             .header("Accept", "application/json")
             .query(query);
         if let Some(k) = key {
-            req = req.header("Idempotency-Key", k);
+            req = req.header(
+                "Idempotency-Key",
+                scoped_key(self.inner.installation.get().map(String::as_str), k),
+            );
         }
         if let Some(b) = body {
             req = req.json(b);
@@ -853,4 +871,45 @@ fn transport(e: reqwest::Error) -> XeroError {
 
 fn truncate(s: &str) -> String {
     s.chars().take(500).collect()
+}
+
+/// The Idempotency-Key sent for `key`: prefixed with the installation's id when there is one, so
+/// that the same action of two installations (two databases on one Xero organisation) never
+/// shares a key. Xero takes at most 128 characters: a longer key is sent as the installation and
+/// the SHA-256 of the key.
+pub fn scoped_key(installation: Option<&str>, key: &str) -> String {
+    let Some(i) = installation else {
+        return key.to_string();
+    };
+    let k = format!("{i}-{key}");
+    if k.len() <= 128 {
+        return k;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{i}-{hex}")
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::scoped_key;
+
+    #[test]
+    fn keys_are_scoped_to_the_installation_and_stay_within_xeros_128_characters() {
+        assert_eq!(
+            scoped_key(None, "xero-invoice:2026-11:3"),
+            "xero-invoice:2026-11:3"
+        );
+        let a = scoped_key(Some("aaaa"), "xero-invoice:2026-11:3");
+        let b = scoped_key(Some("bbbb"), "xero-invoice:2026-11:3");
+        assert_eq!(a, "aaaa-xero-invoice:2026-11:3");
+        assert_ne!(a, b);
+        let long = "k".repeat(200);
+        let inst = "0123456789abcdef0123456789abcdef";
+        let k = scoped_key(Some(inst), &long);
+        assert!(k.len() <= 128 && k.starts_with(inst), "{k}");
+        assert_eq!(k, scoped_key(Some(inst), &long), "stable");
+        assert_ne!(k, scoped_key(Some(inst), &"k".repeat(201)));
+    }
 }
