@@ -181,7 +181,9 @@ impl Store {
     /// it from the time of the claim, not of the push). An entry is due when it is pending (or in
     /// flight with an expired claim: its worker died or stalled), its time has come and the entry
     /// it depends on is done. Claiming counts an attempt before any remote call is made. Taking
-    /// over an expired claim makes the entry uncertain: its worker may have sent the request.
+    /// over an expired claim keeps the entry's uncertainty as it is: a worker marks an entry
+    /// uncertain (`hold_claim` with `sending_at`, committed) before it sends anything, so an entry
+    /// taken over unmarked was never sent, and one marked is looked up first.
     ///
     /// One `UPDATE … WHERE id IN (SELECT …) RETURNING id` statement: on SQLite a single write
     /// (the busy timeout makes a second process wait, never fail with "database is locked"); on
@@ -198,7 +200,6 @@ impl Store {
         let mut ids: Vec<i64> = on_db!(self, p => {
             let sql = if self.is_postgres() {
                 "UPDATE outbox SET status = 'in_flight', claimed_by = $2, claimed_until = $3, attempts = attempts + 1, \
-                 uncertain_since = CASE WHEN status = 'in_flight' THEN COALESCE(uncertain_since, $4) ELSE uncertain_since END, \
                  updated_at = $4 WHERE id IN (SELECT o.id FROM outbox o WHERE o.action = $1 AND o.not_before <= $4 \
                  AND o.next_attempt_at <= $4 \
                  AND (o.status = 'pending' OR (o.status = 'in_flight' AND o.claimed_until < $4)) \
@@ -206,7 +207,6 @@ impl Store {
                  ORDER BY o.id LIMIT $5 FOR UPDATE SKIP LOCKED) RETURNING id"
             } else {
                 "UPDATE outbox SET status = 'in_flight', claimed_by = $2, claimed_until = $3, attempts = attempts + 1, \
-                 uncertain_since = CASE WHEN status = 'in_flight' THEN COALESCE(uncertain_since, $4) ELSE uncertain_since END, \
                  updated_at = $4 WHERE id IN (SELECT o.id FROM outbox o WHERE o.action = $1 AND o.not_before <= $4 \
                  AND o.next_attempt_at <= $4 \
                  AND (o.status = 'pending' OR (o.status = 'in_flight' AND o.claimed_until < $4)) \
