@@ -26,6 +26,7 @@ mod ops_cli;
 mod outage;
 mod shutdown;
 mod stale_actions;
+mod tenant_limits;
 mod who_owes_what;
 mod wiremock_fixtures;
 mod xero_client;
