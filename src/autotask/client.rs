@@ -1,5 +1,6 @@
 //! Requests: the three auth headers on every call (and only to the zone's host), the zone looked
-//! up once and cached in the database, per-endpoint concurrency, pacing, and retries of throttling,
+//! up once and cached in the database, per-endpoint concurrency (the tenant's threads, shared by
+//! every process on the database), pacing, and retries of throttling,
 //! timeouts and 5xx only where the request is safe to repeat.
 
 use std::collections::HashMap;
@@ -36,6 +37,8 @@ pub(super) struct Inner {
     /// This client's share of the tenant's hourly budget, paced on `clock`.
     pub(super) pacer: Pace,
     clock: Arc<dyn Clock>,
+    /// Names this client in the tenant's thread slots.
+    me: String,
 }
 
 impl std::fmt::Debug for AutotaskClient {
@@ -109,6 +112,7 @@ impl AutotaskClient {
                     clock.clone(),
                 ),
                 clock,
+                me: format!("{}:{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             }),
         })
     }
@@ -279,15 +283,6 @@ impl AutotaskClient {
             zone.join(path_or_url)
                 .map_err(|e| Failure::Final(AutotaskError::Decode(e.to_string())))?
         };
-        // Held until the answer is in.
-        let _paced = match self.inner.pacer.acquire().await {
-            Ok(p) => p,
-            Err(wait) => {
-                return Err(Failure::Final(AutotaskError::BudgetSpent {
-                    retry_after: wait,
-                }));
-            }
-        };
         let sem = self.slot(endpoint).await;
         let _permit = sem
             .acquire()
@@ -324,15 +319,66 @@ impl AutotaskClient {
             Repeat::Safe => Failure::transient(transport(e), "Autotask request failed"),
             Repeat::Never => Failure::Final(transport(e)),
         };
-        let resp = req.send().await.map_err(unclear)?;
-        let status = resp.status();
-        let retry_after = retry_after(resp.headers());
-        let body = resp.text().await.map_err(unclear)?;
-        Ok(RawReply {
-            status,
-            body,
-            retry_after,
-        })
+        // One of the tenant's threads for this endpoint, shared with every process on the
+        // database, for the time of the request.
+        let thread = self.tenant_thread(endpoint).await.map_err(Failure::Final)?;
+        let sent = async {
+            // Paced last, right before the request leaves, so the pace is what Autotask sees;
+            // held until the answer is in.
+            let _paced = match self.inner.pacer.acquire().await {
+                Ok(p) => p,
+                Err(wait) => {
+                    return Err(Failure::Final(AutotaskError::BudgetSpent {
+                        retry_after: wait,
+                    }));
+                }
+            };
+            let resp = req.send().await.map_err(unclear)?;
+            let status = resp.status();
+            let retry_after = retry_after(resp.headers());
+            let body = resp.text().await.map_err(unclear)?;
+            Ok(RawReply {
+                status,
+                body,
+                retry_after,
+            })
+        }
+        .await;
+        if let Err(e) = self
+            .inner
+            .store
+            .give_back_autotask_thread(endpoint, thread, &self.inner.me)
+            .await
+        {
+            tracing::warn!(error = %e, endpoint, "could not give an Autotask thread back; it comes back when its lease ends");
+        }
+        sent
+    }
+
+    /// Waits for one of the tenant's `autotask.max_concurrent` threads of `endpoint` (a slot in
+    /// the database, so that several processes together stay within Autotask's threads per
+    /// endpoint). Its lease outlasts the request's timeout: a process that dies holding one gives it
+    /// back when the lease ends.
+    async fn tenant_thread(&self, endpoint: &str) -> Result<i64, AutotaskError> {
+        let slots = i64::from(self.inner.cfg.max_concurrent.max(1));
+        // Held through the pace's wait and the request's timeout, with a margin.
+        let lease = chrono::Duration::seconds(
+            (self.inner.cfg.max_budget_wait_secs + self.inner.cfg.timeout_secs + 30) as i64,
+        );
+        let mut wait = Duration::from_millis(10);
+        loop {
+            let now = self.inner.clock.now();
+            if let Some(slot) = self
+                .inner
+                .store
+                .take_autotask_thread(endpoint, slots, &self.inner.me, now, now + lease)
+                .await?
+            {
+                return Ok(slot);
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(200));
+        }
     }
 
     /// Interprets a reply: success, or Autotask's `{"errors": [...]}` words, or the bare status.

@@ -24,7 +24,8 @@ pub struct AutotaskConfig {
     pub secret_errors: Vec<ConfigError>,
     /// Where the user's zone (its API base URL) is looked up; the zone itself is never configured.
     pub zone_lookup_url: String,
-    /// Concurrent requests per endpoint (Autotask allows 3).
+    /// Concurrent requests per endpoint for the whole tenant (Autotask allows 3): shared by every
+    /// process on the database through its thread slots.
     pub max_concurrent: u32,
     /// Share of the tenant's hourly request budget this daemon may use (the rest is the other
     /// integrations').

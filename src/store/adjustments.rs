@@ -3,6 +3,7 @@
 //! billed is its original amount plus every adjustment of it, so the next adjustment is measured
 //! against that, never against the original alone.
 
+use crate::store::BeginWrite;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -121,7 +122,7 @@ impl Store {
             .map(|l| micros(l.amount))
             .collect::<Result<_, _>>()?;
         on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO adjustments (invoice_id, kind, remote_id, reference, status, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (kind, remote_id) DO UPDATE SET \
@@ -257,7 +258,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE invoice_id = $1")
                 .bind(invoice.get())
                 .fetch_one(&mut *tx)

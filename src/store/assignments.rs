@@ -2,6 +2,7 @@
 //! partial unique index `assignments_one_live_per_service` makes "one live assignment per service"
 //! hold even when two connections assign the same service at once.
 
+use crate::store::BeginWrite;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
@@ -158,7 +159,7 @@ impl Store {
         }
         let now = Utc::now();
         let id: i64 = on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let inserted = sqlx::query_scalar(
                 "INSERT INTO assignments (service_id, customer_id, state, starts_on, autotask_contract_id, \
                  autotask_product_id, autotask_material_code_id, assigned_at, assigned_by, changed_at, changed_by) \
@@ -242,7 +243,7 @@ impl Store {
         }
         let now = Utc::now();
         on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             // The state in the WHERE makes a concurrent transition lose cleanly instead of both applying.
             let changed = sqlx::query(
                 "UPDATE assignments SET state = $2, changed_at = $3, changed_by = $4, \

@@ -4,6 +4,7 @@
 //! an unknown status or a non-positive id is a `StoreError::Corrupt` naming the row, never a string
 //! that travels on. The outbox and the ledger are in `outbox.rs`.
 
+use crate::store::BeginWrite;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -237,7 +238,7 @@ impl Store {
         let start = i64::try_from(start)
             .map_err(|_| StoreError::Refused("invoices.start_number is too large".into()))?;
         on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM invoices WHERE customer_id = $1 AND period = $2")
                 .bind(inv.customer_id.get())
                 .bind(&period)
@@ -469,7 +470,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<i32, StoreError> {
         on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let (customer_id, period, revision): (i64, String, i32) =
                 sqlx::query_as("SELECT customer_id, period, revision FROM invoices WHERE id = $1")
                     .bind(invoice_id.get())

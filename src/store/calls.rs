@@ -4,6 +4,7 @@
 //! `call_rollups` in the same transaction. The summary reads the rollups and, per user, the
 //! (service, user, time) index; a month of calls is a range of the call key's index.
 
+use crate::store::BeginWrite;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
@@ -628,7 +629,7 @@ impl Store {
                 })
             }
             Db::Postgres(p) => {
-                let mut tx = p.begin().await?;
+                let mut tx = p.begin_write().await?;
                 let twins = match source {
                     Some(src) => twins_postgres(&mut tx, batch, &days, src).await?,
                     None => Vec::new(),
@@ -822,7 +823,7 @@ impl Store {
         let json = serde_json::to_string(plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.service(service).await?;
         let version: i32 = on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let v: i32 = sqlx::query_scalar("SELECT CAST(COALESCE(MAX(version), 0) + 1 AS INTEGER) FROM rate_plans WHERE service_id = $1")
                 .bind(service.get())
                 .fetch_one(&mut *tx)
@@ -915,7 +916,7 @@ impl Store {
         }
         let json = serde_json::to_string(plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let v: i32 = sqlx::query_scalar("SELECT CAST(COALESCE(MAX(version), 0) + 1 AS INTEGER) FROM shared_rate_plans WHERE name = $1")
                 .bind(name)
                 .fetch_one(&mut *tx)
@@ -944,7 +945,7 @@ impl Store {
         self.service(service).await?;
         self.shared_plan_exists(name).await?;
         on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO service_shared_plan (service_id, name) VALUES ($1, $2) \
                          ON CONFLICT (service_id) DO UPDATE SET name = excluded.name")
                 .bind(service.get())
@@ -961,7 +962,7 @@ impl Store {
     pub async fn set_default_rate_plan(&self, actor: &Actor, name: &str) -> Result<(), StoreError> {
         self.shared_plan_exists(name).await?;
         on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO default_rate_plan (only_row, name) VALUES (1, $1) \
                          ON CONFLICT (only_row) DO UPDATE SET name = excluded.name")
                 .bind(name)

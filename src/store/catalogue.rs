@@ -1,5 +1,6 @@
 //! The service catalogue: services (parents and children) and their users.
 
+use crate::store::BeginWrite;
 use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, Utc};
@@ -194,7 +195,7 @@ impl Store {
         let now = Utc::now();
         let parent = parent_id.as_ref().map(|p| p.id.get());
         let id: i64 = on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let id: i64 = match &before {
                 None => sqlx::query_scalar(
                     "INSERT INTO services (external_ref, parent_id, name, kind, rebill_enabled, monthly_price_micros, \

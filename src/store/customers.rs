@@ -1,5 +1,6 @@
 //! Customers.
 
+use crate::store::BeginWrite;
 use chrono::Utc;
 
 use super::audit::{snapshot, write_audit};
@@ -127,7 +128,7 @@ impl Store {
         let now = Utc::now();
         let (kind, xero, autotask) = target_columns(&c.target);
         let id: i64 = on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO customers (external_ref, name, enabled, target_kind, xero_contact_id, autotask_company_id, \
                  email, phone, address, city, state, postcode, country, tax_number, payment_terms_days, created_at, updated_at) \
@@ -191,7 +192,7 @@ impl Store {
         }
         let (kind, xero, autotask) = target_columns(&c.target);
         on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query(
                 "UPDATE customers SET name = $2, enabled = $3, target_kind = $4, xero_contact_id = $5, \
                  autotask_company_id = $6, email = $7, phone = $8, address = $9, city = $10, state = $11, \
@@ -313,7 +314,7 @@ impl Store {
     ) -> Result<Customer, StoreError> {
         let (kind, xero, autotask) = target_columns(&after.target);
         on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query(
                 "UPDATE customers SET enabled = $2, target_kind = $3, xero_contact_id = $4, \
                  autotask_company_id = $5, updated_at = $6 WHERE id = $1",

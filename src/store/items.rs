@@ -1,5 +1,6 @@
 //! Once-off and recurring items.
 
+use crate::store::BeginWrite;
 use chrono::{NaiveDate, Utc};
 
 use super::audit::{snapshot, write_audit};
@@ -108,7 +109,7 @@ impl Store {
         let now = Utc::now();
         let c = new.autotask;
         let id: i64 = on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO items (customer_id, kind, description, amount_micros, starts_on, autotask_contract_id, \
                  autotask_product_id, autotask_material_code_id, status, created_at, updated_at) \
@@ -215,7 +216,7 @@ impl Store {
     ) -> Result<Item, StoreError> {
         let amount = micros(after.amount)?;
         on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             // Guarded by the old status so that a run billing the item meanwhile wins cleanly.
             let n = sqlx::query(
                 "UPDATE items SET description = $2, amount_micros = $3, status = $4, updated_at = $5 \

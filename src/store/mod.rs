@@ -64,6 +64,42 @@ macro_rules! on_db {
 }
 pub use on_db;
 
+/// How a write transaction begins. On SQLite, `BEGIN IMMEDIATE`: the write lock is taken at the
+/// start, so a second process (two pushes, push and the daemon) waits its turn within
+/// `busy_timeout` instead of failing with "database is locked" (`SQLITE_BUSY_SNAPSHOT`), which is
+/// what a deferred transaction gets when it read before another process wrote. PostgreSQL's row
+/// locks need nothing of the sort.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send
+    + '_;
+}
+
+impl BeginWrite for sqlx::SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send
+    + '_ {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for sqlx::PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send
+    + '_ {
+        self.begin()
+    }
+}
+
 impl Store {
     pub fn db(&self) -> &Db {
         &self.db

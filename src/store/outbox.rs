@@ -6,6 +6,7 @@
 //! a worker whose claim was taken over learns it (`false`) and stops that entry. Rows are parsed
 //! into the domain's `OutboxEntry` and `LedgerRow` here.
 
+use crate::store::BeginWrite;
 use chrono::{DateTime, Utc};
 
 use super::{Store, StoreError, on_db, parse_rows};
@@ -184,7 +185,9 @@ impl Store {
     /// it from the time of the claim, not of the push). An entry is due when it is pending (or in
     /// flight with an expired claim: its worker died or stalled), its time has come and the entry
     /// it depends on is done. Claiming counts an attempt before any remote call is made. Taking
-    /// over an expired claim makes the entry uncertain: its worker may have sent the request.
+    /// over an expired claim keeps the entry's uncertainty as it is: a worker marks an entry
+    /// uncertain (`hold_claim` with `sending_at`, committed) before it sends anything, so an entry
+    /// taken over unmarked was never sent, and one marked is looked up first.
     ///
     /// One `UPDATE … WHERE id IN (SELECT …) RETURNING id` statement: on SQLite a single write
     /// (the busy timeout makes a second process wait, never fail with "database is locked"); on
@@ -201,7 +204,6 @@ impl Store {
         let mut ids: Vec<i64> = on_db!(self, p => {
             let sql = if self.is_postgres() {
                 "UPDATE outbox SET status = 'in_flight', claimed_by = $2, claimed_until = $3, attempts = attempts + 1, \
-                 uncertain_since = CASE WHEN status = 'in_flight' THEN COALESCE(uncertain_since, $4) ELSE uncertain_since END, \
                  updated_at = $4 WHERE id IN (SELECT o.id FROM outbox o WHERE o.action = $1 AND o.not_before <= $4 \
                  AND o.next_attempt_at <= $4 \
                  AND (o.status = 'pending' OR (o.status = 'in_flight' AND o.claimed_until < $4)) \
@@ -209,7 +211,6 @@ impl Store {
                  ORDER BY o.id LIMIT $5 FOR UPDATE SKIP LOCKED) RETURNING id"
             } else {
                 "UPDATE outbox SET status = 'in_flight', claimed_by = $2, claimed_until = $3, attempts = attempts + 1, \
-                 uncertain_since = CASE WHEN status = 'in_flight' THEN COALESCE(uncertain_since, $4) ELSE uncertain_since END, \
                  updated_at = $4 WHERE id IN (SELECT o.id FROM outbox o WHERE o.action = $1 AND o.not_before <= $4 \
                  AND o.next_attempt_at <= $4 \
                  AND (o.status = 'pending' OR (o.status = 'in_flight' AND o.claimed_until < $4)) \
@@ -318,7 +319,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = Utc::now();
         let held = on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE outbox SET status = 'done', remote_id = $2, last_error = NULL, claimed_by = NULL, \
                                  uncertain_since = NULL, updated_at = $3 WHERE id = $1 AND claimed_by = $4 AND status = 'in_flight'")
                 .bind(entry.id.get())
@@ -378,7 +379,7 @@ impl Store {
         let now = Utc::now();
         let error = ledger.error.clone().unwrap_or_default();
         let held = on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let (status, next) = match retry_at {
                 Some(t) => (OutboxStatus::Pending, t),
                 None => (OutboxStatus::Failed, now),
@@ -453,7 +454,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         Ok(on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             // An action for a line that is no longer billed is superseded, never replayed.
             sqlx::query(
                 "UPDATE outbox SET status = 'cancelled', updated_at = $2 WHERE invoice_id = $1 AND status = 'failed' \

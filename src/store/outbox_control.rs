@@ -3,6 +3,7 @@
 //! writes an audit record in the same transaction. The claim, finish and park writes of the push
 //! stay in `outbox.rs`; these never touch an entry while it is in flight.
 
+use crate::store::BeginWrite;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
@@ -122,7 +123,7 @@ impl Store {
             return Err(e);
         }
         let changed = on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query(
                 "UPDATE outbox SET status = 'pending', next_attempt_at = $2, updated_at = $2 \
                  WHERE id = $1 AND skipped_at IS NULL AND status IN ('pending', 'failed')",
@@ -174,7 +175,7 @@ impl Store {
         let mut queue = vec![first];
         while let Some(entry) = queue.pop() {
             let done = on_db!(self, p => {
-                let mut tx = p.begin().await?;
+                let mut tx = p.begin_write().await?;
                 let n = sqlx::query(
                     "UPDATE outbox SET status = 'cancelled', skipped_at = $2, skipped_by = $3, skipped_reason = $4, \
                      last_error = $5, claimed_by = NULL, updated_at = $2 \
@@ -296,7 +297,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<OutboxEntry, StoreError> {
         let id: i64 = on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let emails: Vec<(i64, String)> = sqlx::query_as(
                 "SELECT id, CASE WHEN skipped_at IS NULL THEN status ELSE 'skipped' END FROM outbox \
                  WHERE invoice_id = $1 AND action = $2 ORDER BY id",

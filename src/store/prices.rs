@@ -3,6 +3,7 @@
 //! (NULL: since the beginning) until the next one; `services.monthly_price_micros` and
 //! `items.amount_micros` keep the newest price, the catalogue's current entry.
 
+use crate::store::BeginWrite;
 use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, Utc};
@@ -114,7 +115,7 @@ impl Store {
             amount,
         }]));
         on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             if let Some(m) = beginning {
                 sqlx::query(
                     "INSERT INTO service_prices (service_id, effective_from, monthly_price_micros, created_at) \
@@ -197,7 +198,7 @@ impl Store {
             amount,
         }]));
         on_db!(self, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             if let Some(m) = beginning {
                 sqlx::query(
                     "INSERT INTO item_prices (item_id, effective_from, amount_micros, created_at) \

@@ -4,6 +4,7 @@
 //! crash or an error leaves the month as it was, never half re-priced; pricing itself is the
 //! caller's (pure) function.
 
+use crate::store::BeginWrite;
 use chrono_tz::Tz;
 
 use super::calls::{
@@ -129,7 +130,7 @@ impl Store {
                 )
             }
             Db::Postgres(p) => {
-                let mut tx = p.begin().await?;
+                let mut tx = p.begin_write().await?;
                 rerate_in!(
                     tx,
                     update_postgres,

@@ -67,18 +67,22 @@ fn posts_to(requests: &[wiremock::Request], p: &str) -> usize {
 }
 
 async fn a_create_answered_by_a_server_fault_is_an_unknown_outcome_not_a_refusal(app: TestApp) {
-    for (body, content_type) in [
+    for (i, (body, content_type)) in [
         (UNEXPECTED, "application/json"),
         (
             "<!DOCTYPE html><html><body><h2>500 - Internal server error.</h2></body></html>",
             "text/html",
         ),
         ("", "text/plain"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let server = create_answers(500, body, content_type).await;
-        let client = AutotaskClient::new(&config(&server), app.store.clone())
-            .await
-            .unwrap();
+        // Another API user each time: the zone cached for one server is not another's.
+        let mut cfg = config(&server);
+        cfg.username = Some(format!("api{i}@example.com"));
+        let client = AutotaskClient::new(&cfg, app.store.clone()).await.unwrap();
         let e = client.push_charge(&draft()).await.unwrap_err();
         assert!(
             matches!(e, AutotaskError::Http { status: 500, .. }),

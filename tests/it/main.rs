@@ -35,6 +35,7 @@ mod outbox_control;
 mod prices;
 mod shutdown;
 mod stale_actions;
+mod tenant_limits;
 mod who_owes_what;
 mod wiremock_fixtures;
 mod xero_client;
