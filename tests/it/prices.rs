@@ -102,6 +102,8 @@ async fn price_change_does_not_rewrite_a_billed_period(app: TestApp) {
         &["0299990001", "0299990002"],
     );
     sip.name = NonEmpty::parse("name", "SIP Trunk 10 channels").unwrap();
+    // Its cost as the sample world has it: only the price changes.
+    sip.monthly_cost = m("31.50");
     app.store
         .import_service_from(&app.actor(), &sip, Some(day("2026-12-01")))
         .await
