@@ -297,6 +297,9 @@ struct Candidate<'a> {
     description: String,
     /// What is owed for the charge now.
     owed: Money,
+    /// The most a later invoice (not the charge's home) bills of it: a service back from the
+    /// trash can is not billed late for the days it was left off.
+    late_cap: Option<Money>,
     cost: Money,
     autotask: Option<AutotaskCoding>,
     service: Option<&'a Service>,
@@ -410,19 +413,24 @@ fn candidates<'a>(
         let since_restore: Vec<Holding> = holdings.iter().map(|h| h.since_restore()).collect();
         let prices = s.prices.of_service(svc);
         for &q in months {
-            let (share, spans) = if Some(q) == period {
-                (
-                    held_share(holdings.iter().copied(), q),
-                    held_spans(holdings.iter().copied(), q),
-                )
-            } else {
-                (
-                    held_share(since_restore.iter(), q),
-                    held_spans(since_restore.iter(), q),
-                )
-            };
-            let Some(share) = share else {
+            // What the month's fee is worth is the same whichever invoice asks (the days held),
+            // so that its home invoice and a later one agree on what is left to bill; a later
+            // invoice bills at most the days since the last restore (`late_cap`).
+            let (Some(full), full_spans) = (
+                held_share(holdings.iter().copied(), q),
+                held_spans(holdings.iter().copied(), q),
+            ) else {
                 continue;
+            };
+            let owed = prices.owed(&full_spans, q);
+            let (share, late_cap) = if Some(q) == period {
+                (full, None)
+            } else {
+                let Some(late) = held_share(since_restore.iter(), q) else {
+                    continue;
+                };
+                let spans = held_spans(since_restore.iter(), q);
+                (late, Some(prices.owed(&spans, q)))
             };
             out.push(Candidate {
                 charge: Charge::Fee {
@@ -431,7 +439,8 @@ fn candidates<'a>(
                 },
                 kind: LineKind::ServiceFee,
                 description: format!("{} — {}", svc.name, share.describe(q)),
-                owed: prices.owed(&spans, q),
+                owed,
+                late_cap,
                 cost: prorate(svc.monthly_cost, share),
                 autotask: coding,
                 service: Some(svc),
@@ -476,6 +485,7 @@ fn candidates<'a>(
                     (seconds + 59) / 60
                 ),
                 owed: price.round_cents(),
+                late_cap: None,
                 cost,
                 autotask: coding,
                 service: Some(svc),
@@ -502,6 +512,7 @@ fn candidates<'a>(
                         kind: LineKind::Recurring,
                         description: format!("{} — {}", i.description, share.describe(q)),
                         owed: prices.owed(&[(share.first, share.last)], q),
+                        late_cap: None,
                         cost: Money::ZERO,
                         autotask: i.autotask,
                         service: None,
@@ -516,6 +527,7 @@ fn candidates<'a>(
                     kind: LineKind::OnceOff,
                     description: i.description.to_string(),
                     owed: i.amount.round_cents(),
+                    late_cap: None,
                     cost: Money::ZERO,
                     autotask: i.autotask,
                     service: None,
@@ -543,7 +555,12 @@ fn billable_here(s: &Snapshot, c: CustomerId, period: Period, cand: &Candidate) 
         .filter(|b| b.on_invoice != period && !b.removed)
         .map(|b| b.amount)
         .sum();
-    let rest = cand.owed - elsewhere;
+    let mut rest = cand.owed - elsewhere;
+    if cand.charge.home_period() != period
+        && let Some(cap) = cand.late_cap
+    {
+        rest = rest.min(cap);
+    }
     let wanted = if cand.charge.home_period() == period || here {
         !rest.is_zero()
     } else {

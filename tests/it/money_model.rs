@@ -1,5 +1,6 @@
 //! The money rules end to end, model-based (issue 11): random months of changes — a service moved
-//! between customers mid-month or given up, its price changed from a day, recurring and once-off items entered late, calls imported before
+//! between customers mid-month or given up, put in the trash can and restored, its price changed
+//! from a day, recurring and once-off items entered late, calls imported before
 //! and after their run, invoices paid in Xero, Autotask charges billed, resyncs — run through the
 //! real pipeline against the Xero and Autotask stand-ins. After the last run and a resync of every
 //! month, what the remote documents net to per customer must equal what a plain oracle written
@@ -34,6 +35,10 @@ enum Op {
     Move { day: u8 },
     /// The SIP service is given up: trash can and minus, held by no one from that day.
     Release { day: u8 },
+    /// The SIP service goes in the trash can (left off invoices, with its calls, until restored).
+    Exclude { day: u8 },
+    /// The SIP service comes back from the trash can.
+    Restore { day: u8 },
     /// The SIP service's price changes from a day of last month (retroactive) or this one.
     Price { cents: u32, day: u8 },
     /// A recurring item from a day of last month or this one.
@@ -54,6 +59,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         2 => any::<u8>().prop_map(|day| Op::Move { day }),
         1 => any::<u8>().prop_map(|day| Op::Release { day }),
+        1 => any::<u8>().prop_map(|day| Op::Exclude { day }),
+        1 => any::<u8>().prop_map(|day| Op::Restore { day }),
         2 => (1_000u32..15_000, any::<u8>()).prop_map(|(cents, day)| Op::Price { cents, day }),
         2 => (0u8..3, 100u32..20_000, any::<u8>()).prop_map(|(who, cents, day)| Op::Recurring { who, cents, day }),
         1 => (0u8..3, 100u32..50_000).prop_map(|(who, cents)| Op::Once { who, cents }),
@@ -78,6 +85,10 @@ struct Facts {
     /// The SIP service's price changes: (first day, monthly price); each in force until a
     /// later one.
     prices: Vec<(NaiveDate, Decimal)>,
+    /// Whether the SIP service's holder has it in the trash can now, and since which day.
+    excluded: Option<NaiveDate>,
+    /// The day of the last trash-can change (exclude or restore): a later one is not dated before.
+    last_change: Option<NaiveDate>,
     /// Recurring items: (customer index, amount, first day).
     recurring: Vec<(usize, Decimal, NaiveDate)>,
     /// Once-off items: (customer index, amount).
@@ -110,13 +121,23 @@ fn days_of(m: Period, from: NaiveDate, until: Option<NaiveDate>) -> i64 {
 /// of them: the oracle, written plainly.
 fn owed(f: &Facts, months: &[Period]) -> [Decimal; 3] {
     let mut owed = [Decimal::ZERO; 3];
+    // A service in the trash can is left off its holder's invoices, with its calls, while it stays
+    // there: every invoice of that holder from the month its current holding began (the invoices
+    // whose months it overlaps) leaves it off — the fees of those months and the calls they bill
+    // (made the month before). Earlier invoices bill an earlier holding, which is not excluded.
+    let left_off = f.excluded.and_then(|_| {
+        let &(who, since) = f.holders.last()?;
+        Some((who?, Period::of_date(since)))
+    });
+    let off = |who: usize, invoice: Period| left_off.is_some_and(|(c, m)| c == who && invoice >= m);
     let on = |day: NaiveDate| {
         let holder = f
             .holders
             .iter()
             .rev()
             .find(|&&(_, from)| from <= day)
-            .and_then(|&(who, _)| who);
+            .and_then(|&(who, _)| who)
+            .filter(|&who| !off(who, Period::of_date(day)));
         let price = f
             .prices
             .iter()
@@ -156,7 +177,13 @@ fn owed(f: &Facts, months: &[Period]) -> [Decimal; 3] {
         if month >= last {
             continue;
         }
-        let (holder, _) = on(day);
+        let holder = f
+            .holders
+            .iter()
+            .rev()
+            .find(|&&(_, from)| from <= day)
+            .and_then(|&(who, _)| who)
+            .filter(|&who| !off(who, month.next()));
         // A service given up with an earlier date than its calls: those calls are no one's.
         let Some(holder) = holder else { continue };
         *usage.entry((holder, month)).or_default() += price;
@@ -177,6 +204,8 @@ fn world_facts() -> Facts {
     Facts {
         holders: vec![(Some(A), "2026-01-01".parse().unwrap())],
         prices: vec![("2000-01-01".parse().unwrap(), SIP_PRICE.parse().unwrap())],
+        excluded: None,
+        last_change: None,
         recurring: vec![
             (T, Decimal::new(120, 0), "2026-01-01".parse().unwrap()),
             (T, Decimal::new(30, 0), "2026-11-16".parse().unwrap()),
@@ -237,15 +266,17 @@ async fn check(app: TestApp, script: Vec<Vec<Op>>) {
                         .holders
                         .iter()
                         .any(|&(_, from)| Period::of_date(from) == Period::of_date(d));
-                    if d <= since || moved_this_month {
+                    if d <= since || moved_this_month || facts.last_change.is_some_and(|c| d < c) {
                         continue;
                     }
                     let to = if holder == Some(A) { B } else { A };
                     if holder.is_some() {
-                        app.store
-                            .transition(&a, w.sip, Transition::Exclude, d)
-                            .await
-                            .unwrap();
+                        if facts.excluded.take().is_none() {
+                            app.store
+                                .transition(&a, w.sip, Transition::Exclude, d)
+                                .await
+                                .unwrap();
+                        }
                         app.store
                             .transition(&a, w.sip, Transition::Unassign, d)
                             .await
@@ -256,6 +287,7 @@ async fn check(app: TestApp, script: Vec<Vec<Op>>) {
                         .await
                         .unwrap();
                     facts.holders.push((Some(to), d));
+                    facts.last_change = None;
                 }
                 Op::Release { day } => {
                     let d = in_window(day);
@@ -264,18 +296,54 @@ async fn check(app: TestApp, script: Vec<Vec<Op>>) {
                         .holders
                         .iter()
                         .any(|&(_, from)| Period::of_date(from) == Period::of_date(d));
-                    if holder.is_none() || d <= since || moved_this_month {
+                    if holder.is_none()
+                        || d <= since
+                        || moved_this_month
+                        || facts.last_change.is_some_and(|c| d < c)
+                    {
+                        continue;
+                    }
+                    if facts.excluded.take().is_none() {
+                        app.store
+                            .transition(&a, w.sip, Transition::Exclude, d)
+                            .await
+                            .unwrap();
+                    }
+                    app.store
+                        .transition(&a, w.sip, Transition::Unassign, d)
+                        .await
+                        .unwrap();
+                    facts.holders.push((None, d));
+                    facts.last_change = None;
+                }
+                Op::Exclude { day } => {
+                    let d = in_window(day);
+                    let &(holder, since) = facts.holders.last().unwrap();
+                    if holder.is_none()
+                        || facts.excluded.is_some()
+                        || d < since
+                        || facts.last_change.is_some_and(|c| d < c)
+                    {
                         continue;
                     }
                     app.store
                         .transition(&a, w.sip, Transition::Exclude, d)
                         .await
                         .unwrap();
+                    facts.excluded = Some(d);
+                    facts.last_change = Some(d);
+                }
+                Op::Restore { day } => {
+                    let Some(since) = facts.excluded else {
+                        continue;
+                    };
+                    let d = in_window(day).max(since);
                     app.store
-                        .transition(&a, w.sip, Transition::Unassign, d)
+                        .transition(&a, w.sip, Transition::Restore, d)
                         .await
                         .unwrap();
-                    facts.holders.push((None, d));
+                    facts.excluded = None;
+                    facts.last_change = Some(d);
                 }
                 Op::Price { cents: n, day } => {
                     let from = in_window(day);
@@ -481,6 +549,26 @@ fn model_test(cases: u32, on_postgres: bool) {
         panic!("{e}");
     }
 }
+
+/// Found by the model: excluded in December, restored on 2 January and moved to Newco on 3
+/// January. February's run billed January's fee late for the day since the restore; the resync of
+/// January then asked for the rest (2 days) and February's resync, measuring the late line against
+/// a different "owed", took it back: Enabled ended billed 1 day of January, not 2. A month's fee is
+/// now worth the same on every invoice; a later one only caps it at the days since the restore.
+async fn a_fee_billed_late_after_a_restore_nets_to_the_days_held_after_both_resyncs(app: TestApp) {
+    check(
+        app,
+        vec![
+            vec![],
+            vec![Op::Exclude { day: 0 }],
+            vec![Op::Restore { day: 1 }, Op::Move { day: 2 }],
+            vec![],
+        ],
+    )
+    .await;
+}
+
+backend_tests!(a_fee_billed_late_after_a_restore_nets_to_the_days_held_after_both_resyncs);
 
 #[test]
 fn random_months_of_changes_bill_what_is_owed_on_sqlite() {
