@@ -59,7 +59,7 @@ pub async fn invoice(ctx: &Ctx, cmd: InvoiceCmd) -> anyhow::Result<()> {
     match cmd {
         InvoiceCmd::List { period, customer } => list(ctx, period, customer).await,
         InvoiceCmd::Show { number } => show(ctx, &number).await,
-        InvoiceCmd::Email { number } => super::invoice::email(ctx, &number).await,
+        InvoiceCmd::Email { number } => email(ctx, &number).await,
         InvoiceCmd::Export {
             period,
             format: _,
@@ -495,4 +495,21 @@ fn print_skipped(skipped: &[crate::pipeline::Skipped]) {
         &["invoice", "entry", "action", "skipped by", "reason"],
         &rows,
     );
+}
+
+/// `rebilld invoice email NUMBER`: queue the email again and push it now (the orchestration is in
+/// `pipeline::invoice_actions`; this parses and prints).
+pub async fn email(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
+    let p = pipeline(ctx).await?;
+    let r = crate::pipeline::invoice_actions::email_again(&p, number, &ctx.actor).await?;
+    if ctx.json {
+        println!("{}", json!(r));
+    } else {
+        println!(
+            "invoice {}: email queued as outbox entry {} ({})",
+            r.invoice, r.entry.id, r.entry.status
+        );
+        print_push(&r.pushed);
+    }
+    Ok(super::exit::push_outcome(&r.pushed)?)
 }
