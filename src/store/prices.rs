@@ -93,27 +93,14 @@ impl Store {
     ) -> Result<PriceSet, StoreError> {
         let service = self.service(id).await?;
         let stored = self.service_price_history(id).await?;
-        // A history always begins at the beginning.
-        let beginning = stored
-            .changes()
-            .is_empty()
-            .then(|| micros(service.monthly_price))
-            .transpose()?;
-        let before = match beginning {
-            Some(_) => PriceHistory::constant(service.monthly_price),
-            None => stored,
-        };
-        let value = micros(amount)?;
+        let Change {
+            beginning,
+            before,
+            after,
+            value,
+            action,
+        } = Change::of(service.monthly_price, stored, amount, from, retroactive)?;
         let now = Utc::now();
-        let action = if retroactive {
-            "price-retroactive"
-        } else {
-            "price"
-        };
-        let after = PriceHistory::new(before.changes().iter().copied().chain([PriceChange {
-            from: Some(from),
-            amount,
-        }]));
         on_db!(self, p => {
             let mut tx = p.begin_write().await?;
             if let Some(m) = beginning {
@@ -177,26 +164,14 @@ impl Store {
             )));
         }
         let stored = self.item_price_history(id).await?;
-        let beginning = stored
-            .changes()
-            .is_empty()
-            .then(|| micros(item.amount))
-            .transpose()?;
-        let before = match beginning {
-            Some(_) => PriceHistory::constant(item.amount),
-            None => stored,
-        };
-        let value = micros(amount)?;
+        let Change {
+            beginning,
+            before,
+            after,
+            value,
+            action,
+        } = Change::of(item.amount, stored, amount, from, retroactive)?;
         let now = Utc::now();
-        let action = if retroactive {
-            "price-retroactive"
-        } else {
-            "price"
-        };
-        let after = PriceHistory::new(before.changes().iter().copied().chain([PriceChange {
-            from: Some(from),
-            amount,
-        }]));
         on_db!(self, p => {
             let mut tx = p.begin_write().await?;
             if let Some(m) = beginning {
@@ -240,6 +215,55 @@ impl Store {
             was: before.on(from),
             history: after,
             retroactive,
+        })
+    }
+}
+
+/// One price change worked out before it is written: the history before and after, and (for a
+/// price that had no history yet) the row that makes it begin at the beginning.
+struct Change {
+    /// The current price in micro-units, to be written as in force from the beginning first.
+    beginning: Option<i64>,
+    before: PriceHistory,
+    after: PriceHistory,
+    /// The new price in micro-units.
+    value: i64,
+    /// The audit action.
+    action: &'static str,
+}
+
+impl Change {
+    fn of(
+        current: Money,
+        stored: PriceHistory,
+        amount: Money,
+        from: NaiveDate,
+        retroactive: bool,
+    ) -> Result<Change, StoreError> {
+        // A history always begins at the beginning.
+        let beginning = stored
+            .changes()
+            .is_empty()
+            .then(|| micros(current))
+            .transpose()?;
+        let before = match beginning {
+            Some(_) => PriceHistory::constant(current),
+            None => stored,
+        };
+        let after = PriceHistory::new(before.changes().iter().copied().chain([PriceChange {
+            from: Some(from),
+            amount,
+        }]));
+        Ok(Change {
+            beginning,
+            before,
+            after,
+            value: micros(amount)?,
+            action: if retroactive {
+                "price-retroactive"
+            } else {
+                "price"
+            },
         })
     }
 }
