@@ -1,4 +1,5 @@
-//! The billing-run commands: `run`, `push`, `--resync`, `invoice list|show|export`, `reconcile`, `status`.
+//! The billing-run commands: `run`, `push`, `--resync`, `invoice list|show|email|void|export`,
+//! `reconcile`, `status` (`invoice void` is in `invoice.rs`).
 
 use std::path::PathBuf;
 
@@ -43,6 +44,17 @@ pub enum InvoiceCmd {
     /// Email a Xero invoice again (after an address was added, or the customer enabled again);
     /// refused for a disabled customer; Xero's daily email cap parks it (exit 75)
     Email { number: String },
+    /// Void an invoice: Xero VOIDED while unpaid (else a credit note for all of it), each Autotask
+    /// charge deleted while unbilled (else a correcting charge); its charges are not billed again
+    Void {
+        number: String,
+        /// Why (kept with the invoice and audited)
+        #[arg(long)]
+        reason: String,
+        /// Print what would happen and change nothing, locally or remotely
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Write a period's invoices in Xero's invoice import CSV layout
     Export {
         #[arg(long)]
@@ -60,6 +72,11 @@ pub async fn invoice(ctx: &Ctx, cmd: InvoiceCmd) -> anyhow::Result<()> {
         InvoiceCmd::List { period, customer } => list(ctx, period, customer).await,
         InvoiceCmd::Show { number } => show(ctx, &number).await,
         InvoiceCmd::Email { number } => email(ctx, &number).await,
+        InvoiceCmd::Void {
+            number,
+            reason,
+            dry_run,
+        } => super::invoice::void(ctx, &number, &reason, dry_run).await,
         InvoiceCmd::Export {
             period,
             format: _,
@@ -114,7 +131,11 @@ async fn list(
             i.period.to_string(),
             format!("{} ({})", i.customer_id, i.customer_name),
             i.total().to_string(),
-            went,
+            if i.voided.is_some() {
+                format!("{went} (voided)")
+            } else {
+                went
+            },
             email_state(i, ctx.config.business.tz()),
         ]);
     }
@@ -177,6 +198,14 @@ async fn show(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
         println!("  open in Xero: {}", super::invoice::xero_link(id));
     }
     println!("  email: {}", email_state(&i, ctx.config.business.tz()));
+    if let Some(v) = &i.voided {
+        println!(
+            "  voided {} by {}: {}",
+            super::output::local_date(v.at, ctx.config.business.tz()),
+            v.by,
+            v.reason
+        );
+    }
     println!();
     let rows: Vec<Vec<String>> = lines
         .iter()

@@ -35,6 +35,17 @@ pub struct StoredInvoice {
     pub xero_status: Option<String>,
     pub emailed_at: Option<DateTime<Utc>>,
     pub revision: i32,
+    /// Set once ops voided it (`rebilld invoice void`): it bills nothing, and its charges are
+    /// settled (no later run or resync bills them again).
+    pub voided: Option<Voided>,
+}
+
+/// When, by whom and why an invoice was voided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Voided {
+    pub at: DateTime<Utc>,
+    pub by: String,
+    pub reason: String,
 }
 
 impl StoredInvoice {

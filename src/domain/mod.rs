@@ -16,6 +16,7 @@ pub mod rating;
 pub mod service;
 pub mod tax;
 pub mod text;
+pub mod void;
 
 pub use assignment::{AssignmentState, AutotaskCoding, Transition};
 pub use customer::{BillingTarget, Customer, NewCustomer};

@@ -196,7 +196,8 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
             let Some(xero) = &p.xero else { continue };
             checked += 1;
             let Some(id) = &inv.xero_invoice_id else {
-                if create_skipped(None) {
+                // Voided before it was sent: its create was cancelled, Xero owes nothing of it.
+                if create_skipped(None) || inv.voided.is_some() {
                     continue;
                 }
                 diff(

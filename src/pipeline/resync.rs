@@ -222,6 +222,41 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
                     .push(say(None, PlanKind::Email, record::email_decision(&d.email)));
                 plan.work.push(Work::Record(Box::new((*d).clone())));
             }
+            (Some(inv), _) if inv.voided.is_some() => {
+                // Voided on purpose: left voided, its charges settled (README "Voiding an
+                // invoice"); only a take-back action that failed is queued again.
+                let failed = p
+                    .store
+                    .outbox(Some(inv.id))
+                    .await?
+                    .iter()
+                    .filter(|o| o.status == OutboxStatus::Failed)
+                    .count();
+                let (at, by) = inv
+                    .voided
+                    .as_ref()
+                    .map(|v| (v.at.format("%Y-%m-%d").to_string(), v.by.clone()))
+                    .unwrap_or_default();
+                plan.actions.push(say(
+                    Some(inv.number.clone()),
+                    if failed > 0 {
+                        PlanKind::Retry
+                    } else {
+                        PlanKind::Unchanged
+                    },
+                    format!(
+                        "voided on {at} by {by}: left voided{}",
+                        if failed > 0 {
+                            format!("; {failed} failed remote action(s) queued again")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                ));
+                if failed > 0 {
+                    plan.work.push(Work::Retry { invoice_id: inv.id });
+                }
+            }
             (Some(inv), wanted) => {
                 let mut removable = Vec::new();
                 for d in super::reconcile::duplicates(p, inv).await? {

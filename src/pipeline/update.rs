@@ -517,9 +517,14 @@ async fn adjust(
             currency: inv.currency.clone(),
             lines: drafts,
         };
-        let created = xero
-            .create_credit_note(&note, &format!("{}:credit", e.idempotency_key))
-            .await?;
+        // A lost answer of an earlier attempt: find the credit note again by its reference.
+        let created = match xero.find_credit_note_by_reference(&reference).await? {
+            Some(found) => found,
+            None => {
+                xero.create_credit_note(&note, &format!("{}:credit", e.idempotency_key))
+                    .await?
+            }
+        };
         let total: Money = record.iter().map(|r| r.amount).sum();
         p.store
             .record_adjustment(

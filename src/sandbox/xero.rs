@@ -248,7 +248,10 @@ impl XeroSandbox {
                 get(get_invoice).post(update_invoice),
             )
             .route("/api.xro/2.0/Invoices/{id}/Email", post(email_invoice))
-            .route("/api.xro/2.0/CreditNotes", put(create_credit_notes))
+            .route(
+                "/api.xro/2.0/CreditNotes",
+                put(create_credit_notes).get(list_credit_notes),
+            )
             .route("/api.xro/2.0/CreditNotes/{id}", get(get_credit_note))
             .route(
                 "/api.xro/2.0/Contacts",
@@ -549,9 +552,11 @@ async fn update_invoice(
     if let Err(r) = authorised(&h) {
         return r;
     }
-    if let Some(Err(r)) = fault(&sb, "POST", "/Invoices/").await {
-        return r;
-    }
+    let dropped = match fault(&sb, "POST", "/Invoices/").await {
+        Some(Err(r)) => return r,
+        Some(Ok(())) => true,
+        None => false,
+    };
     let req: Value = serde_json::from_slice(&body).unwrap_or_default();
     let answer = idempotent(&sb, &h, |s| {
         let Some(inv) = s
@@ -596,6 +601,9 @@ async fn update_invoice(
         }
         (200, json!({"Invoices": [inv.clone()]}))
     });
+    if dropped {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "").into_response();
+    }
     respond(answer)
 }
 
@@ -648,6 +656,11 @@ async fn create_credit_notes(State(sb): State<XeroSandbox>, h: HeaderMap, body: 
     if let Err(r) = authorised(&h) {
         return r;
     }
+    let dropped = match fault(&sb, "PUT", "/CreditNotes").await {
+        Some(Err(r)) => return r,
+        Some(Ok(())) => true,
+        None => false,
+    };
     let req: Value = serde_json::from_slice(&body).unwrap_or_default();
     let answer = idempotent(&sb, &h, |s| {
         let mut out = Vec::new();
@@ -659,7 +672,35 @@ async fn create_credit_notes(State(sb): State<XeroSandbox>, h: HeaderMap, body: 
         }
         (200, json!({"CreditNotes": out}))
     });
+    if dropped {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "").into_response();
+    }
     respond(answer)
+}
+
+/// `GET /CreditNotes?where=Reference=="…"`: the credit notes with that Reference (all without a
+/// filter).
+async fn list_credit_notes(
+    State(sb): State<XeroSandbox>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    sb.with(|s| s.requests += 1);
+    if let Err(r) = authorised(&h) {
+        return r;
+    }
+    let wanted = q
+        .get("where")
+        .and_then(|w| w.split_once("=="))
+        .map(|(_, v)| v.trim_matches('"').to_string());
+    let found: Vec<Value> = sb.with(|s| {
+        s.credit_notes
+            .iter()
+            .filter(|n| wanted.as_deref().is_none_or(|r| n["Reference"] == r))
+            .cloned()
+            .collect()
+    });
+    axum::Json(json!({"CreditNotes": found})).into_response()
 }
 
 async fn get_credit_note(

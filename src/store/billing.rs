@@ -56,6 +56,9 @@ struct InvoiceRow {
     xero_status: Option<String>,
     emailed_at: Option<DateTime<Utc>>,
     revision: i32,
+    voided_at: Option<DateTime<Utc>>,
+    voided_by: Option<String>,
+    void_reason: Option<String>,
 }
 
 /// Names the row in a parse error, so a corrupt row can be found.
@@ -84,6 +87,11 @@ impl TryFrom<InvoiceRow> for StoredInvoice {
             xero_status: r.xero_status,
             emailed_at: r.emailed_at,
             revision: r.revision,
+            voided: r.voided_at.map(|at| crate::domain::invoice::Voided {
+                at,
+                by: r.voided_by.unwrap_or_default(),
+                reason: r.void_reason.unwrap_or_default(),
+            }),
         })
     }
 }
@@ -183,7 +191,7 @@ macro_rules! select_invoices {
         concat!(
             "SELECT i.id, i.customer_id, c.name AS customer_name, i.period, i.number, i.destination, i.issue_date, \
              i.due_date, i.currency, i.total_micros, i.email_decision, i.xero_contact_id, i.xero_invoice_id, \
-             i.xero_status, i.emailed_at, i.revision FROM invoices i JOIN customers c ON c.id = i.customer_id ",
+             i.xero_status, i.emailed_at, i.revision, i.voided_at, i.voided_by, i.void_reason FROM invoices i JOIN customers c ON c.id = i.customer_id ",
             $tail
         )
     };

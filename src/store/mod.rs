@@ -24,6 +24,7 @@ pub mod owed;
 mod prices;
 mod rerate;
 pub mod runs;
+pub mod void;
 pub mod xero;
 
 use sqlx::{PgPool, SqlitePool};

@@ -79,14 +79,16 @@ impl Store {
     }
 
     /// The charges that the lines of invoices of periods `from..=to` bill (removed lines included,
-    /// flagged).
+    /// flagged). The lines a void took off count as billed, not removed: voiding settles its
+    /// charges (waived), so no later invoice bills them again as a shortfall.
     pub async fn billed_charges(
         &self,
         from: Period,
         to: Period,
     ) -> Result<Vec<BilledCharge>, StoreError> {
         let rows: Vec<BilledRow> = on_db!(self, p => sqlx::query_as(
-            "SELECT l.customer_id, l.period, l.charge_key, l.amount_micros, l.removed FROM invoice_lines l \
+            "SELECT l.customer_id, l.period, l.charge_key, l.amount_micros, \
+             CASE WHEN l.voided THEN FALSE ELSE l.removed END AS removed FROM invoice_lines l \
              WHERE l.period >= $1 AND l.period <= $2 ORDER BY l.id")
             .bind(from.to_string())
             .bind(to.to_string())

@@ -612,6 +612,30 @@ impl XeroClient {
         Ok(credit_note(n))
     }
 
+    /// The live (not voided or deleted) credit note whose Reference is `reference`: a credit note
+    /// whose answer was lost is found again by it before another is raised (the Idempotency-Key
+    /// is the second line, and it expires).
+    pub async fn find_credit_note_by_reference(
+        &self,
+        reference: &str,
+    ) -> Result<Option<RemoteCreditNote>, XeroError> {
+        let filter = format!("Reference==\"{}\"", reference.replace('"', ""));
+        let r = self
+            .send(Method::GET, "CreditNotes", &[("where", filter)], None, None)
+            .await?;
+        if !r.status.is_success() {
+            return Err(Self::refusal(&r));
+        }
+        let got: wire::CreditNotes = Self::decode(&r.body)?;
+        Ok(got
+            .credit_notes
+            .into_iter()
+            .filter(|n| !InvoiceState::parse(&n.status).is_cancelled())
+            .filter(|n| n.reference.as_deref() == Some(reference))
+            .map(credit_note)
+            .next())
+    }
+
     /// A credit note as Xero holds it (its status: AUTHORISED, PAID once allocated, VOIDED).
     pub async fn get_credit_note(&self, id: &str) -> Result<RemoteCreditNote, XeroError> {
         let r = self

@@ -26,6 +26,7 @@ mod faults;
 mod health;
 mod installation;
 mod invoice_actions;
+mod invoice_void;
 mod kills;
 mod limits;
 mod money_model;
