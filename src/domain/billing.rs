@@ -20,6 +20,7 @@ use chrono::{Duration, NaiveDate};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use super::extensions::ExtensionMonth;
 use super::owed::{
     Charge, PriceHistory, Share, active_share, catch_up_window, held_share, held_spans,
 };
@@ -48,6 +49,9 @@ pub struct Snapshot {
     /// The prices with their effective dates. A service or recurring item without a history here
     /// costs its catalogue price (`Service::monthly_price`, `Item::amount`) on every day.
     pub prices: Prices,
+    /// Per service and month of the window: its extensions by kind and the plan's prices for them
+    /// (as frozen by the month's first run). A service without an entry bills no extensions.
+    pub extensions: BTreeMap<(ServiceId, Period), ExtensionMonth>,
 }
 
 /// The price histories of services' fees and recurring items.
@@ -304,6 +308,9 @@ struct Candidate<'a> {
     autotask: Option<AutotaskCoding>,
     service: Option<&'a Service>,
     source_item: Option<ItemId>,
+    /// Per-unit charges (extensions): how many, and what one is owed. Billed in full, the line
+    /// reads `count × unit`, which equals `owed` exactly.
+    units: Option<(u32, Money)>,
 }
 
 /// The invoices of `period`: for each customer, every charge it owes whose home is this period, and
@@ -341,7 +348,7 @@ pub fn compute_invoices(s: &Snapshot, period: Period, settings: &BillingSettings
             } else {
                 Money::ZERO
             };
-            lines.push(line(
+            let mut l = line(
                 cand.charge.key_on(period),
                 cand.kind,
                 cand.description,
@@ -351,7 +358,14 @@ pub fn compute_invoices(s: &Snapshot, period: Period, settings: &BillingSettings
                 cand.service,
                 settings,
                 cand.source_item,
-            ));
+            );
+            if let Some((count, unit)) = cand.units
+                && amount == cand.owed
+            {
+                l.quantity = Decimal::from(count);
+                l.unit_price = unit;
+            }
+            lines.push(l);
         }
         if let Some(what) = missing_coding {
             out.skipped.push(Skipped {
@@ -423,15 +437,15 @@ fn candidates<'a>(
                 continue;
             };
             let owed = prices.owed(&full_spans, q);
-            let (share, late_cap) = if Some(q) == period {
+            let (share, late_spans) = if Some(q) == period {
                 (full, None)
             } else {
                 let Some(late) = held_share(since_restore.iter(), q) else {
                     continue;
                 };
-                let spans = held_spans(since_restore.iter(), q);
-                (late, Some(prices.owed(&spans, q)))
+                (late, Some(held_spans(since_restore.iter(), q)))
             };
+            let late_cap = late_spans.as_ref().map(|spans| prices.owed(spans, q));
             out.push(Candidate {
                 charge: Charge::Fee {
                     service: sid,
@@ -445,7 +459,44 @@ fn candidates<'a>(
                 autotask: coding,
                 service: Some(svc),
                 source_item: None,
+                units: None,
             });
+            // Its extensions, one line per kind: owed like the fee, per extension, times the
+            // month's count ("Advanced extensions × 3 @ 8.00").
+            let Some(ext) = s.extensions.get(&(sid, q)) else {
+                continue;
+            };
+            for (&kind, &count) in ext.counts.iter().filter(|(_, n)| **n > 0) {
+                let Some(prices) = ext.prices.of(kind) else {
+                    continue;
+                };
+                let n = Decimal::from(count);
+                let unit = prices.owed(&full_spans, q);
+                let late_cap = late_spans
+                    .as_ref()
+                    .map(|spans| Money::new(prices.owed(spans, q).amount() * n));
+                out.push(Candidate {
+                    charge: Charge::Extensions {
+                        service: sid,
+                        kind,
+                        period: q,
+                    },
+                    kind: LineKind::ServiceFee,
+                    description: format!(
+                        "{} — {} × {count} @ {unit} — {}",
+                        svc.name,
+                        kind.label(),
+                        share.describe(q)
+                    ),
+                    owed: Money::new(unit.amount() * n),
+                    late_cap,
+                    cost: Money::ZERO,
+                    autotask: coding,
+                    service: Some(svc),
+                    source_item: None,
+                    units: Some((count, unit)),
+                });
+            }
         }
         for &q in months {
             let month = q.previous();
@@ -490,6 +541,7 @@ fn candidates<'a>(
                 autotask: coding,
                 service: Some(svc),
                 source_item: None,
+                units: None,
             });
         }
     }
@@ -517,6 +569,7 @@ fn candidates<'a>(
                         autotask: i.autotask,
                         service: None,
                         source_item: Some(i.id),
+                        units: None,
                     });
                 }
             }
@@ -532,6 +585,7 @@ fn candidates<'a>(
                     autotask: i.autotask,
                     service: None,
                     source_item: Some(i.id),
+                    units: None,
                 });
             }
             _ => {}

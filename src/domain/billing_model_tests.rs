@@ -254,6 +254,8 @@ impl Model {
             }
         }
         Snapshot {
+            // The oracle models no extension prices.
+            extensions: Default::default(),
             customers,
             services,
             assignments: self.holdings.clone(),

@@ -5,6 +5,7 @@
 pub mod assignment;
 pub mod billing;
 pub mod customer;
+pub mod extensions;
 pub mod ids;
 pub mod invoice;
 pub mod item;

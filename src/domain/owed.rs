@@ -7,7 +7,9 @@
 //!   price in force on each of those days (a [`PriceHistory`]: prices have effective dates):
 //!   `Σ price of the day ÷ days in month` — with one price, `price × days ÷ days in month` —
 //!   rounded once, half away from zero;
-//! - a **once-off item** is owed once.
+//! - a **once-off item** is owed once;
+//! - a service's **extensions** of one kind (`extensions.rs`) are owed like its fee, for the days
+//!   held, at the plan's per-extension price of each day, times their count for the month.
 //!
 //! Each owed thing has an identity, a [`Charge`]: what is owed and for which month. A charge lands on
 //! exactly one document of the customer that owes it: normally the invoice of its own period; one that
@@ -22,6 +24,7 @@ use chrono::{Datelike, Duration, NaiveDate};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use super::extensions::ExtensionKind;
 use super::{
     AssignmentState, AutotaskCoding, CustomerId, DomainError, ItemId, Money, Period, ServiceId,
 };
@@ -116,13 +119,21 @@ pub enum Charge {
     Usage { service: ServiceId, month: Period },
     /// An item for `period`: a recurring item's month, or a once-off item's (it is owed once).
     Item { item: ItemId, period: Period },
+    /// A service's extensions of one kind for `period` (a plan's per-extension price).
+    Extensions {
+        service: ServiceId,
+        kind: ExtensionKind,
+        period: Period,
+    },
 }
 
 impl Charge {
     /// The period whose invoice normally carries the charge.
     pub fn home_period(&self) -> Period {
         match *self {
-            Charge::Fee { period, .. } | Charge::Item { period, .. } => period,
+            Charge::Fee { period, .. }
+            | Charge::Item { period, .. }
+            | Charge::Extensions { period, .. } => period,
             Charge::Usage { month, .. } => month.next(),
         }
     }
@@ -137,6 +148,12 @@ impl Charge {
             Charge::Usage { service, month } => format!("svc-{service}-calls-{month}"),
             Charge::Item { item, period } if late => format!("item-{item}-{period}"),
             Charge::Item { item, .. } => format!("item-{item}"),
+            Charge::Extensions {
+                service,
+                kind,
+                period,
+            } if late => format!("svc-{service}-ext-{kind}-{period}"),
+            Charge::Extensions { service, kind, .. } => format!("svc-{service}-ext-{kind}"),
         };
         ChargeKey::from_parts(key)
     }
@@ -152,6 +169,17 @@ impl Charge {
                 return Some(Charge::Fee {
                     service,
                     period: invoice,
+                });
+            }
+            if let Some(ext) = tail.strip_prefix("ext-") {
+                let (kind, period) = match ext.split_once('-') {
+                    Some((kind, p)) => (kind, Period::parse(p).ok()?),
+                    None => (ext, invoice),
+                };
+                return Some(Charge::Extensions {
+                    service,
+                    kind: kind.parse().ok()?,
+                    period,
                 });
             }
             if let Some(p) = tail.strip_prefix("fee-") {

@@ -167,6 +167,10 @@ impl Pipeline {
 
     /// Snapshot, compute, record and push one period; the caller holds its lease.
     async fn bill_period(&self, period: Period) -> Result<RunReport, PipelineError> {
+        // The month's extensions are billed with the counts and prices they have at its first run.
+        self.store
+            .freeze_extension_months(period, self.now())
+            .await?;
         let snapshot = snapshot::take(
             &self.store,
             period,

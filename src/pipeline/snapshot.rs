@@ -1,7 +1,8 @@
 //! Step 1: read what the computation needs, as plain domain values: the customers, the services,
 //! every holding (live or ended) of the months the invoice looks at, the items, the rated calls
 //! of those months split by who held the service when each call started, the charges recorded
-//! invoices already bill, and the price histories of fees and recurring items.
+//! invoices already bill, the price histories of fees and recurring items, and each month's
+//! extensions with their prices.
 
 use std::collections::BTreeMap;
 
@@ -82,7 +83,11 @@ pub async fn take(
         services: store.service_prices().await?,
         items: store.item_prices().await?,
     };
+    // Each month's extensions as its first run froze them (the current ones for a month not run).
+    let months: Vec<Period> = window.iter().copied().chain([period]).collect();
+    let extensions = store.extension_months(&months).await?;
     Ok(Snapshot {
+        extensions,
         customers,
         services,
         assignments,

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::audit::write_audit;
 use super::{Actor, Db, Store, StoreError, money, on_db};
+use crate::domain::extensions::ExtensionPrices;
 use crate::domain::rating::RatePlan;
 use crate::domain::text::{Country, e164};
 use crate::domain::{Money, Period, ServiceId};
@@ -820,7 +821,21 @@ impl Store {
         service: ServiceId,
         plan: &RatePlan,
     ) -> Result<i32, StoreError> {
+        self.set_rate_plan_with(actor, service, plan, &ExtensionPrices::default())
+            .await
+    }
+
+    /// Stores a new version of a service's rate plan with its per-extension prices; returns the
+    /// version.
+    pub async fn set_rate_plan_with(
+        &self,
+        actor: &Actor,
+        service: ServiceId,
+        plan: &RatePlan,
+        extensions: &ExtensionPrices,
+    ) -> Result<i32, StoreError> {
         let json = serde_json::to_string(plan).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let ext = extensions_json(extensions)?;
         self.service(service).await?;
         let version: i32 = on_db!(self, p => {
             let mut tx = p.begin_write().await?;
@@ -828,12 +843,13 @@ impl Store {
                 .bind(service.get())
                 .fetch_one(&mut *tx)
                 .await?;
-            sqlx::query("INSERT INTO rate_plans (service_id, version, plan_json, created_at, created_by) VALUES ($1, $2, $3, $4, $5)")
+            sqlx::query("INSERT INTO rate_plans (service_id, version, plan_json, created_at, created_by, extensions_json) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(service.get())
                 .bind(v)
                 .bind(&json)
                 .bind(Utc::now())
                 .bind(actor.as_str())
+                .bind(ext.as_deref())
                 .execute(&mut *tx)
                 .await?;
             // A plan of its own replaces a shared one it used.
@@ -841,7 +857,8 @@ impl Store {
                 .bind(service.get())
                 .execute(&mut *tx)
                 .await?;
-            write_audit!(&mut *tx, actor, "rate_plan", service, "set", None, serde_json::from_str(&json).ok())?;
+            let after = serde_json::json!({"plan": serde_json::from_str::<serde_json::Value>(&json).ok(), "extensions": extensions});
+            write_audit!(&mut *tx, actor, "rate_plan", service, "set", None, Some(after))?;
             tx.commit().await?;
             v
         });
@@ -908,6 +925,20 @@ impl Store {
         name: &str,
         plan: &RatePlan,
     ) -> Result<i32, StoreError> {
+        self.set_shared_rate_plan_with(actor, name, plan, &ExtensionPrices::default())
+            .await
+    }
+
+    /// Stores a new version of the shared plan `name` with its per-extension prices; returns the
+    /// version.
+    pub async fn set_shared_rate_plan_with(
+        &self,
+        actor: &Actor,
+        name: &str,
+        plan: &RatePlan,
+        extensions: &ExtensionPrices,
+    ) -> Result<i32, StoreError> {
+        let ext = extensions_json(extensions)?;
         let name = name.trim();
         if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
             return Err(StoreError::Refused(format!(
@@ -921,15 +952,17 @@ impl Store {
                 .bind(name)
                 .fetch_one(&mut *tx)
                 .await?;
-            sqlx::query("INSERT INTO shared_rate_plans (name, version, plan_json, created_at, created_by) VALUES ($1, $2, $3, $4, $5)")
+            sqlx::query("INSERT INTO shared_rate_plans (name, version, plan_json, created_at, created_by, extensions_json) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(name)
                 .bind(v)
                 .bind(&json)
                 .bind(Utc::now())
                 .bind(actor.as_str())
+                .bind(ext.as_deref())
                 .execute(&mut *tx)
                 .await?;
-            write_audit!(&mut *tx, actor, "shared_rate_plan", name, "set", None, serde_json::from_str(&json).ok())?;
+            let after = serde_json::json!({"plan": serde_json::from_str::<serde_json::Value>(&json).ok(), "extensions": extensions});
+            write_audit!(&mut *tx, actor, "shared_rate_plan", name, "set", None, Some(after))?;
             tx.commit().await?;
             v
         }))
@@ -1077,6 +1110,16 @@ impl Store {
             .fetch_all(p)
             .await?))
     }
+}
+
+/// A plan's extension prices as stored (`None` when it prices no extension).
+fn extensions_json(e: &ExtensionPrices) -> Result<Option<String>, StoreError> {
+    if e.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(e)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 #[cfg(test)]

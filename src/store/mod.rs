@@ -16,6 +16,7 @@ mod catalogue;
 mod config;
 mod connect;
 mod customers;
+pub mod extensions;
 mod installation;
 mod items;
 pub mod outbox;
