@@ -172,22 +172,15 @@ pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
                 return Ok(());
             }
             let plan = match &file {
-                Some(file) => {
-                    let text = std::fs::read_to_string(file)
-                        .with_context(|| format!("cannot read {}", file.display()))?;
-                    Some(if text.trim_start().starts_with('{') {
-                        serde_json::from_str::<RatePlan>(&text)
-                            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
-                    } else {
-                        toml::from_str::<RatePlan>(&text)
-                            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
-                    })
-                }
+                Some(file) => Some(read_plan(file)?),
                 None => None,
             };
             match (service, shared, plan) {
-                (Some(service), None, Some(plan)) => {
-                    let v = ctx.store.set_rate_plan(&ctx.actor, service, &plan).await?;
+                (Some(service), None, Some((plan, extensions))) => {
+                    let v = ctx
+                        .store
+                        .set_rate_plan_with(&ctx.actor, service, &plan, &extensions)
+                        .await?;
                     say(
                         ctx,
                         &format!(
@@ -196,10 +189,10 @@ pub async fn run(ctx: &Ctx, cmd: CdrCmd) -> anyhow::Result<()> {
                         json!({"service": service, "version": v}),
                     );
                 }
-                (None, Some(name), Some(plan)) => {
+                (None, Some(name), Some((plan, extensions))) => {
                     let v = ctx
                         .store
-                        .set_shared_rate_plan(&ctx.actor, &name, &plan)
+                        .set_shared_rate_plan_with(&ctx.actor, &name, &plan, &extensions)
                         .await?;
                     say(
                         ctx,
@@ -320,5 +313,34 @@ pub async fn bench(ctx: &Ctx, c: BenchCmd) -> anyhow::Result<()> {
     match c {
         BenchCmd::Cdr(a) => super::bench::run(&ctx.config, a).await,
         BenchCmd::Cycle(a) => super::bench_cycle::run(&ctx.config, a, ctx.json).await,
+    }
+}
+
+/// A plan file (TOML, or JSON when it starts with `{`): the rating plan, and its optional
+/// `[extensions]` table of monthly prices per extension kind (`domain::extensions`). Unknown keys
+/// in either are refused, naming the file.
+fn read_plan(
+    file: &std::path::Path,
+) -> anyhow::Result<(RatePlan, crate::domain::extensions::ExtensionPrices)> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let bad = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}: {e}", file.display());
+    if text.trim_start().starts_with('{') {
+        let mut t: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&text).map_err(|e| bad(&e))?;
+        let ext = match t.remove("extensions") {
+            Some(v) => serde_json::from_value(v).map_err(|e| bad(&e))?,
+            None => Default::default(),
+        };
+        let plan = serde_json::from_value(serde_json::Value::Object(t)).map_err(|e| bad(&e))?;
+        Ok((plan, ext))
+    } else {
+        let mut t: toml::Table = toml::from_str(&text).map_err(|e| bad(&e))?;
+        let ext = match t.remove("extensions") {
+            Some(v) => v.try_into().map_err(|e| bad(&e))?,
+            None => Default::default(),
+        };
+        let plan = t.try_into().map_err(|e| bad(&e))?;
+        Ok((plan, ext))
     }
 }

@@ -11,6 +11,7 @@ pub mod cdr;
 pub mod customer;
 pub mod demo;
 pub mod exit;
+pub mod extension;
 pub mod import;
 pub mod invoice;
 pub mod item;
@@ -90,6 +91,9 @@ pub enum Command {
     Autotask(autotask::AutotaskCmd),
     /// Bill a period now (the daemon does this on schedule)
     Run(billing::RunArgs),
+    /// Extensions (service users) and their kinds, which a rate plan can price per month
+    #[command(subcommand)]
+    Extension(extension::ExtensionCmd),
     /// Push what is due in the outbox once
     Push,
     /// The outbox of remote actions, one at a time: list, retry, skip
@@ -155,6 +159,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
         Command::Xero(c) => xero::run(ctx, c).await,
         Command::Autotask(c) => autotask::run(ctx, c).await,
         Command::Run(a) => billing::run_now(ctx, a).await,
+        Command::Extension(c) => extension::run(ctx, c).await,
         Command::Push => billing::push(ctx).await,
         Command::Outbox(c) => outbox::run(ctx, c).await,
         Command::Invoice(c) => billing::invoice(ctx, c).await,

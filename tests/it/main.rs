@@ -22,6 +22,7 @@ mod daemon;
 mod demo;
 mod duplicates;
 mod exit_status;
+mod extension_pricing;
 mod faults;
 mod health;
 mod installation;
