@@ -25,9 +25,9 @@ pub struct EmailAgain {
     pub pushed: PushReport,
 }
 
-/// Emails a Xero invoice again. Refused for an Autotask invoice (never emailed by rebill), an
-/// invoice not yet in Xero (its first email follows its create), a disabled customer (never
-/// emailed; enable it first), and while `invoices.auto_send` is off.
+/// Emails a Xero invoice again. Refused for an Autotask invoice (never emailed by rebill), a
+/// voided invoice, an invoice not yet in Xero (its first email follows its create), a disabled
+/// customer (never emailed; enable it first), and while `invoices.auto_send` is off.
 pub async fn email_again(
     p: &Pipeline,
     number: &str,
@@ -37,6 +37,12 @@ pub async fn email_again(
     if inv.destination != RemoteSystem::Xero {
         return Err(PipelineError::Refused(format!(
             "invoice {number} is billed as Autotask contract charges: rebill does not email it"
+        )));
+    }
+    if let Some(v) = &inv.voided {
+        return Err(PipelineError::Refused(format!(
+            "invoice {number} was voided by {} ({}): a voided invoice is not emailed",
+            v.by, v.reason
         )));
     }
     if inv.xero_invoice_id.is_none() {

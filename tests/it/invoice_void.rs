@@ -220,6 +220,14 @@ async fn a_second_void_is_refused_naming_the_invoice_and_changes_nothing(app: Te
         "{e}"
     );
     assert_eq!(app.store.outbox(None).await.unwrap().len(), outbox);
+    let e = rebill::pipeline::invoice_actions::email_again(&w.pipeline, &number, &anna())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("voided"),
+        "a voided invoice is not emailed again: {e}"
+    );
     assert_eq!(w.sandboxes.xero.requests(), requests, "nothing sent");
     let e = void(&w.pipeline, &number, "  ", &anna(), false)
         .await
