@@ -5,9 +5,9 @@
 //!
 //! A void takes the invoice back wherever it went (what is taken back and what is cancelled is
 //! `domain::void`; the push's update actions do the remote work: Xero VOIDED or DELETED while
-//! unpaid, else a credit note for everything it bills; each Autotask charge deleted while
-//! unbilled, else a negative correcting charge) and settles its charges: no later run or resync
-//! bills them again.
+//! unpaid, else a credit note for everything it bills, allocated to what is still due; each
+//! Autotask charge deleted while unbilled, else a negative correcting charge) and settles its
+//! charges: no later run or resync bills them again.
 
 use super::{Pipeline, PipelineError, PushReport, lease, record};
 use crate::domain::RemoteSystem;
@@ -191,6 +191,11 @@ async fn xero_plan(p: &Pipeline, inv: &StoredInvoice) -> String {
         Ok(r) if r.is_editable() => format!(
             "Xero invoice {} ({}) set to DELETED (Xero voids only an approved invoice)",
             inv.number, r.status
+        ),
+        Ok(r) if r.amount_due.is_positive() => format!(
+            "Xero invoice {} is {} with {} paid: it cannot be voided, so a credit note for \
+             everything it bills ({} ex tax) is raised and allocated to the {} still due",
+            inv.number, r.status, r.amount_paid, inv.total, r.amount_due
         ),
         Ok(r) => format!(
             "Xero invoice {} is {} with {} paid: it cannot be voided, so a credit note for \

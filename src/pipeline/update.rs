@@ -178,7 +178,10 @@ pub async fn push_xero_update(
             },
         ));
     }
-    let done = adjust(p, e, &inv, &lines, &remote).await?;
+    let mut done = adjust(p, e, &inv, &lines, &remote).await?;
+    if inv.voided.is_some() {
+        done.extend(allocate_void_credit(p, e, &inv, &remote_id).await?);
+    }
     email_extra_invoices(p, e, &inv).await?;
     l.remote_status = Some(if done.is_empty() {
         "no change needed".into()
@@ -544,6 +547,45 @@ async fn adjust(
             )
             .await?;
         done.push(format!("credit note {reference} for {}", -total));
+    }
+    Ok(done)
+}
+
+/// A voided invoice that was part paid still shows an amount due in Xero until its credit notes
+/// are allocated to it: each is allocated up to what is due (what is left of the credit is what
+/// the customer paid, for the accountant to refund). Xero is read first, so a retry after a lost
+/// answer never allocates twice.
+async fn allocate_void_credit(
+    p: &Pipeline,
+    e: &OutboxEntry,
+    inv: &StoredInvoice,
+    remote_id: &str,
+) -> Result<Vec<String>, PipelineError> {
+    let xero = xero(p)?;
+    let now = xero.get_invoice(remote_id).await?;
+    let mut due = now.amount_due;
+    let mut done = Vec::new();
+    if !due.is_positive() || now.state().is_cancelled() {
+        return Ok(done);
+    }
+    let (date, _) = dates(p, inv).await?;
+    for a in p.store.adjustments(inv.id).await? {
+        if a.kind != AdjustmentKind::CreditNote || a.is_cancelled() || !due.is_positive() {
+            continue;
+        }
+        let note = xero.get_credit_note(&a.remote_id).await?;
+        let amount = note.remaining_credit.min(due);
+        if !amount.is_positive() {
+            continue;
+        }
+        let key = format!("{}:allocate{}", e.idempotency_key, a.id);
+        xero.allocate_credit_note(&a.remote_id, remote_id, amount, date, &key)
+            .await?;
+        due = due - amount;
+        done.push(format!(
+            "credit note {} allocated to the {amount} still due",
+            a.reference
+        ));
     }
     Ok(done)
 }

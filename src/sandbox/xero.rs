@@ -137,6 +137,21 @@ impl XeroSandbox {
         })
     }
 
+    /// Records a payment of `amount` (with tax) on the invoice whose Reference is `reference`:
+    /// part paid, it stays AUTHORISED with the rest due.
+    pub fn pay_part(&self, reference: &str, amount: Decimal) {
+        self.with(|s| {
+            for inv in s
+                .invoices
+                .iter_mut()
+                .filter(|i| i["Reference"] == reference)
+            {
+                inv["AmountPaid"] = num(dec(&inv["AmountPaid"]) + amount);
+                recompute(inv);
+            }
+        })
+    }
+
     /// Plants a second invoice with the same Reference as the first one that has it (as a create
     /// applied twice would leave): a new InvoiceID and number, the same contact and lines.
     /// Returns its InvoiceID.
@@ -254,6 +269,10 @@ impl XeroSandbox {
             )
             .route("/api.xro/2.0/CreditNotes/{id}", get(get_credit_note))
             .route(
+                "/api.xro/2.0/CreditNotes/{id}/Allocations",
+                put(allocate_credit_note),
+            )
+            .route(
                 "/api.xro/2.0/Contacts",
                 get(list_contacts).put(create_contacts),
             )
@@ -284,11 +303,12 @@ fn recompute(inv: &mut Value) {
         }
     }
     let paid = dec(&inv["AmountPaid"]);
+    let credited = dec(&inv["AmountCredited"]);
     inv["SubTotal"] = num(sub);
     inv["TotalTax"] = num(tax);
     inv["Total"] = num(sub + tax);
     inv["AmountPaid"] = num(paid);
-    inv["AmountDue"] = num(sub + tax - paid);
+    inv["AmountDue"] = num(sub + tax - paid - credited);
 }
 
 async fn fault(sb: &XeroSandbox, method: &str, path: &str) -> Option<Result<(), Response>> {
@@ -667,6 +687,7 @@ async fn create_credit_notes(State(sb): State<XeroSandbox>, h: HeaderMap, body: 
         for mut n in req["CreditNotes"].as_array().cloned().unwrap_or_default() {
             n["CreditNoteID"] = json!(uuid::Uuid::new_v4().to_string());
             recompute(&mut n);
+            n["RemainingCredit"] = n["Total"].clone();
             s.credit_notes.push(n.clone());
             out.push(n);
         }
@@ -675,6 +696,70 @@ async fn create_credit_notes(State(sb): State<XeroSandbox>, h: HeaderMap, body: 
     if dropped {
         return (StatusCode::INTERNAL_SERVER_ERROR, "").into_response();
     }
+    respond(answer)
+}
+
+/// `PUT /CreditNotes/{id}/Allocations`: allocates part of a credit note to an invoice, as Xero
+/// does (refused with Xero's words beyond the note's remaining credit or the invoice's amount
+/// due); the invoice is PAID, and the note too, once nothing is left.
+async fn allocate_credit_note(
+    State(sb): State<XeroSandbox>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    sb.with(|s| s.requests += 1);
+    if let Err(r) = authorised(&h) {
+        return r;
+    }
+    let req: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let answer = idempotent(&sb, &h, |s| {
+        let a = &req["Allocations"][0];
+        let amount = dec(&a["Amount"]);
+        let invoice_id = a["Invoice"]["InvoiceID"].as_str().unwrap_or("").to_string();
+        let refuse = |why: &str| {
+            (
+                400,
+                json!({"Type": "ValidationException", "Elements": [{"ValidationErrors": [{"Message": why}]}]}),
+            )
+        };
+        let Some(n) = s
+            .credit_notes
+            .iter()
+            .position(|n| n["CreditNoteID"] == id.as_str())
+        else {
+            return (404, json!({"Title": "Not Found"}));
+        };
+        let Some(i) = s
+            .invoices
+            .iter()
+            .position(|i| i["InvoiceID"] == invoice_id.as_str())
+        else {
+            return refuse("Invoice could not be found");
+        };
+        let remaining = dec(&s.credit_notes[n]["RemainingCredit"]);
+        let due = dec(&s.invoices[i]["AmountDue"]);
+        if amount <= Decimal::ZERO || amount > remaining || amount > due {
+            return refuse(
+                "Amount must be less than or equal to the remaining credit and the amount due",
+            );
+        }
+        let inv = &mut s.invoices[i];
+        inv["AmountCredited"] = num(dec(&inv["AmountCredited"]) + amount);
+        recompute(inv);
+        if dec(&inv["AmountDue"]).is_zero() {
+            inv["Status"] = json!("PAID");
+        }
+        let note = &mut s.credit_notes[n];
+        note["RemainingCredit"] = num(remaining - amount);
+        if (remaining - amount).is_zero() {
+            note["Status"] = json!("PAID");
+        }
+        (
+            200,
+            json!({"Allocations": [{"Amount": num(amount), "Invoice": {"InvoiceID": invoice_id}}]}),
+        )
+    });
     respond(answer)
 }
 

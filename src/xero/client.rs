@@ -580,6 +580,7 @@ impl XeroClient {
             line_items: line_items(&d.lines),
             total: None,
             sub_total: None,
+            remaining_credit: None,
             validation_errors: vec![],
         };
         let body = serde_json::to_value(wire::CreditNotes {
@@ -634,6 +635,36 @@ impl XeroClient {
             .filter(|n| n.reference.as_deref() == Some(reference))
             .map(credit_note)
             .next())
+    }
+
+    /// Allocates `amount` (with tax) of a credit note to an invoice of the same contact: the
+    /// invoice's amount due goes down by it, and so does the note's remaining credit.
+    pub async fn allocate_credit_note(
+        &self,
+        credit_note_id: &str,
+        invoice_id: &str,
+        amount: Money,
+        date: chrono::NaiveDate,
+        key: &str,
+    ) -> Result<(), XeroError> {
+        let body = serde_json::json!({"Allocations": [{
+            "Amount": crate::http::json::number(amount.amount()),
+            "Date": date.to_string(),
+            "Invoice": {"InvoiceID": invoice_id},
+        }]});
+        let r = self
+            .send(
+                Method::PUT,
+                &format!("CreditNotes/{credit_note_id}/Allocations"),
+                &[],
+                Some(&body),
+                Some(key),
+            )
+            .await?;
+        if !r.status.is_success() {
+            return Err(Self::refusal(&r));
+        }
+        Ok(())
     }
 
     /// A credit note as Xero holds it (its status: AUTHORISED, PAID once allocated, VOIDED).
@@ -880,6 +911,7 @@ fn credit_note(n: wire::CreditNote) -> RemoteCreditNote {
         credit_note_id: n.credit_note_id.unwrap_or_default(),
         total: m(n.total),
         sub_total: m(n.sub_total),
+        remaining_credit: m(n.remaining_credit),
         status: n.status,
     }
 }

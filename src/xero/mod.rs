@@ -123,6 +123,8 @@ pub struct RemoteCreditNote {
     /// The total ex tax (what the credit note takes off what was billed).
     pub sub_total: Money,
     pub status: String,
+    /// What is left of it to allocate to invoices (with tax).
+    pub remaining_credit: Money,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -137,6 +137,13 @@ pub struct CreditNote {
         deserialize_with = "number::option::deserialize"
     )]
     pub sub_total: Option<Decimal>,
+    /// What is left of it to allocate (with tax).
+    #[serde(
+        skip_serializing,
+        default,
+        deserialize_with = "number::option::deserialize"
+    )]
+    pub remaining_credit: Option<Decimal>,
     #[serde(skip_serializing, default)]
     pub validation_errors: Vec<ValidationError>,
 }

@@ -145,6 +145,47 @@ async fn a_paid_xero_invoice_is_credited_in_full_and_reconcile_stays_clean(app: 
     assert_reconcile_clean(&w).await;
 }
 
+async fn a_part_paid_xero_invoice_is_credited_in_full_and_the_credit_settles_what_is_due(
+    app: TestApp,
+) {
+    let w = build(&app).await;
+    w.pipeline.run_period(nov()).await.unwrap();
+    let number = number_of(&app, &w.enabled).await;
+    let who = contact(&w.enabled);
+    w.sandboxes.xero.pay_part(&number, d("50"));
+    let invoice = |w: &World| {
+        w.sandboxes
+            .xero
+            .invoices()
+            .into_iter()
+            .find(|i| i["Reference"] == number.as_str())
+            .unwrap()
+    };
+    let num = |v: &serde_json::Value| v.to_string().trim_matches('"').parse::<Decimal>().unwrap();
+    let total = num(&invoice(&w)["Total"]);
+    let r = void(&w.pipeline, &number, "disputed", &anna(), false)
+        .await
+        .unwrap();
+    assert!(r.pushed.as_ref().unwrap().failed.is_empty(), "{r:#?}");
+    let notes = w.sandboxes.xero.credit_notes();
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    assert_eq!(num(&notes[0]["Total"]), total, "credited in full");
+    assert_eq!(
+        num(&notes[0]["RemainingCredit"]),
+        d("50"),
+        "what was paid is left as credit, to refund"
+    );
+    let inv = invoice(&w);
+    assert_eq!(
+        num(&inv["AmountDue"]),
+        d("0"),
+        "nothing left to chase: {inv:#}"
+    );
+    assert_eq!(inv["Status"], "PAID");
+    assert_eq!(w.sandboxes.xero.net_of_contact(&who), d("0"));
+    assert_reconcile_clean(&w).await;
+}
+
 async fn unbilled_autotask_charges_are_deleted_and_reconcile_stays_clean(app: TestApp) {
     let w = build(&app).await;
     w.pipeline.run_period(nov()).await.unwrap();
@@ -368,6 +409,7 @@ async fn a_voided_invoice_stays_voided_on_resync_and_the_next_run_does_not_bill_
 backend_tests!(
     an_unpaid_xero_invoice_is_voided_in_xero_audited_and_reconcile_stays_clean,
     a_paid_xero_invoice_is_credited_in_full_and_reconcile_stays_clean,
+    a_part_paid_xero_invoice_is_credited_in_full_and_the_credit_settles_what_is_due,
     unbilled_autotask_charges_are_deleted_and_reconcile_stays_clean,
     billed_autotask_charges_are_corrected_to_nothing_and_reconcile_stays_clean,
     a_second_void_is_refused_naming_the_invoice_and_changes_nothing,
