@@ -215,11 +215,21 @@ impl Store {
         &self,
         months: &[Period],
     ) -> Result<BTreeMap<(ServiceId, Period), ExtensionMonth>, StoreError> {
-        let frozen: Vec<String> = on_db!(self, p => sqlx::query_scalar("SELECT period FROM extension_periods")
+        let (Some(from), Some(to)) = (months.iter().min(), months.iter().max()) else {
+            return Ok(BTreeMap::new());
+        };
+        let (from, to) = (from.to_string(), to.to_string());
+        let frozen: Vec<String> = on_db!(self, p => sqlx::query_scalar(
+            "SELECT period FROM extension_periods WHERE period >= $1 AND period <= $2")
+            .bind(&from)
+            .bind(&to)
             .fetch_all(p)
             .await?);
         let rows: Vec<(String, i64, String, String)> = on_db!(self, p => sqlx::query_as(
-            "SELECT period, service_id, counts_json, prices_json FROM extension_months")
+            "SELECT period, service_id, counts_json, prices_json FROM extension_months \
+             WHERE period >= $1 AND period <= $2")
+            .bind(&from)
+            .bind(&to)
             .fetch_all(p)
             .await?);
         let now = self.extension_months_now().await?;
