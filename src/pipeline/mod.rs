@@ -11,6 +11,7 @@
 //! `reconcile.rs` compares the ledger with what Xero and Autotask hold. Sits on `store`, `xero`,
 //! `autotask` and `domain`; `cli` and `daemon` call it.
 
+mod allocate;
 mod drafts;
 pub mod export;
 pub mod invoice_actions;

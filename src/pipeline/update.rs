@@ -120,7 +120,7 @@ pub async fn push_autotask_update(
     }
 }
 
-fn xero(p: &Pipeline) -> Result<&crate::xero::XeroClient, PipelineError> {
+pub(super) fn xero(p: &Pipeline) -> Result<&crate::xero::XeroClient, PipelineError> {
     p.xero
         .as_ref()
         .ok_or_else(|| PipelineError::Refused("Xero is not configured".into()))
@@ -180,7 +180,7 @@ pub async fn push_xero_update(
     }
     let mut done = adjust(p, e, &inv, &lines, &remote).await?;
     if inv.voided.is_some() {
-        done.extend(allocate_void_credit(p, e, &inv, &remote_id).await?);
+        done.extend(super::allocate::allocate_void_credit(p, e, &inv, &remote_id).await?);
     }
     email_extra_invoices(p, e, &inv).await?;
     l.remote_status = Some(if done.is_empty() {
@@ -275,7 +275,7 @@ pub(super) fn add(into: &mut BTreeMap<String, Part>, a: &Adjustment) {
 
 /// The customer's invoice date and due date for a document made now: today in the business zone,
 /// due after the customer's payment terms.
-async fn dates(
+pub(super) async fn dates(
     p: &Pipeline,
     inv: &StoredInvoice,
 ) -> Result<(chrono::NaiveDate, chrono::NaiveDate), PipelineError> {
@@ -547,45 +547,6 @@ async fn adjust(
             )
             .await?;
         done.push(format!("credit note {reference} for {}", -total));
-    }
-    Ok(done)
-}
-
-/// A voided invoice that was part paid still shows an amount due in Xero until its credit notes
-/// are allocated to it: each is allocated up to what is due (what is left of the credit is what
-/// the customer paid, for the accountant to refund). Xero is read first, so a retry after a lost
-/// answer never allocates twice.
-async fn allocate_void_credit(
-    p: &Pipeline,
-    e: &OutboxEntry,
-    inv: &StoredInvoice,
-    remote_id: &str,
-) -> Result<Vec<String>, PipelineError> {
-    let xero = xero(p)?;
-    let now = xero.get_invoice(remote_id).await?;
-    let mut due = now.amount_due;
-    let mut done = Vec::new();
-    if !due.is_positive() || now.state().is_cancelled() {
-        return Ok(done);
-    }
-    let (date, _) = dates(p, inv).await?;
-    for a in p.store.adjustments(inv.id).await? {
-        if a.kind != AdjustmentKind::CreditNote || a.is_cancelled() || !due.is_positive() {
-            continue;
-        }
-        let note = xero.get_credit_note(&a.remote_id).await?;
-        let amount = note.remaining_credit.min(due);
-        if !amount.is_positive() {
-            continue;
-        }
-        let key = format!("{}:allocate{}", e.idempotency_key, a.id);
-        xero.allocate_credit_note(&a.remote_id, remote_id, amount, date, &key)
-            .await?;
-        due = due - amount;
-        done.push(format!(
-            "credit note {} allocated to the {amount} still due",
-            a.reference
-        ));
     }
     Ok(done)
 }
