@@ -466,35 +466,22 @@ fn candidates<'a>(
             let Some(ext) = s.extensions.get(&(sid, q)) else {
                 continue;
             };
-            for (&kind, &count) in ext.counts.iter().filter(|(_, n)| **n > 0) {
-                let Some(prices) = ext.prices.of(kind) else {
-                    continue;
-                };
-                let n = Decimal::from(count);
-                let unit = prices.owed(&full_spans, q);
-                let late_cap = late_spans
-                    .as_ref()
-                    .map(|spans| Money::new(prices.owed(spans, q).amount() * n));
+            for x in ext.owed(q, &full_spans, late_spans.as_deref()) {
                 out.push(Candidate {
                     charge: Charge::Extensions {
                         service: sid,
-                        kind,
+                        kind: x.kind,
                         period: q,
                     },
                     kind: LineKind::ServiceFee,
-                    description: format!(
-                        "{} — {} × {count} @ {unit} — {}",
-                        svc.name,
-                        kind.label(),
-                        share.describe(q)
-                    ),
-                    owed: Money::new(unit.amount() * n),
-                    late_cap,
+                    description: format!("{} — {} — {}", svc.name, x.describe(), share.describe(q)),
+                    owed: x.owed,
+                    late_cap: x.late_cap,
                     cost: Money::ZERO,
                     autotask: coding,
                     service: Some(svc),
                     source_item: None,
-                    units: Some((count, unit)),
+                    units: Some((x.count, x.unit)),
                 });
             }
         }

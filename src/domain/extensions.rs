@@ -16,10 +16,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::NaiveDate;
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::owed::{PriceChange, PriceHistory};
-use super::{DomainError, Money};
+use super::{DomainError, Money, Period};
 
 /// The kind of an extension. Closed: the product sells standard and advanced extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -178,6 +179,55 @@ impl ExtensionPrices {
 
 /// How many extensions of each kind a service has in a month.
 pub type ExtensionCounts = BTreeMap<ExtensionKind, u32>;
+
+/// What one kind of a service's extensions is owed for a month.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionsOwed {
+    pub kind: ExtensionKind,
+    pub count: u32,
+    /// What one extension is owed: its monthly price for the days held, rounded once.
+    pub unit: Money,
+    /// `count × unit`: a line of `count` at `unit` bills it exactly.
+    pub owed: Money,
+    /// The most a later invoice bills of it (the days since a restore), like the fee's.
+    pub late_cap: Option<Money>,
+}
+
+impl ExtensionsOwed {
+    /// "Advanced extensions × 3 @ 8.00".
+    pub fn describe(&self) -> String {
+        format!("{} × {} @ {}", self.kind.label(), self.count, self.unit)
+    }
+}
+
+impl ExtensionMonth {
+    /// Each priced kind with extensions this month, owed for the days `spans` of month `p` it was
+    /// held (each day at its price), per extension, times the count; `late` the days a later
+    /// invoice may bill.
+    pub fn owed(
+        &self,
+        p: Period,
+        spans: &[(NaiveDate, NaiveDate)],
+        late: Option<&[(NaiveDate, NaiveDate)]>,
+    ) -> Vec<ExtensionsOwed> {
+        let mut out = Vec::new();
+        for (&kind, &count) in self.counts.iter().filter(|(_, n)| **n > 0) {
+            let Some(prices) = self.prices.of(kind) else {
+                continue;
+            };
+            let n = Decimal::from(count);
+            let unit = prices.owed(spans, p);
+            out.push(ExtensionsOwed {
+                kind,
+                count,
+                unit,
+                owed: Money::new(unit.amount() * n),
+                late_cap: late.map(|l| Money::new(prices.owed(l, p).amount() * n)),
+            });
+        }
+        out
+    }
+}
 
 /// What one service's extensions are billed with in one month: how many of each kind, and the
 /// plan's prices (frozen by the month's first run).
