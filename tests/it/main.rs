@@ -22,6 +22,7 @@ mod daemon;
 mod demo;
 mod duplicates;
 mod exit_status;
+mod extra_email;
 mod faults;
 mod health;
 mod installation;
