@@ -1,7 +1,11 @@
 //! A stateful Xero stand-in: token endpoint, `/connections`, Contacts, Invoices (batched creates
-//! with `summarizeErrors`, lookups by `Reference`, updates, email), CreditNotes. It keeps what was
-//! created, computes line amounts, tax (10 % for OUTPUT) and totals as Xero does, honours
-//! `Idempotency-Key` (the same key gets the same answer), and can inject faults.
+//! with `summarizeErrors`, updates, email), CreditNotes, and their reads (`reads.rs`: by id, in
+//! bulk by `IDs` or `where`, paged; an invoice's History). It keeps what was created, computes line
+//! amounts, tax (10 % for OUTPUT) and totals as Xero does, records each invoice's history (created,
+//! each email, status changes), honours `Idempotency-Key` (the same key gets the same answer), and
+//! can inject faults.
+
+mod reads;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +31,8 @@ struct State_ {
     invoices: Vec<Value>,
     credit_notes: Vec<Value>,
     emails: Vec<String>,
+    /// Each invoice's History and Notes, oldest first, by InvoiceID.
+    history: HashMap<String, Vec<Value>>,
     idempotency: HashMap<String, (u16, Value, std::time::Instant)>,
     /// How long Xero remembers an Idempotency-Key (None: for ever).
     idempotency_lifetime: Option<std::time::Duration>,
@@ -102,7 +108,20 @@ impl XeroSandbox {
         self.with(|s| s.emails.clone())
     }
 
-    /// How many times the token endpoint was called.
+    /// An invoice's History and Notes as Xero answers them (`Changes`, `Details`, `DateUTC`).
+    pub fn history(&self, invoice_id: &str) -> Vec<Value> {
+        self.with(|s| s.history.get(invoice_id).cloned().unwrap_or_default())
+    }
+
+    /// Emails an invoice once more, as a send Xero applied twice would leave it: one more email
+    /// and one more "Emailed" record in its history.
+    pub fn plant_email(&self, invoice_id: &str) {
+        self.with(|s| {
+            s.emails.push(invoice_id.to_string());
+            record(s, invoice_id, "Emailed", "This invoice has been emailed.");
+        })
+    }
+
     /// How long an Idempotency-Key is remembered (Xero keeps them for a limited time); None: for ever.
     pub fn set_idempotency_lifetime(&self, lifetime: Option<std::time::Duration>) {
         self.with(|s| s.idempotency_lifetime = lifetime);
@@ -241,15 +260,22 @@ impl XeroSandbox {
                 "/api.xro/2.0/Invoices",
                 put(create_invoices)
                     .post(create_invoices)
-                    .get(list_invoices),
+                    .get(reads::list_invoices),
             )
             .route(
                 "/api.xro/2.0/Invoices/{id}",
-                get(get_invoice).post(update_invoice),
+                get(reads::get_invoice).post(update_invoice),
             )
             .route("/api.xro/2.0/Invoices/{id}/Email", post(email_invoice))
-            .route("/api.xro/2.0/CreditNotes", put(create_credit_notes))
-            .route("/api.xro/2.0/CreditNotes/{id}", get(get_credit_note))
+            .route(
+                "/api.xro/2.0/Invoices/{id}/History",
+                get(reads::invoice_history),
+            )
+            .route(
+                "/api.xro/2.0/CreditNotes",
+                put(create_credit_notes).get(reads::list_credit_notes),
+            )
+            .route("/api.xro/2.0/CreditNotes/{id}", get(reads::get_credit_note))
             .route(
                 "/api.xro/2.0/Contacts",
                 get(list_contacts).put(create_contacts),
@@ -260,6 +286,23 @@ impl XeroSandbox {
                 enforce,
             ))
     }
+}
+
+/// Adds an entry to an invoice's History and Notes, as Xero does for what happens to it.
+fn record(s: &mut State_, invoice_id: &str, changes: &str, details: &str) {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    s.history
+        .entry(invoice_id.to_string())
+        .or_default()
+        .push(json!({
+            "Changes": changes,
+            "DateUTC": format!("/Date({ms})/"),
+            "User": "Sandbox API",
+            "Details": details,
+        }));
 }
 
 /// Recomputes line amounts, tax and totals like Xero (per line, rounded half away from zero).
@@ -476,6 +519,8 @@ async fn create_invoices(
                 inv["AmountPaid"] = json!(0);
                 recompute(&mut inv);
                 inv["StatusAttributeString"] = json!("OK");
+                let id = inv["InvoiceID"].as_str().unwrap_or("").to_string();
+                record(s, &id, "Created", "Invoice created.");
                 s.invoices.push(inv.clone());
             } else {
                 inv["HasValidationErrors"] = json!(true);
@@ -490,53 +535,6 @@ async fn create_invoices(
         return (StatusCode::INTERNAL_SERVER_ERROR, "").into_response();
     }
     respond(answer)
-}
-
-async fn list_invoices(
-    State(sb): State<XeroSandbox>,
-    h: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    sb.with(|s| s.requests += 1);
-    if let Err(r) = authorised(&h) {
-        return r;
-    }
-    let wanted = q
-        .get("where")
-        .and_then(|w| w.split_once("=="))
-        .map(|(_, v)| v.trim_matches('"').to_string());
-    let found: Vec<Value> = sb.with(|s| {
-        s.invoices
-            .iter()
-            .filter(|i| wanted.as_deref().is_none_or(|r| i["Reference"] == r))
-            .cloned()
-            .collect()
-    });
-    axum::Json(json!({"Invoices": found})).into_response()
-}
-
-async fn get_invoice(
-    State(sb): State<XeroSandbox>,
-    h: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    sb.with(|s| s.requests += 1);
-    if let Err(r) = authorised(&h) {
-        return r;
-    }
-    match sb.with(|s| {
-        s.invoices
-            .iter()
-            .find(|i| i["InvoiceID"] == id.as_str())
-            .cloned()
-    }) {
-        Some(i) => axum::Json(json!({"Invoices": [i]})).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"Title": "Not Found"})),
-        )
-            .into_response(),
-    }
 }
 
 async fn update_invoice(
@@ -567,6 +565,7 @@ async fn update_invoice(
                 json!({"Type": "ValidationException", "Elements": [{"ValidationErrors": [{"Message": "Invoice not of valid status for modification"}]}]}),
             );
         }
+        let mut changed = None;
         if let Some(new) = req["Invoices"].get(0) {
             // A status change alone, as Xero allows it: VOIDED from AUTHORISED, DELETED from
             // DRAFT or SUBMITTED; anything else is refused with Xero's words.
@@ -585,6 +584,13 @@ async fn update_invoice(
                     );
                 }
                 inv["Status"] = json!(status);
+                changed = Some(if status == "VOIDED" {
+                    "Voided"
+                } else {
+                    "Deleted"
+                });
+            } else {
+                changed = Some("Edited");
             }
             if let Some(lines) = new.get("LineItems") {
                 inv["LineItems"] = lines.clone();
@@ -594,7 +600,11 @@ async fn update_invoice(
             }
             recompute(inv);
         }
-        (200, json!({"Invoices": [inv.clone()]}))
+        let answer = json!({"Invoices": [inv.clone()]});
+        if let Some(c) = changed {
+            record(s, &id, c, &format!("Invoice {}.", c.to_lowercase()));
+        }
+        (200, answer)
     });
     respond(answer)
 }
@@ -629,6 +639,7 @@ async fn email_invoice(
             );
         }
         s.emails.push(id.clone());
+        record(s, &id, "Emailed", "This invoice has been emailed.");
         if let Some(inv) = s.invoices.iter_mut().find(|i| i["InvoiceID"] == id_of) {
             inv["SentToContact"] = json!(true);
         }
@@ -660,30 +671,6 @@ async fn create_credit_notes(State(sb): State<XeroSandbox>, h: HeaderMap, body: 
         (200, json!({"CreditNotes": out}))
     });
     respond(answer)
-}
-
-async fn get_credit_note(
-    State(sb): State<XeroSandbox>,
-    h: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    sb.with(|s| s.requests += 1);
-    if let Err(r) = authorised(&h) {
-        return r;
-    }
-    match sb.with(|s| {
-        s.credit_notes
-            .iter()
-            .find(|n| n["CreditNoteID"] == id.as_str())
-            .cloned()
-    }) {
-        Some(n) => axum::Json(json!({"CreditNotes": [n]})).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"Title": "Not Found"})),
-        )
-            .into_response(),
-    }
 }
 
 async fn list_contacts(
