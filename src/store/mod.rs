@@ -22,6 +22,7 @@ pub mod outbox;
 mod outbox_control;
 pub mod owed;
 mod prices;
+pub mod removals;
 mod rerate;
 pub mod runs;
 pub mod xero;

@@ -10,6 +10,7 @@ mod autotask_choices;
 mod autotask_client;
 mod autotask_errors;
 mod billing_run;
+mod bulk_reads;
 mod cdr_import;
 mod cdr_rating;
 mod cdr_strict;
