@@ -2,7 +2,8 @@
 //! outbox alone, so the dry run and the real void (which decides again inside its transaction)
 //! agree.
 //!
-//! What was never sent is not sent: every open action (pending or failed) is cancelled. What
+//! What was never sent is not sent: every open action (pending or failed) is cancelled, but for
+//! the removal of a duplicate, which still goes (the second document bills too). What
 //! reached the remote is taken back by the update actions a resync uses when every line goes:
 //! the Xero invoice is voided (deleted as a draft) while unpaid, else credited in full; each
 //! Autotask charge is deleted while unbilled, else corrected by a negative charge. An action whose
@@ -118,7 +119,12 @@ pub fn void_work(inv: &StoredInvoice, outbox: &[OutboxEntry]) -> Result<VoidWork
                 status: e.status,
             });
         }
-        if e.status.is_open() {
+        // A duplicate's removal still goes: the second document bills the customer too.
+        let removes_duplicate = matches!(
+            e.action,
+            OutboxAction::XeroRemoveDuplicate | OutboxAction::AutotaskRemoveDuplicate
+        );
+        if e.status.is_open() && !removes_duplicate {
             work.cancel.push(e.id);
         }
         if e.status != OutboxStatus::Done {

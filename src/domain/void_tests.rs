@@ -141,3 +141,16 @@ fn a_voided_invoice_is_not_voided_again() {
          nothing was changed"
     );
 }
+
+#[test]
+fn a_pending_duplicate_removal_still_goes_the_second_document_bills_too() {
+    let inv = invoice(RemoteSystem::Xero, Some("x-1"));
+    let outbox = [
+        entry(1, XeroInvoice, None, Done, false),
+        entry(2, XeroRemoveDuplicate, None, Pending, false),
+        entry(3, XeroEmail, None, Failed, false),
+    ];
+    let w = void_work(&inv, &outbox).unwrap();
+    assert_eq!(w.cancel, vec![oid(3)]);
+    assert_eq!(w.take_back, vec![TakeBack::XeroInvoice]);
+}

@@ -20,7 +20,6 @@ use super::{
     RemoteInvoice, XeroConfig, XeroError, auth,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::domain::invoice::InvoiceState;
 use crate::domain::{Money, XeroContactId};
 use crate::http::pace::{ClockSleeper, Pace, Rate};
 use crate::http::retry::retrying_with;
@@ -57,9 +56,9 @@ impl std::fmt::Debug for XeroClient {
     }
 }
 
-struct Reply {
-    status: StatusCode,
-    body: String,
+pub(super) struct Reply {
+    pub(super) status: StatusCode,
+    pub(super) body: String,
 }
 
 impl XeroClient {
@@ -217,7 +216,7 @@ impl XeroClient {
     }
 
     /// Sends one request, retrying what is safe to retry. `key` is the Idempotency-Key of a write.
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         path: &str,
@@ -372,12 +371,12 @@ impl XeroClient {
         })
     }
 
-    fn decode<T: DeserializeOwned>(body: &str) -> Result<T, XeroError> {
+    pub(super) fn decode<T: DeserializeOwned>(body: &str) -> Result<T, XeroError> {
         serde_json::from_str(body)
             .map_err(|e| XeroError::Decode(format!("{e}: {}", truncate(body))))
     }
 
-    fn refusal(r: &Reply) -> XeroError {
+    pub(super) fn refusal(r: &Reply) -> XeroError {
         match serde_json::from_str::<ApiError>(&r.body) {
             Ok(e) if r.status == StatusCode::BAD_REQUEST && !e.messages().is_empty() => {
                 XeroError::Validation(e.messages())
@@ -420,6 +419,7 @@ impl XeroClient {
     ) -> Result<Vec<InvoiceOutcome>, XeroError> {
         let body = serde_json::to_value(wire::Invoices {
             invoices: batch.iter().map(|d| self.invoice_body(d, None)).collect(),
+            ..Default::default()
         })
         .map_err(|e| XeroError::Decode(e.to_string()))?;
         let r = self
@@ -462,73 +462,6 @@ impl XeroClient {
             .collect())
     }
 
-    /// The live (not voided or deleted) invoice whose Reference is `reference`.
-    pub async fn find_invoice_by_reference(
-        &self,
-        reference: &str,
-    ) -> Result<Option<RemoteInvoice>, XeroError> {
-        Ok(self
-            .invoices_with_reference(reference)
-            .await?
-            .into_iter()
-            .next())
-    }
-
-    /// Every live (not voided or deleted) invoice whose Reference is `reference`, in the order
-    /// Xero lists them: more than one is a duplicate (reconcile reports it).
-    pub async fn invoices_with_reference(
-        &self,
-        reference: &str,
-    ) -> Result<Vec<RemoteInvoice>, XeroError> {
-        let filter = format!("Reference==\"{}\"", reference.replace('"', ""));
-        let r = self
-            .send(Method::GET, "Invoices", &[("where", filter)], None, None)
-            .await?;
-        if !r.status.is_success() {
-            return Err(Self::refusal(&r));
-        }
-        let got: wire::Invoices = Self::decode(&r.body)?;
-        Ok(got
-            .invoices
-            .into_iter()
-            .filter(|i| {
-                !i.status
-                    .as_deref()
-                    .is_some_and(|s| InvoiceState::parse(s).is_cancelled())
-            })
-            .filter(|i| i.reference.as_deref() == Some(reference))
-            .map(remote)
-            .collect())
-    }
-
-    pub async fn get_invoice(&self, invoice_id: &str) -> Result<RemoteInvoice, XeroError> {
-        let r = self
-            .send(
-                Method::GET,
-                &format!("Invoices/{invoice_id}"),
-                &[],
-                None,
-                None,
-            )
-            .await?;
-        if r.status == StatusCode::NOT_FOUND {
-            return Err(XeroError::NotFound {
-                what: format!("invoice {invoice_id}"),
-            });
-        }
-        if !r.status.is_success() {
-            return Err(Self::refusal(&r));
-        }
-        let got: wire::Invoices = Self::decode(&r.body)?;
-        got.invoices
-            .into_iter()
-            .next()
-            .map(remote)
-            .ok_or(XeroError::NotFound {
-                what: format!("invoice {invoice_id}"),
-            })
-    }
-
     /// Replaces an editable invoice's lines (draft, or authorised and unpaid).
     pub async fn update_invoice(
         &self,
@@ -538,6 +471,7 @@ impl XeroClient {
     ) -> Result<RemoteInvoice, XeroError> {
         let body = serde_json::to_value(wire::Invoices {
             invoices: vec![self.invoice_body(draft, Some(invoice_id))],
+            ..Default::default()
         })
         .map_err(|e| XeroError::Decode(e.to_string()))?;
         let r = self
@@ -585,6 +519,7 @@ impl XeroClient {
         };
         let body = serde_json::to_value(wire::CreditNotes {
             credit_notes: vec![note],
+            ..Default::default()
         })
         .map_err(|e| XeroError::Decode(e.to_string()))?;
         let r = self
@@ -631,7 +566,7 @@ impl XeroClient {
         Ok(got
             .credit_notes
             .into_iter()
-            .filter(|n| !InvoiceState::parse(&n.status).is_cancelled())
+            .filter(|n| !super::InvoiceState::parse(&n.status).is_cancelled())
             .filter(|n| n.reference.as_deref() == Some(reference))
             .map(credit_note)
             .next())
@@ -667,29 +602,6 @@ impl XeroClient {
         Ok(())
     }
 
-    /// A credit note as Xero holds it (its status: AUTHORISED, PAID once allocated, VOIDED).
-    pub async fn get_credit_note(&self, id: &str) -> Result<RemoteCreditNote, XeroError> {
-        let r = self
-            .send(Method::GET, &format!("CreditNotes/{id}"), &[], None, None)
-            .await?;
-        if r.status == StatusCode::NOT_FOUND {
-            return Err(XeroError::NotFound {
-                what: format!("credit note {id}"),
-            });
-        }
-        if !r.status.is_success() {
-            return Err(Self::refusal(&r));
-        }
-        let got: wire::CreditNotes = Self::decode(&r.body)?;
-        got.credit_notes
-            .into_iter()
-            .next()
-            .map(credit_note)
-            .ok_or(XeroError::NotFound {
-                what: format!("credit note {id}"),
-            })
-    }
-
     /// Sets an invoice's status only: `VOIDED` (authorised, nothing paid) or `DELETED` (draft or
     /// submitted). Used for an invoice whose every line was taken away, and for an unpaid extra
     /// invoice that is no longer owed: never an update without lines.
@@ -705,6 +617,7 @@ impl XeroClient {
                 status: Some(status.to_string()),
                 ..Default::default()
             }],
+            ..Default::default()
         })
         .map_err(|e| XeroError::Decode(e.to_string()))?;
         let r = self
@@ -873,7 +786,7 @@ fn line_items(lines: &[super::LineDraft]) -> Vec<wire::LineItem> {
         .collect()
 }
 
-fn remote(i: wire::Invoice) -> RemoteInvoice {
+pub(super) fn remote(i: wire::Invoice) -> RemoteInvoice {
     let m = |d: Option<Decimal>| Money::new(d.unwrap_or(Decimal::ZERO));
     RemoteInvoice {
         invoice_id: i.invoice_id.unwrap_or_default(),
@@ -905,7 +818,7 @@ fn remote(i: wire::Invoice) -> RemoteInvoice {
     }
 }
 
-fn credit_note(n: wire::CreditNote) -> RemoteCreditNote {
+pub(super) fn credit_note(n: wire::CreditNote) -> RemoteCreditNote {
     let m = |d: Option<Decimal>| Money::new(d.unwrap_or(Decimal::ZERO));
     RemoteCreditNote {
         credit_note_id: n.credit_note_id.unwrap_or_default(),
