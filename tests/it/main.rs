@@ -33,6 +33,7 @@ mod ops_cli;
 mod outage;
 mod outbox_control;
 mod prices;
+mod shared_limits;
 mod shutdown;
 mod stale_actions;
 mod tenant_limits;
