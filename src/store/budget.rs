@@ -61,6 +61,9 @@ pub struct Ask<'a> {
     pub lease: Duration,
 }
 
+/// How long an ended request is kept at least: longer than any remote's window (Xero's day).
+const KEPT_FOR: Duration = Duration::from_secs(2 * 86_400);
+
 /// How long to look again when only requests still in flight stand in the way (on the clock).
 pub const IN_FLIGHT_WAIT: Duration = Duration::from_millis(100);
 
@@ -116,10 +119,11 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            // What left every window is forgotten.
+            // What left every window is forgotten: every window of this ask's, and of any other
+            // process's that might count longer ones (a different configuration).
             sqlx::query("DELETE FROM remote_requests WHERE budget = $1 AND ends_ms <= $2")
                 .bind(ask.budget)
-                .bind(now_ms.saturating_sub(ms(longest)))
+                .bind(now_ms.saturating_sub(ms(longest.max(KEPT_FOR))))
                 .execute(&mut *tx)
                 .await?;
             let mut wait = Duration::ZERO;
