@@ -37,6 +37,7 @@ mod shared_limits;
 mod shutdown;
 mod stale_actions;
 mod tenant_limits;
+mod two_daemons;
 mod who_owes_what;
 mod wiremock_fixtures;
 mod xero_client;
