@@ -501,6 +501,10 @@ async fn list_invoices(
     if let Err(r) = authorised(&h) {
         return r;
     }
+    // A read can be held (Delay) or refused (Status) too.
+    if let Some(Err(r)) = fault(&sb, "GET", "/Invoices").await {
+        return r;
+    }
     let wanted = q
         .get("where")
         .and_then(|w| w.split_once("=="))

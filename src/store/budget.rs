@@ -64,6 +64,10 @@ pub struct Ask<'a> {
 /// How long an ended request is kept at least: longer than any remote's window (Xero's day).
 const KEPT_FOR: Duration = Duration::from_secs(2 * 86_400);
 
+/// The longest wait answered while part of a window is kept back (the creates it is kept for may
+/// be sent sooner than the window frees up).
+pub const RESERVE_RECHECK: Duration = Duration::from_secs(600);
+
 /// How long to look again when only requests still in flight stand in the way (on the clock).
 pub const IN_FLIGHT_WAIT: Duration = Duration::from_millis(100);
 
@@ -171,6 +175,13 @@ impl Store {
                     None if counted > 0 && room > 0 => IN_FLIGHT_WAIT,
                     // The whole window is kept back: time alone frees nothing.
                     None => w.per,
+                };
+                // What is kept back is freed as the requests it is kept for are sent, not only
+                // as time passes: ask again within a few minutes.
+                let this = if w.reserve > 0 {
+                    this.min(RESERVE_RECHECK)
+                } else {
+                    this
                 };
                 wait = wait.max(this);
             }

@@ -145,7 +145,10 @@ async fn second_daemon_mid_push(app: TestApp) {
             .filter(|r| r["Reference"] == inv.number.as_str() && r["Status"] != "VOIDED")
             .collect();
         assert_eq!(live.len(), 1, "{}: {live:#?}", inv.number);
-        assert_eq!(live[0]["InvoiceID"].as_str(), inv.xero_invoice_id.as_deref());
+        assert_eq!(
+            live[0]["InvoiceID"].as_str(),
+            inv.xero_invoice_id.as_deref()
+        );
     }
     assert_eq!(remote.len(), xero_invoices.len(), "{remote:#?}");
     let emails = w.sandboxes.xero.emails();
@@ -163,8 +166,10 @@ async fn second_daemon_mid_push(app: TestApp) {
     for c in &charges {
         let id = c["id"].to_string();
         assert!(
-            ledger.iter().any(|l| l.remote_id.as_deref() == Some(id.as_str())
-                && l.outcome == LedgerOutcome::Ok),
+            ledger
+                .iter()
+                .any(|l| l.remote_id.as_deref() == Some(id.as_str())
+                    && l.outcome == LedgerOutcome::Ok),
             "charge {id} is not in the ledger"
         );
     }
