@@ -16,6 +16,7 @@ use rebill::sandbox::Fault;
 use rebill::sandbox::autotask::AutotaskSandbox;
 use rebill::sandbox::limits::{LimitRules, Window};
 use rebill::sandbox::xero::XeroSandbox;
+use rebill::store::budget::{self, Ask, IN_FLIGHT_WAIT};
 use rebill::xero::{XeroClient, XeroError};
 use serde_json::Value;
 
@@ -264,7 +265,74 @@ async fn metrics_show_every_request_and_the_budgets_every_process_used(app: Test
     assert!(value("rebill_remote_budget_used{api=\"autotask\"} ") >= 2.0);
 }
 
+fn at(secs: i64) -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 2, 10, 0, 0).unwrap() + chrono::Duration::seconds(secs)
+}
+
+async fn a_request_counts_from_its_turn_until_a_window_after_its_answer(app: TestApp) {
+    let windows = [budget::Window::new(2, Duration::from_secs(60))];
+    let ask = Ask {
+        budget: "xero:test",
+        holder: "a",
+        windows: &windows,
+        at_once: None,
+        lease: Duration::from_secs(35),
+    };
+    let s = &app.store;
+    let first = s.take_budget(&ask, at(0)).await.unwrap().unwrap();
+    let second = s.take_budget(&ask, at(0)).await.unwrap().unwrap();
+    assert_eq!(
+        s.take_budget(&ask, at(1)).await.unwrap(),
+        Err(IN_FLIGHT_WAIT),
+        "both still in flight: look again soon"
+    );
+    s.budget_answered(first, at(10)).await.unwrap();
+    s.budget_answered(second, at(20)).await.unwrap();
+    assert_eq!(
+        s.take_budget(&ask, at(30)).await.unwrap(),
+        Err(Duration::from_secs(40)),
+        "the first leaves the window a minute after its answer"
+    );
+    let other = Ask {
+        holder: "b",
+        ..ask.clone()
+    };
+    assert!(
+        s.take_budget(&other, at(69)).await.unwrap().is_err(),
+        "another process sees the same count"
+    );
+    assert!(s.take_budget(&other, at(70)).await.unwrap().is_ok());
+}
+
+async fn a_dead_processs_request_leaves_the_at_once_count_when_its_lease_ends(app: TestApp) {
+    let windows = [budget::Window::new(100, Duration::from_secs(60))];
+    let ask = Ask {
+        budget: "xero:test",
+        holder: "dead",
+        windows: &windows,
+        at_once: Some(1),
+        lease: Duration::from_secs(35),
+    };
+    let s = &app.store;
+    s.take_budget(&ask, at(0)).await.unwrap().unwrap();
+    let other = Ask {
+        holder: "alive",
+        ..ask.clone()
+    };
+    assert_eq!(
+        s.take_budget(&other, at(10)).await.unwrap(),
+        Err(IN_FLIGHT_WAIT),
+        "one at once: the dead process's request is still in flight"
+    );
+    assert!(
+        s.take_budget(&other, at(36)).await.unwrap().is_ok(),
+        "its lease ended"
+    );
+}
+
 backend_tests!(
+    a_request_counts_from_its_turn_until_a_window_after_its_answer,
+    a_dead_processs_request_leaves_the_at_once_count_when_its_lease_ends,
     two_processes_together_stay_within_xeros_60_a_minute,
     two_processes_together_send_at_most_five_at_once_to_xero,
     two_processes_together_stay_within_the_autotask_share,
