@@ -455,7 +455,7 @@ impl XeroClient {
         {
             // Nearly out of this minute's calls: pause before the next one instead of earning a 429.
             tracing::info!(remaining = rem, "Xero minute budget nearly spent; pausing");
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(self.inner.clock.real_duration(Duration::from_secs(2))).await;
         }
         let body = resp.text().await.map_err(transport)?;
         Ok(RawReply {
