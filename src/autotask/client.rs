@@ -25,6 +25,9 @@ use crate::http::{Failure, Retries, retry_after, stats};
 use crate::store::Store;
 use crate::store::budget::{Ask, Window};
 
+/// How long after its timeout a request still counts as in flight (see `store::budget`).
+const LEASE_MARGIN_SECS: u64 = 5;
+
 /// The API's name in the counters of `http::stats`.
 const API: &str = "autotask";
 
@@ -46,6 +49,8 @@ pub(super) struct Inner {
     clock: Arc<dyn Clock>,
     /// Names this client in the tenant's thread slots.
     me: String,
+    /// Names this client's turns in the shared budget (`store::budget::holder_name`).
+    turns: String,
 }
 
 impl std::fmt::Debug for AutotaskClient {
@@ -113,6 +118,9 @@ impl AutotaskClient {
                 limit: AtomicU64::new(limit.max(1)),
                 clock,
                 me: format!("{}:{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+                turns: crate::store::budget::holder_name(
+                    &uuid::Uuid::new_v4().simple().to_string(),
+                ),
             }),
         })
     }
@@ -141,13 +149,15 @@ impl AutotaskClient {
         )];
         let ask = Ask {
             budget: &budget,
-            holder: &self.inner.me,
+            holder: &self.inner.turns,
             windows: &windows,
             // The threads per endpoint are the tenant's thread slots' (`tenant_thread`).
             at_once: None,
+            // The request's timeout bounds it (from before it is sent until its answer is read),
+            // and a few seconds more mark it answered: a dead process's turn ends soon after.
             lease: on_clock(
                 &*self.inner.clock,
-                Duration::from_secs(self.inner.cfg.timeout_secs + 30),
+                Duration::from_secs(self.inner.cfg.timeout_secs + LEASE_MARGIN_SECS),
             ),
         };
         let store = &self.inner.store;

@@ -75,6 +75,47 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Where this process runs, as the holders of its turns name it: the kernel's boot id and the host
+/// name (two containers of one kernel have different host names; two machines, different boot
+/// ids). None where it cannot be known (no `/proc`): then no holder is ever taken for dead.
+fn machine() -> Option<&'static str> {
+    static MACHINE: std::sync::LazyLock<Option<String>> = std::sync::LazyLock::new(|| {
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        let boot = read("/proc/sys/kernel/random/boot_id").filter(|b| !b.is_empty())?;
+        let host = read("/proc/sys/kernel/hostname").unwrap_or_default();
+        Some(format!("{boot}/{host}"))
+    });
+    MACHINE.as_deref()
+}
+
+/// The name of this process's turns, for `Ask::holder`: its machine, its process id and `tag` (the
+/// client). A process on the same machine can then tell when the holder died.
+pub fn holder_name(tag: &str) -> String {
+    format!("{}:{}:{tag}", machine().unwrap_or("?"), std::process::id())
+}
+
+/// True when `holder` names a process of this machine that no longer runs (its `/proc` entry is
+/// gone). A holder of another machine, of this process, or not named by [`holder_name`] is never
+/// taken for dead: its turn ends with its lease.
+fn holder_is_gone(holder: &str) -> bool {
+    let Some(machine) = machine() else {
+        return false;
+    };
+    let Some(pid) = holder
+        .strip_prefix(machine)
+        .and_then(|r| r.strip_prefix(':'))
+        .and_then(|r| r.split(':').next())
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// The requests of a budget in its longest window now, and that window's limit: what the metrics
 /// show of every process's use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,13 +173,26 @@ impl Store {
                 .await?;
             let mut wait = Duration::ZERO;
             if let Some(at_once) = ask.at_once {
-                let in_flight: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM remote_requests WHERE budget = $1 AND ends_ms > $2")
+                let in_flight: Vec<(i64, String)> = sqlx::query_as(
+                    "SELECT id, holder FROM remote_requests WHERE budget = $1 AND ends_ms > $2")
                     .bind(ask.budget)
                     .bind(now_ms)
-                    .fetch_one(&mut *tx)
+                    .fetch_all(&mut *tx)
                     .await?;
-                if in_flight as u64 >= at_once.max(1) {
+                let mut n = in_flight.len() as u64;
+                if n >= at_once.max(1) {
+                    // A process of this machine that died mid-request gives its turn back now,
+                    // not when the lease ends (a restarted daemon is not held up by its own ghost).
+                    for (id, _) in in_flight.iter().filter(|(_, h)| holder_is_gone(h)) {
+                        sqlx::query("UPDATE remote_requests SET ends_ms = $2 WHERE id = $1")
+                            .bind(id)
+                            .bind(now_ms)
+                            .execute(&mut *tx)
+                            .await?;
+                        n -= 1;
+                    }
+                }
+                if n >= at_once.max(1) {
                     wait = IN_FLIGHT_WAIT;
                 }
             }

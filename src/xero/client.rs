@@ -56,6 +56,8 @@ struct Inner {
     token: Mutex<Option<auth::Token>>,
     tenant: Mutex<Option<String>>,
     me: String,
+    /// Names this client's turns in the shared budget (`store::budget::holder_name`).
+    turns: String,
     /// Xero's minute and day limits, shared through the database and paced on `clock` (0 429s:
     /// the limits are not learnt from them).
     windows: [Window; 2],
@@ -108,6 +110,7 @@ impl XeroClient {
                 slots: Semaphore::new(cfg.max_concurrent.max(1) as usize),
                 token: Mutex::new(None),
                 tenant: Mutex::new(cfg.tenant_id.clone()),
+                turns: crate::store::budget::holder_name(&me),
                 me,
                 windows: [
                     Window::new(u64::from(cfg.requests_per_minute), Duration::from_secs(60)),
@@ -279,13 +282,14 @@ impl XeroClient {
         let windows = [minute, day];
         let ask = Ask {
             budget: &budget,
-            holder: &self.inner.me,
+            holder: &self.inner.turns,
             windows: &windows,
             at_once: Some(u64::from(self.inner.cfg.max_concurrent.max(1))),
-            // Longer than the request's timeout: an answer always comes first.
+            // The request's timeout bounds it (from before it is sent until its answer is read),
+            // and a few seconds more mark it answered: a dead process's turn ends soon after.
             lease: on_clock(
                 &*self.inner.clock,
-                Duration::from_secs(self.inner.cfg.timeout_secs + 30),
+                Duration::from_secs(self.inner.cfg.timeout_secs + LEASE_MARGIN_SECS),
             ),
         };
         let store = &self.inner.store;
@@ -970,6 +974,9 @@ fn credit_note(n: wire::CreditNote) -> RemoteCreditNote {
         status: n.status,
     }
 }
+
+/// How long after its timeout a request still counts as in flight (see `store::budget`).
+const LEASE_MARGIN_SECS: u64 = 5;
 
 /// The API's name in the counters of `http::stats`.
 const API: &str = "xero";

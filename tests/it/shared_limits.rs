@@ -330,7 +330,41 @@ async fn a_dead_processs_request_leaves_the_at_once_count_when_its_lease_ends(ap
     );
 }
 
+async fn a_dead_process_of_this_machine_gives_its_turn_back_at_once(app: TestApp) {
+    let windows = [budget::Window::new(100, Duration::from_secs(60))];
+    // A process that ran on this machine and is gone (reaped).
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let me = budget::holder_name("t");
+    let dead = me.replacen(&format!(":{}:", std::process::id()), &format!(":{pid}:"), 1);
+    assert_ne!(dead, me);
+    let ask = Ask {
+        budget: "xero:test",
+        holder: &dead,
+        windows: &windows,
+        at_once: Some(1),
+        lease: Duration::from_secs(35),
+    };
+    let s = &app.store;
+    s.take_budget(&ask, at(0)).await.unwrap().unwrap();
+    let alive = Ask {
+        holder: &me,
+        ..ask.clone()
+    };
+    assert!(
+        s.take_budget(&alive, at(1)).await.unwrap().is_ok(),
+        "its holder is dead: the turn came back before the lease"
+    );
+    assert_eq!(
+        s.take_budget(&alive, at(2)).await.unwrap(),
+        Err(IN_FLIGHT_WAIT),
+        "a live holder's turn is kept"
+    );
+}
+
 backend_tests!(
+    a_dead_process_of_this_machine_gives_its_turn_back_at_once,
     a_request_counts_from_its_turn_until_a_window_after_its_answer,
     a_dead_processs_request_leaves_the_at_once_count_when_its_lease_ends,
     two_processes_together_stay_within_xeros_60_a_minute,
