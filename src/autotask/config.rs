@@ -3,7 +3,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::settings::{ConfigError, SecretSource, at_least_one};
 
-/// `[autotask]`: the API user, and how hard this daemon may use the tenant's shared budget.
+/// `[autotask]`: the API user, and how hard rebilld (every process on the database together) may
+/// use the tenant's shared budget.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AutotaskConfig {
