@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod lookups;
 pub mod query;
+mod reads;
 pub mod wire;
 
 use rust_decimal::Decimal;

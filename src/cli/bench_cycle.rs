@@ -167,7 +167,10 @@ async fn work_of(store: &Store) -> anyhow::Result<Work> {
                 // One contract per Autotask customer in the synthetic world, one invoice each.
                 invoices.insert(e.invoice_id);
             }
-            OutboxAction::XeroUpdate | OutboxAction::AutotaskUpdate => {}
+            OutboxAction::XeroUpdate
+            | OutboxAction::AutotaskUpdate
+            | OutboxAction::XeroRemoveDuplicate
+            | OutboxAction::AutotaskRemoveDuplicate => {}
         }
     }
     w.autotask_contracts = invoices.len();

@@ -255,6 +255,10 @@ pub struct RunArgs {
 pub struct ReconcileArgs {
     #[arg(long)]
     pub period: Period,
+    /// Read every sent invoice's history in Xero to find a second email (one request per
+    /// invoice); without it, only invoices whose email's outcome was ever in doubt are read
+    #[arg(long)]
+    pub emails: bool,
     #[arg(long, value_parser = ["table", "json"], default_value = "table")]
     pub format: String,
 }
@@ -433,7 +437,14 @@ fn resync_outcome(outcome: &crate::pipeline::ResyncOutcome) -> anyhow::Result<()
 
 pub async fn reconcile(ctx: &Ctx, a: ReconcileArgs) -> anyhow::Result<()> {
     let p = pipeline(ctx).await?;
-    let r = crate::pipeline::reconcile(&p, a.period).await?;
+    let options = crate::pipeline::ReconcileOptions {
+        emails: if a.emails {
+            crate::pipeline::EmailCheck::All
+        } else {
+            crate::pipeline::EmailCheck::InDoubt
+        },
+    };
+    let r = crate::pipeline::reconcile_with(&p, a.period, options).await?;
     if a.format == "json" || ctx.json {
         println!("{}", json!(r));
     } else {

@@ -77,6 +77,12 @@ text_enum!(
         AutotaskCharge = "autotask_charge",
         /// Bring a line's Autotask charge in line (patch, or a correcting charge).
         AutotaskUpdate = "autotask_update",
+        /// Void (or delete) a second Xero invoice with an invoice's Reference, while unpaid. The
+        /// entry's `remote_id` is the duplicate's InvoiceID.
+        XeroRemoveDuplicate = "xero_remove_duplicate",
+        /// Delete a second Autotask charge with a line's marker, while unbilled. The entry's
+        /// `remote_id` is the duplicate charge's id.
+        AutotaskRemoveDuplicate = "autotask_remove_duplicate",
     }
 );
 
@@ -84,18 +90,26 @@ impl OutboxAction {
     /// The system the action calls.
     pub fn system(self) -> RemoteSystem {
         match self {
-            OutboxAction::XeroInvoice | OutboxAction::XeroEmail | OutboxAction::XeroUpdate => {
-                RemoteSystem::Xero
-            }
-            OutboxAction::AutotaskCharge | OutboxAction::AutotaskUpdate => RemoteSystem::Autotask,
+            OutboxAction::XeroInvoice
+            | OutboxAction::XeroEmail
+            | OutboxAction::XeroUpdate
+            | OutboxAction::XeroRemoveDuplicate => RemoteSystem::Xero,
+            OutboxAction::AutotaskCharge
+            | OutboxAction::AutotaskUpdate
+            | OutboxAction::AutotaskRemoveDuplicate => RemoteSystem::Autotask,
         }
     }
 
     /// Whether the action is about one line (the Autotask ones) rather than the whole invoice.
     pub fn per_line(self) -> bool {
         match self {
-            OutboxAction::XeroInvoice | OutboxAction::XeroEmail | OutboxAction::XeroUpdate => false,
-            OutboxAction::AutotaskCharge | OutboxAction::AutotaskUpdate => true,
+            OutboxAction::XeroInvoice
+            | OutboxAction::XeroEmail
+            | OutboxAction::XeroUpdate
+            | OutboxAction::XeroRemoveDuplicate => false,
+            OutboxAction::AutotaskCharge
+            | OutboxAction::AutotaskUpdate
+            | OutboxAction::AutotaskRemoveDuplicate => true,
         }
     }
 }
@@ -190,6 +204,12 @@ mod tests {
             (OutboxAction::XeroUpdate, RemoteSystem::Xero, false),
             (OutboxAction::AutotaskCharge, RemoteSystem::Autotask, true),
             (OutboxAction::AutotaskUpdate, RemoteSystem::Autotask, true),
+            (OutboxAction::XeroRemoveDuplicate, RemoteSystem::Xero, false),
+            (
+                OutboxAction::AutotaskRemoveDuplicate,
+                RemoteSystem::Autotask,
+                true,
+            ),
         ];
         for (a, system, per_line) in cases {
             assert_eq!(a.system(), system, "{a}");

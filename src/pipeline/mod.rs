@@ -8,16 +8,19 @@
 //!    outcome to the ledger in the same transaction that marks the entry done.
 //!
 //! `resync.rs` recomputes a period and plans (or, without `--dry-run`, applies) the changes;
-//! `reconcile.rs` compares the ledger with what Xero and Autotask hold. Sits on `store`, `xero`,
+//! `reconcile.rs` compares the ledger with what Xero and Autotask hold, read in bulk by
+//! `remote_view.rs`; `duplicates.rs` finds second documents and emails and removes them. Sits on `store`, `xero`,
 //! `autotask` and `domain`; `cli` and `daemon` call it.
 
 mod drafts;
+mod duplicates;
 pub mod export;
 pub mod invoice_actions;
 mod lease;
 mod push;
 mod reconcile;
 mod record;
+mod remote_view;
 pub mod resync;
 mod snapshot;
 mod update;
@@ -25,9 +28,11 @@ mod update;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+pub use duplicates::DuplicateDoc;
 pub use push::PushReport;
 pub use reconcile::{
-    Difference, DifferenceKind, DuplicateDoc, ReconcileReport, Skipped, reconcile,
+    Difference, DifferenceKind, EmailCheck, ReconcileOptions, ReconcileReport, Skipped, reconcile,
+    reconcile_with,
 };
 pub use resync::{PlanKind, PlannedAction, ResyncOutcome, ResyncPlan, ResyncRequest, resync};
 

@@ -1,19 +1,28 @@
 //! `rebilld reconcile`: compare the ledger with what Xero and Autotask hold for a period — missing,
-//! extra, amount or status differs, or a document twice — and report every difference. Per invoice, Xero's net (the
-//! invoice and its extra invoices, less credit notes, each as Xero holds it now: paid, voided) and
-//! Autotask's charges (each with its correcting charges) are compared with the local lines; the
-//! statuses Xero reports are written back, so `invoice list` follows them.
+//! extra, amount or status differs, a document twice, an email twice — and report every
+//! difference. Per invoice, Xero's net (the invoice and its extra invoices, less credit notes, each
+//! as Xero holds it now: paid, voided) and Autotask's charges (each with its correcting charges)
+//! are compared with the local lines; the statuses Xero reports are written back, so `invoice
+//! list` follows them.
+//!
+//! Everything is read in bulk first (`remote_view`): a period of N Xero invoices costs about N/100
+//! Xero requests, not one or more per invoice. Emails are the exception: only an invoice's History
+//! says how often it was emailed, one request per invoice, so reconcile reads it only where the
+//! ledger says an email's outcome was ever in doubt, or, with `--emails`, for every invoice Xero
+//! says was sent (`EmailCheck`).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::duplicates::{DuplicateDoc, charge_amount, split_duplicates, xero_duplicates};
 use super::record::autotask_marker;
+use super::remote_view::RemoteView;
 use super::{Pipeline, PipelineError};
 use crate::autotask::RemoteCharge;
-use crate::domain::{ContractId, Money, OutboxAction, Period, RemoteSystem};
+use crate::domain::{ContractId, LedgerOutcome, Money, OutboxAction, Period, RemoteSystem};
 use crate::store::adjustments::AdjustmentKind;
-use crate::xero::InvoiceState;
+use crate::store::billing::StoredInvoice;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Difference {
@@ -24,82 +33,6 @@ pub struct Difference {
     /// For a `Duplicate`: the second document, which a resync removes while the remote allows it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicate: Option<DuplicateDoc>,
-}
-
-/// A second document for one invoice's Reference (Xero) or one line's marker (Autotask): the one
-/// the ledger does not hold.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DuplicateDoc {
-    XeroInvoice {
-        invoice_id: String,
-        reference: String,
-        status: String,
-        sub_total: Money,
-        amount_paid: Money,
-    },
-    AutotaskCharge(RemoteCharge),
-}
-
-impl DuplicateDoc {
-    /// What it is, in the words of a report.
-    pub fn describe(&self) -> String {
-        match self {
-            DuplicateDoc::XeroInvoice {
-                invoice_id,
-                reference,
-                status,
-                sub_total,
-                ..
-            } => format!(
-                "Xero invoice {invoice_id} ({status}, {sub_total} ex tax) is a second invoice with Reference {reference:?}"
-            ),
-            DuplicateDoc::AutotaskCharge(c) => format!(
-                "Autotask charge {} ({}, {}) on contract {} is a second charge with marker {:?}",
-                c.id,
-                if c.is_billed { "billed" } else { "not billed" },
-                charge_amount(c),
-                c.contract_id,
-                c.marker.as_deref().unwrap_or("")
-            ),
-        }
-    }
-
-    /// Why the remote does not let it be removed, if it does not: Xero voids (or deletes) an
-    /// invoice only while nothing is paid on it, Autotask deletes a charge only until it is billed.
-    pub fn why_kept(&self) -> Option<String> {
-        match self {
-            DuplicateDoc::XeroInvoice {
-                status,
-                amount_paid,
-                ..
-            } => {
-                let state = InvoiceState::parse(status);
-                (!state.is_editable() || !amount_paid.is_zero()).then(|| {
-                    format!("it is {status} with {amount_paid} paid: Xero does not let it be voided; credit it in Xero")
-                })
-            }
-            DuplicateDoc::AutotaskCharge(c) => c.is_billed.then(|| {
-                "it is billed: Autotask does not let it be deleted; correct it in Autotask".into()
-            }),
-        }
-    }
-}
-
-fn charge_amount(c: &RemoteCharge) -> Money {
-    Money::new(c.unit_price.amount() * c.unit_quantity).round_cents()
-}
-
-/// Of the charges carrying one line's exact marker, the one that counts (the ledger's, else the
-/// first created) and the duplicates.
-fn split_duplicates(
-    mut same_marker: Vec<RemoteCharge>,
-    known: Option<i64>,
-) -> (Option<RemoteCharge>, Vec<RemoteCharge>) {
-    same_marker.sort_by_key(|c| (Some(c.id) != known, c.id));
-    let mut it = same_marker.into_iter();
-    let kept = it.next();
-    (kept, it.collect())
 }
 
 /// What kind of difference reconcile found.
@@ -116,6 +49,8 @@ pub enum DifferenceKind {
     Status,
     /// Two documents for one Reference (Xero) or one marker (Autotask): the second is extra.
     Duplicate,
+    /// An invoice emailed more often (Xero's History) than the ledger sent it.
+    DuplicateEmail,
 }
 
 impl std::fmt::Display for DifferenceKind {
@@ -126,6 +61,7 @@ impl std::fmt::Display for DifferenceKind {
             DifferenceKind::Amount => "amount",
             DifferenceKind::Status => "status",
             DifferenceKind::Duplicate => "duplicate",
+            DifferenceKind::DuplicateEmail => "duplicate email",
         })
     }
 }
@@ -157,8 +93,37 @@ impl ReconcileReport {
     }
 }
 
+/// Which invoices reconcile reads the History of, to count their emails (one request each).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EmailCheck {
+    /// Only invoices whose email's outcome was ever in doubt (an attempt that failed or whose
+    /// answer was lost, more than one attempt, an email found already sent): the only ones this
+    /// program can have emailed twice. Usually none, so reconcile stays a few bulk reads.
+    #[default]
+    InDoubt,
+    /// Every invoice Xero says was sent (`--emails`): also finds a second email sent by hand or
+    /// by another program, at one request per invoice.
+    All,
+}
+
+/// How thorough a reconcile is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReconcileOptions {
+    pub emails: EmailCheck,
+}
+
+/// Reconciles `period` with the default options (emails checked only where in doubt).
 pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, PipelineError> {
+    reconcile_with(p, period, ReconcileOptions::default()).await
+}
+
+pub async fn reconcile_with(
+    p: &Pipeline,
+    period: Period,
+    options: ReconcileOptions,
+) -> Result<ReconcileReport, PipelineError> {
     let invoices = p.store.invoices(Some(period), None).await?;
+    let view = RemoteView::read(p, period, &invoices).await?;
     let mut differences: Vec<Difference> = Vec::new();
     let mut diff = |system, kind, invoice: &str, detail: String| {
         differences.push(Difference {
@@ -193,7 +158,9 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
             reason: s.reason.clone(),
         }));
         if inv.destination == RemoteSystem::Xero {
-            let Some(xero) = &p.xero else { continue };
+            if p.xero.is_none() {
+                continue;
+            }
             checked += 1;
             let Some(id) = &inv.xero_invoice_id else {
                 if create_skipped(None) {
@@ -207,34 +174,41 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
                 );
                 continue;
             };
-            match xero.get_invoice(id).await {
-                Ok(remote) => {
-                    // Follow Xero: `invoice list` shows PAID (or VOIDED) once Xero says so.
-                    p.store
-                        .set_invoice_xero_status(inv.id, &remote.status)
-                        .await?;
-                    if let Some((kind, why)) = xero_difference(p, xero, inv, &remote).await? {
-                        diff(RemoteSystem::Xero, kind, &inv.number, why);
-                    }
-                    if remote.reference != inv.number {
-                        diff(
-                            RemoteSystem::Xero,
-                            DifferenceKind::Status,
-                            &inv.number,
-                            format!("Xero reference is {:?}", remote.reference),
-                        );
-                    }
-                    for d in xero_duplicates(xero, &inv.number, id).await? {
-                        duplicates.push(duplicate(RemoteSystem::Xero, &inv.number, d));
-                    }
-                }
-                Err(crate::xero::XeroError::NotFound { .. }) => diff(
+            let Some(remote) = view.invoice(id) else {
+                diff(
                     RemoteSystem::Xero,
                     DifferenceKind::Missing,
                     &inv.number,
                     format!("Xero has no invoice {id}"),
-                ),
-                Err(e) => return Err(e.into()),
+                );
+                continue;
+            };
+            // Follow Xero: `invoice list` shows PAID (or VOIDED) once Xero says so.
+            p.store
+                .set_invoice_xero_status(inv.id, &remote.status)
+                .await?;
+            if let Some((kind, why)) = xero_difference(p, &view, inv, remote).await? {
+                diff(RemoteSystem::Xero, kind, &inv.number, why);
+            }
+            if remote.reference != inv.number {
+                diff(
+                    RemoteSystem::Xero,
+                    DifferenceKind::Status,
+                    &inv.number,
+                    format!("Xero reference is {:?}", remote.reference),
+                );
+            }
+            for d in xero_duplicates(&view, &inv.number, id) {
+                duplicates.push(duplicate(RemoteSystem::Xero, &inv.number, d));
+            }
+            if let Some(why) = second_email(p, inv, remote, options.emails).await? {
+                duplicates.push(Difference {
+                    system: RemoteSystem::Xero,
+                    kind: DifferenceKind::DuplicateEmail,
+                    invoice: inv.number.clone(),
+                    detail: why,
+                    duplicate: None,
+                });
             }
         } else {
             // Removed lines are expected at 0.00: a charge deleted, or corrected to nothing.
@@ -262,92 +236,12 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
             }
         }
     }
-    if let Some(autotask) = &p.autotask {
+    if p.autotask.is_some() {
         for (contract, expected) in &contracts {
-            let remote = autotask
-                .charges_of_contract(*contract, period.first_day())
-                .await?;
-            let prefix = format!("rb {period} ");
-            // Per original marker: the charges carrying it exactly, and its correcting charges'
-            // total (their markers carry the original plus a suffix).
-            let mut originals: BTreeMap<String, Vec<RemoteCharge>> = BTreeMap::new();
-            let mut corrections: BTreeMap<String, Money> = BTreeMap::new();
-            for r in &remote {
-                let Some(m) = r.marker.as_deref() else {
-                    continue;
-                };
-                if !m.starts_with(&prefix) {
-                    continue;
-                }
-                let base = m.split(" adj").next().unwrap_or(m).to_string();
-                if base == m {
-                    originals.entry(base).or_default().push(r.clone());
-                } else {
-                    *corrections.entry(base).or_default() += charge_amount(r);
-                }
-            }
-            let known: BTreeMap<&str, Option<i64>> = expected
-                .iter()
-                .map(|e| (e.marker.as_str(), e.charge_id))
-                .collect();
-            let mut by_marker: BTreeMap<String, Money> = corrections;
-            for (marker, same) in originals {
-                let invoice = expected
-                    .iter()
-                    .find(|e| e.marker == marker)
-                    .map(|e| e.invoice.clone())
-                    .unwrap_or_else(|| "-".into());
-                let (kept, extra) =
-                    split_duplicates(same, known.get(marker.as_str()).copied().flatten());
-                for c in extra {
-                    duplicates.push(duplicate(
-                        RemoteSystem::Autotask,
-                        &invoice,
-                        DuplicateDoc::AutotaskCharge(c),
-                    ));
-                }
-                if let Some(c) = kept {
-                    *by_marker.entry(marker).or_default() += charge_amount(&c);
-                }
-            }
-            for Expected {
-                invoice: number,
-                marker,
-                amount,
-                ..
-            } in expected
-            {
-                charges_checked += 1;
-                match by_marker.remove(marker) {
-                    None if amount.is_zero() => {}
-                    None => diff(
-                        RemoteSystem::Autotask,
-                        DifferenceKind::Missing,
-                        number,
-                        format!("no charge {marker:?} on contract {contract}"),
-                    ),
-                    Some(remote) if remote != *amount => diff(
-                        RemoteSystem::Autotask,
-                        DifferenceKind::Amount,
-                        number,
-                        format!(
-                            "charge {marker:?} totals {remote} in Autotask but {amount} in the ledger"
-                        ),
-                    ),
-                    Some(_) => {}
-                }
-            }
-            for (marker, amount) in by_marker {
-                // A charge with our marker that the ledger does not hold: an orphan.
-                diff(
-                    RemoteSystem::Autotask,
-                    DifferenceKind::Extra,
-                    "-",
-                    format!(
-                        "charge {marker:?} ({amount}) on contract {contract} is not in the ledger"
-                    ),
-                );
-            }
+            let (found, dups) = autotask_contract(&view, *contract, expected);
+            charges_checked += expected.len();
+            differences.extend(found);
+            duplicates.extend(dups);
         }
     }
     differences.extend(duplicates);
@@ -358,6 +252,95 @@ pub async fn reconcile(p: &Pipeline, period: Period) -> Result<ReconcileReport, 
         differences,
         skipped,
     })
+}
+
+/// One contract's charges against what the ledger expects on it: the differences, and the
+/// duplicates (a second charge with one line's marker).
+fn autotask_contract(
+    view: &RemoteView,
+    contract: ContractId,
+    expected: &[Expected],
+) -> (Vec<Difference>, Vec<Difference>) {
+    let mut differences = Vec::new();
+    let mut duplicates = Vec::new();
+    let mut diff = |kind, invoice: &str, detail: String| {
+        differences.push(Difference {
+            system: RemoteSystem::Autotask,
+            kind,
+            invoice: invoice.to_string(),
+            detail,
+            duplicate: None,
+        })
+    };
+    // Per original marker: the charges carrying it exactly, and its correcting charges' total
+    // (their markers carry the original plus a suffix).
+    let mut originals: BTreeMap<String, Vec<RemoteCharge>> = BTreeMap::new();
+    let mut corrections: BTreeMap<String, Money> = BTreeMap::new();
+    for r in view.charges_of_contract(contract) {
+        let Some(m) = r.marker.as_deref() else {
+            continue;
+        };
+        let base = m.split(" adj").next().unwrap_or(m).to_string();
+        if base == m {
+            originals.entry(base).or_default().push(r.clone());
+        } else {
+            *corrections.entry(base).or_default() += charge_amount(r);
+        }
+    }
+    let known: BTreeMap<&str, Option<i64>> = expected
+        .iter()
+        .map(|e| (e.marker.as_str(), e.charge_id))
+        .collect();
+    let mut by_marker: BTreeMap<String, Money> = corrections;
+    for (marker, same) in originals {
+        let invoice = expected
+            .iter()
+            .find(|e| e.marker == marker)
+            .map(|e| e.invoice.clone())
+            .unwrap_or_else(|| "-".into());
+        let (kept, extra) = split_duplicates(same, known.get(marker.as_str()).copied().flatten());
+        for c in extra {
+            duplicates.push(duplicate(
+                RemoteSystem::Autotask,
+                &invoice,
+                DuplicateDoc::AutotaskCharge(c),
+            ));
+        }
+        if let Some(c) = kept {
+            *by_marker.entry(marker).or_default() += charge_amount(&c);
+        }
+    }
+    for Expected {
+        invoice: number,
+        marker,
+        amount,
+        ..
+    } in expected
+    {
+        match by_marker.remove(marker) {
+            None if amount.is_zero() => {}
+            None => diff(
+                DifferenceKind::Missing,
+                number,
+                format!("no charge {marker:?} on contract {contract}"),
+            ),
+            Some(remote) if remote != *amount => diff(
+                DifferenceKind::Amount,
+                number,
+                format!("charge {marker:?} totals {remote} in Autotask but {amount} in the ledger"),
+            ),
+            Some(_) => {}
+        }
+    }
+    for (marker, amount) in by_marker {
+        // A charge with our marker that the ledger does not hold: an orphan.
+        diff(
+            DifferenceKind::Extra,
+            "-",
+            format!("charge {marker:?} ({amount}) on contract {contract} is not in the ledger"),
+        );
+    }
+    (differences, duplicates)
 }
 
 /// What one line of a ledger's Autotask invoice expects on its contract.
@@ -382,127 +365,58 @@ fn duplicate(system: RemoteSystem, invoice: &str, d: DuplicateDoc) -> Difference
     }
 }
 
-/// The live Xero invoices with `reference` other than the ledger's `ledger_id`.
-async fn xero_duplicates(
-    xero: &crate::xero::XeroClient,
-    reference: &str,
-    ledger_id: &str,
-) -> Result<Vec<DuplicateDoc>, PipelineError> {
-    Ok(xero
-        .invoices_with_reference(reference)
-        .await?
-        .into_iter()
-        .filter(|r| r.invoice_id != ledger_id)
-        .map(|r| DuplicateDoc::XeroInvoice {
-            invoice_id: r.invoice_id,
-            reference: r.reference,
-            status: r.status,
-            sub_total: r.sub_total,
-            amount_paid: r.amount_paid,
+/// Whether Xero's History shows the invoice emailed more often than the ledger sent it (each
+/// `invoice email` is one more send the ledger expects), for the invoices `check` reads.
+async fn second_email(
+    p: &Pipeline,
+    inv: &StoredInvoice,
+    remote: &crate::xero::RemoteInvoice,
+    check: EmailCheck,
+) -> Result<Option<String>, PipelineError> {
+    let Some(xero) = &p.xero else {
+        return Ok(None);
+    };
+    let ledger = p.store.ledger(Some(inv.id)).await?;
+    let emails: Vec<_> = ledger
+        .iter()
+        .filter(|r| r.action == OutboxAction::XeroEmail)
+        .collect();
+    let sent = emails
+        .iter()
+        .filter(|r| {
+            r.outcome == LedgerOutcome::Ok
+                && r.remote_status
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("emailed"))
         })
-        .collect())
-}
-
-/// The duplicates of one invoice's documents (what reconcile reports as `Duplicate`), for a
-/// resync's plan.
-pub(super) async fn duplicates(
-    p: &Pipeline,
-    inv: &crate::store::billing::StoredInvoice,
-) -> Result<Vec<DuplicateDoc>, PipelineError> {
-    match inv.destination {
-        RemoteSystem::Xero => match (&p.xero, &inv.xero_invoice_id) {
-            (Some(xero), Some(id)) => xero_duplicates(xero, &inv.number, id).await,
-            _ => Ok(Vec::new()),
-        },
-        RemoteSystem::Autotask => {
-            let Some(autotask) = &p.autotask else {
-                return Ok(Vec::new());
-            };
-            let mut out = Vec::new();
-            for l in p.store.invoice_lines(inv.id).await? {
-                let Some(coding) = l.autotask else { continue };
-                let marker = autotask_marker(inv.period, inv.customer_id, &l.charge_key, 1);
-                let same: Vec<RemoteCharge> = autotask
-                    .charges_with_marker(coding.contract_id, &marker)
-                    .await?
-                    .into_iter()
-                    .filter(|c| c.marker.as_deref() == Some(marker.as_str()))
-                    .collect();
-                let (_, extra) = split_duplicates(same, l.autotask_charge_id);
-                out.extend(extra.into_iter().map(DuplicateDoc::AutotaskCharge));
-            }
-            Ok(out)
-        }
+        .count();
+    let in_doubt = || async {
+        let doubtful_row = emails.iter().any(|r| {
+            r.outcome != LedgerOutcome::Ok
+                || r.remote_status
+                    .as_deref()
+                    .is_some_and(|s| s.contains("found sent"))
+        });
+        let retried = p.store.outbox(Some(inv.id)).await?.iter().any(|e| {
+            e.action == OutboxAction::XeroEmail && (e.attempts > 1 || e.uncertain_since.is_some())
+        });
+        Ok::<bool, PipelineError>(doubtful_row || retried)
+    };
+    let read = match check {
+        EmailCheck::All => remote.sent_to_contact || sent > 0,
+        EmailCheck::InDoubt => in_doubt().await?,
+    };
+    if !read {
+        return Ok(None);
     }
-}
-
-/// Removes a duplicate while the remote allows it: voids an unpaid Xero invoice (deletes a draft
-/// one), deletes an unbilled Autotask charge. Returns what was done. The remote is read again
-/// first: a duplicate paid or billed since the plan is left alone, and one already gone is done.
-pub(super) async fn remove_duplicate(
-    p: &Pipeline,
-    d: &DuplicateDoc,
-) -> Result<String, PipelineError> {
-    match d {
-        DuplicateDoc::XeroInvoice { invoice_id, .. } => {
-            let xero = p.xero.as_ref().ok_or_else(|| {
-                PipelineError::Refused("Xero is not configured: the duplicate stays".into())
-            })?;
-            let now = match xero.get_invoice(invoice_id).await {
-                Ok(r) => r,
-                Err(crate::xero::XeroError::NotFound { .. }) => {
-                    return Ok(format!("Xero invoice {invoice_id} is gone already"));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let state = now.state();
-            if state.is_cancelled() {
-                return Ok(format!(
-                    "Xero invoice {invoice_id} is {} already",
-                    now.status
-                ));
-            }
-            if !now.is_editable() {
-                return Err(PipelineError::Refused(format!(
-                    "duplicate Xero invoice {invoice_id} is {} with {} paid: Xero does not let it be voided; credit it in Xero",
-                    now.status, now.amount_paid
-                )));
-            }
-            let status = if state == InvoiceState::Authorised {
-                "VOIDED"
-            } else {
-                "DELETED"
-            };
-            xero.set_invoice_status(
-                invoice_id,
-                status,
-                &format!("rebill-duplicate-{invoice_id}"),
-            )
-            .await?;
-            Ok(format!(
-                "Xero invoice {invoice_id} {}",
-                status.to_lowercase()
-            ))
-        }
-        DuplicateDoc::AutotaskCharge(c) => {
-            let autotask = p.autotask.as_ref().ok_or_else(|| {
-                PipelineError::Refused("Autotask is not configured: the duplicate stays".into())
-            })?;
-            let contract = ContractId::new(c.contract_id)
-                .map_err(|e| PipelineError::Refused(format!("charge {}: contract {e}", c.id)))?;
-            let marker = c.marker.clone().unwrap_or_default();
-            let Some(now) = autotask
-                .charges_with_marker(contract, &marker)
-                .await?
-                .into_iter()
-                .find(|x| x.id == c.id)
-            else {
-                return Ok(format!("Autotask charge {} is gone already", c.id));
-            };
-            autotask.delete_unbilled_charge(&now).await?;
-            Ok(format!("Autotask charge {} deleted", c.id))
-        }
-    }
+    let history = xero.invoice_history(&remote.invoice_id).await?;
+    let emailed = history.iter().filter(|h| h.is_email()).count();
+    Ok((emailed > sent).then(|| {
+        format!(
+            "Xero's history shows invoice {} emailed {emailed} time(s), the ledger sent it {sent} time(s): a second email reached the customer",
+            remote.invoice_id
+        )
+    }))
 }
 
 /// How Xero's documents for one invoice differ from the ledger, if they do. The net of the invoice
@@ -511,8 +425,8 @@ pub(super) async fn remove_duplicate(
 /// difference names the lines that differ.
 async fn xero_difference(
     p: &Pipeline,
-    xero: &crate::xero::XeroClient,
-    inv: &crate::store::billing::StoredInvoice,
+    view: &RemoteView,
+    inv: &StoredInvoice,
     remote: &crate::xero::RemoteInvoice,
 ) -> Result<Option<(DifferenceKind, String)>, PipelineError> {
     let lines = p.store.invoice_lines(inv.id).await?;
@@ -532,19 +446,13 @@ async fn xero_difference(
     let mut billed = super::update::original(remote, &lines);
     for a in &adjustments {
         let (status, sub_total) = match a.kind {
-            AdjustmentKind::ExtraInvoice => match xero.get_invoice(&a.remote_id).await {
-                Ok(r) => (r.status.clone(), r.sub_total),
-                Err(crate::xero::XeroError::NotFound { .. }) => {
-                    ("DELETED".to_string(), Money::ZERO)
-                }
-                Err(e) => return Err(e.into()),
+            AdjustmentKind::ExtraInvoice => match view.invoice(&a.remote_id) {
+                Some(r) => (r.status.clone(), r.sub_total),
+                None => ("DELETED".to_string(), Money::ZERO),
             },
-            _ => match xero.get_credit_note(&a.remote_id).await {
-                Ok(n) => (n.status.clone(), -n.sub_total),
-                Err(crate::xero::XeroError::NotFound { .. }) => {
-                    ("DELETED".to_string(), Money::ZERO)
-                }
-                Err(e) => return Err(e.into()),
+            _ => match view.credit_note(&a.remote_id) {
+                Some(n) => (n.status.clone(), -n.sub_total),
+                None => ("DELETED".to_string(), Money::ZERO),
             },
         };
         if status != a.status && !status.is_empty() {
@@ -607,47 +515,37 @@ async fn xero_difference(
 }
 
 /// What a resync must send again to repair an invoice whose lines did not change but whose remote
-/// documents drifted (what reconcile reports): a Xero update (edit while unpaid, else adjust) and,
-/// per Autotask line whose charges no longer total its amount, an update (create, patch or
-/// correct). Each with the reason, for the plan.
+/// documents drifted (what reconcile reports), as the view shows them: a Xero update (edit while
+/// unpaid, else adjust) and, per Autotask line whose charges no longer total its amount, an update
+/// (create, patch or correct). Each with the reason, for the plan.
 pub(super) async fn drift(
     p: &Pipeline,
-    inv: &crate::store::billing::StoredInvoice,
-) -> Result<
-    Vec<(
-        crate::domain::OutboxAction,
-        Option<crate::domain::LineId>,
-        String,
-    )>,
-    PipelineError,
-> {
-    use crate::domain::OutboxAction;
+    view: &RemoteView,
+    inv: &StoredInvoice,
+) -> Result<Vec<(OutboxAction, Option<crate::domain::LineId>, String)>, PipelineError> {
     let mut out = Vec::new();
     match inv.destination {
         RemoteSystem::Xero => {
-            let (Some(xero), Some(id)) = (&p.xero, &inv.xero_invoice_id) else {
+            let (Some(_), Some(id)) = (&p.xero, &inv.xero_invoice_id) else {
                 return Ok(out);
             };
-            let remote = match xero.get_invoice(id).await {
-                Ok(r) => r,
-                Err(crate::xero::XeroError::NotFound { .. }) => return Ok(out),
-                Err(e) => return Err(e.into()),
+            let Some(remote) = view.invoice(id) else {
+                return Ok(out);
             };
-            if let Some((_, why)) = xero_difference(p, xero, inv, &remote).await? {
+            if let Some((_, why)) = xero_difference(p, view, inv, remote).await? {
                 out.push((OutboxAction::XeroUpdate, None, why));
             }
         }
         RemoteSystem::Autotask => {
-            let Some(autotask) = &p.autotask else {
+            if p.autotask.is_none() {
                 return Ok(out);
-            };
+            }
             for l in p.store.invoice_lines(inv.id).await? {
                 let Some(coding) = l.autotask else { continue };
                 let marker = autotask_marker(inv.period, inv.customer_id, &l.charge_key, 1);
                 // A duplicate is not a drift: a resync removes it on its own.
-                let (same, corrections): (Vec<RemoteCharge>, Vec<RemoteCharge>) = autotask
+                let (same, corrections): (Vec<RemoteCharge>, Vec<RemoteCharge>) = view
                     .charges_with_marker(coding.contract_id, &marker)
-                    .await?
                     .into_iter()
                     .partition(|c| c.marker.as_deref() == Some(marker.as_str()));
                 let (kept, _) = split_duplicates(same, l.autotask_charge_id);

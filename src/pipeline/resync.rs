@@ -1,7 +1,8 @@
 //! `rebilld --resync`: recompute a period and bring Autotask and Xero in line with it.
 //!
-//! `plan` reads (database and, for Xero, the remote invoice's state) and writes nothing; `apply`
-//! performs exactly the plan. `resync` does both under the period lease, or only the plan with
+//! `plan` reads (the database, and what the remotes hold for the period's recorded invoices, in
+//! bulk: `remote_view`) and writes nothing; `apply` performs exactly the plan, so its remote
+//! requests follow the changes, not the number of customers. `resync` does both under the period lease, or only the plan with
 //! `--dry-run`, so the plan shown is the plan a real run carries out. Unchanged lines are no-ops;
 //! a changed line updates the remote record while it can still be changed (Xero: draft or unpaid;
 //! Autotask: `isBilled = false`), otherwise an adjustment is made (a credit note or an extra
@@ -11,12 +12,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::remote_view::RemoteView;
 use super::{Pipeline, PipelineError, PushReport, lease, record, snapshot};
 use crate::domain::billing::{ComputedInvoice, Destination, compute_invoices};
 use crate::domain::invoice::{LineChanges, diff_lines};
 use crate::domain::{
     CustomerId, InvoiceId, Money, OutboxAction, OutboxStatus, Period, RemoteSystem,
 };
+use crate::store::Actor;
 use crate::store::billing::{InvoiceChanges, OutboxEntry, StoredInvoice, StoredLine};
 use crate::store::outbox::NewAction;
 
@@ -106,8 +109,11 @@ enum Work {
     Retry {
         invoice_id: InvoiceId,
     },
-    /// Duplicates the remote still lets be removed.
-    RemoveDuplicates(Vec<super::reconcile::DuplicateDoc>),
+    /// Duplicates the remote still lets be removed: queued in the outbox, each its own action.
+    RemoveDuplicates {
+        invoice_id: InvoiceId,
+        found: Vec<super::duplicates::Found>,
+    },
     /// Remote drift on unchanged lines (what reconcile reports): the actions that repair it.
     Repair {
         invoice_id: InvoiceId,
@@ -185,6 +191,9 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
         actions: Vec::new(),
         work: Vec::new(),
     };
+    // What the remotes hold for every recorded invoice, read once, in bulk.
+    let stored: Vec<StoredInvoice> = recorded.values().cloned().collect();
+    let view = RemoteView::read(p, req.period, &stored).await?;
     let customers: std::collections::BTreeSet<CustomerId> =
         recorded.keys().chain(wanted.keys()).copied().collect();
     for cid in customers {
@@ -224,22 +233,25 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
             }
             (Some(inv), wanted) => {
                 let mut removable = Vec::new();
-                for d in super::reconcile::duplicates(p, inv).await? {
-                    let description = match d.why_kept() {
-                        None => format!("{}: removed", d.describe()),
-                        Some(why) => format!("{}: kept, {why}", d.describe()),
+                for f in super::duplicates::duplicates(p, &view, inv).await? {
+                    let description = match f.doc.why_kept() {
+                        None => format!("{}: removed", f.doc.describe()),
+                        Some(why) => format!("{}: kept, {why}", f.doc.describe()),
                     };
                     plan.actions.push(say(
                         Some(inv.number.clone()),
                         PlanKind::RemoveDuplicate,
                         description,
                     ));
-                    if d.why_kept().is_none() {
-                        removable.push(d);
+                    if f.doc.why_kept().is_none() {
+                        removable.push(f);
                     }
                 }
                 if !removable.is_empty() {
-                    plan.work.push(Work::RemoveDuplicates(removable));
+                    plan.work.push(Work::RemoveDuplicates {
+                        invoice_id: inv.id,
+                        found: removable,
+                    });
                 }
                 let lines = p.store.invoice_lines(inv.id).await?;
                 let recomputed = wanted.map(|d| d.lines.as_slice()).unwrap_or_default();
@@ -258,7 +270,7 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
                         ));
                         plan.work.push(Work::Retry { invoice_id: inv.id });
                     } else {
-                        let drift = super::reconcile::drift(p, inv).await?;
+                        let drift = super::reconcile::drift(p, &view, inv).await?;
                         if drift.is_empty() {
                             plan.actions.push(say(
                                 Some(inv.number.clone()),
@@ -293,7 +305,7 @@ pub async fn plan(p: &Pipeline, req: &ResyncRequest) -> Result<ResyncPlan, Pipel
                             .map(|x| x.charge_key.as_str())
                     }))
                     .collect();
-                let fixed = fixed_records(p, inv, &lines, &touched).await;
+                let fixed = fixed_records(p, &view, inv, &lines, &touched);
                 let n_live = recomputed.len();
                 for (id, l) in &changes.changed {
                     // A removed line coming back bills nothing now: it is added again.
@@ -366,11 +378,12 @@ impl Fixed {
     }
 }
 
-/// Reads (never writes) whether the invoice's remote records can still change: the Xero invoice, or
-/// the Autotask charges of the lines keyed `touched`. A remote that cannot be asked leaves it
-/// unknown rather than failing the plan.
-async fn fixed_records(
+/// Whether the invoice's remote records can still change, as the view shows them: the Xero
+/// invoice, or the Autotask charges of the lines keyed `touched`. A remote that is not configured,
+/// or an invoice Xero does not have, leaves it unknown (the push decides when it runs).
+fn fixed_records(
     p: &Pipeline,
+    view: &RemoteView,
     inv: &StoredInvoice,
     lines: &[StoredLine],
     touched: &[&str],
@@ -381,34 +394,30 @@ async fn fixed_records(
                 // Not in Xero yet: the pending create sends the lines as they are.
                 return Fixed::Invoice(Some(false));
             };
-            let Some(xero) = &p.xero else {
+            if p.xero.is_none() {
                 return Fixed::Invoice(None);
-            };
-            match xero.get_invoice(id).await {
-                Ok(r) => Fixed::Invoice(Some(!r.is_editable() || r.state().is_cancelled())),
-                Err(_) => Fixed::Invoice(None),
             }
+            Fixed::Invoice(
+                view.invoice(id)
+                    .map(|r| !r.is_editable() || r.state().is_cancelled()),
+            )
         }
         RemoteSystem::Autotask => {
             let mut out = BTreeMap::new();
-            let Some(autotask) = &p.autotask else {
+            if p.autotask.is_none() {
                 return Fixed::Charges(out);
-            };
+            }
             for l in lines
                 .iter()
                 .filter(|l| touched.contains(&l.charge_key.as_str()))
             {
                 let Some(coding) = l.autotask else { continue };
                 let marker = record::autotask_marker(inv.period, inv.customer_id, &l.charge_key, 1);
-                if let Ok(charges) = autotask
-                    .charges_with_marker(coding.contract_id, &marker)
-                    .await
-                {
-                    out.insert(
-                        l.charge_key.as_str().to_string(),
-                        charges.iter().any(|c| c.is_billed),
-                    );
-                }
+                let charges = view.charges_with_marker(coding.contract_id, &marker);
+                out.insert(
+                    l.charge_key.as_str().to_string(),
+                    charges.iter().any(|c| c.is_billed),
+                );
             }
             Fixed::Charges(out)
         }
@@ -537,11 +546,17 @@ async fn apply(p: &Pipeline, plan: &ResyncPlan) -> Result<PushReport, PipelineEr
             Work::Retry { invoice_id } => {
                 p.store.retry_failed_outbox(*invoice_id, p.now()).await?;
             }
-            Work::RemoveDuplicates(docs) => {
-                for d in docs {
-                    let done = super::reconcile::remove_duplicate(p, d).await?;
-                    tracing::info!(what = %done, "duplicate removed");
-                }
+            Work::RemoveDuplicates { invoice_id, found } => {
+                // Each removal is an outbox action of its own: sent once by the push below,
+                // in `outbox list` until it is, and audited.
+                p.store
+                    .queue_duplicate_removals(
+                        &Actor::system(),
+                        *invoice_id,
+                        &super::duplicates::removals(found),
+                        p.now(),
+                    )
+                    .await?;
             }
             Work::Repair {
                 invoice_id,

@@ -559,6 +559,13 @@ async fn email_extra_invoices(
         if a.kind != AdjustmentKind::ExtraInvoice || a.is_cancelled() || a.emailed_at.is_some() {
             continue;
         }
+        // An earlier send may have reached Xero with its answer lost (and its Idempotency-Key
+        // since forgotten): the extra invoice's sent state says whether it did. One read per
+        // extra invoice not yet known to be emailed; they are rare, a second email is not.
+        if xero.get_invoice(&a.remote_id).await?.sent_to_contact {
+            p.store.mark_adjustment_emailed(a.id, p.now()).await?;
+            continue;
+        }
         match xero
             .email_invoice(
                 &a.remote_id,

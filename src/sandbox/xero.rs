@@ -1,7 +1,12 @@
 //! A stateful Xero stand-in: token endpoint, `/connections`, Contacts, Invoices (batched creates
-//! with `summarizeErrors`, lookups by `Reference`, updates, email), CreditNotes. It keeps what was
-//! created, computes line amounts, tax (10 % for OUTPUT) and totals as Xero does, honours
-//! `Idempotency-Key` (the same key gets the same answer), and can inject faults.
+//! with `summarizeErrors`, updates, email), CreditNotes, and their reads (`reads.rs`: by id, in
+//! bulk by `IDs` or `where`, paged; an invoice's History). It keeps what was created, computes line
+//! amounts, tax (10 % for OUTPUT) and totals as Xero does, records each invoice's history (created,
+//! each email, status changes), honours `Idempotency-Key` (the same key gets the same answer), and
+//! can inject faults.
+
+mod reads;
+mod tamper;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +32,8 @@ struct State_ {
     invoices: Vec<Value>,
     credit_notes: Vec<Value>,
     emails: Vec<String>,
+    /// Each invoice's History and Notes, oldest first, by InvoiceID.
+    history: HashMap<String, Vec<Value>>,
     idempotency: HashMap<String, (u16, Value, std::time::Instant)>,
     /// How long Xero remembers an Idempotency-Key (None: for ever).
     idempotency_lifetime: Option<std::time::Duration>,
@@ -102,7 +109,20 @@ impl XeroSandbox {
         self.with(|s| s.emails.clone())
     }
 
-    /// How many times the token endpoint was called.
+    /// An invoice's History and Notes as Xero answers them (`Changes`, `Details`, `DateUTC`).
+    pub fn history(&self, invoice_id: &str) -> Vec<Value> {
+        self.with(|s| s.history.get(invoice_id).cloned().unwrap_or_default())
+    }
+
+    /// Emails an invoice once more, as a send Xero applied twice would leave it: one more email
+    /// and one more "Emailed" record in its history.
+    pub fn plant_email(&self, invoice_id: &str) {
+        self.with(|s| {
+            s.emails.push(invoice_id.to_string());
+            record(s, invoice_id, "Emailed", "This invoice has been emailed.");
+        })
+    }
+
     /// How long an Idempotency-Key is remembered (Xero keeps them for a limited time); None: for ever.
     pub fn set_idempotency_lifetime(&self, lifetime: Option<std::time::Duration>) {
         self.with(|s| s.idempotency_lifetime = lifetime);
@@ -121,118 +141,6 @@ impl XeroSandbox {
         self.with(|s| s.requests)
     }
 
-    /// Marks an invoice paid (as if a payment was applied in Xero).
-    pub fn pay(&self, reference: &str) {
-        self.with(|s| {
-            for inv in s
-                .invoices
-                .iter_mut()
-                .filter(|i| i["Reference"] == reference)
-            {
-                let total = inv["Total"].clone();
-                inv["AmountPaid"] = total;
-                inv["AmountDue"] = json!(0);
-                inv["Status"] = json!("PAID");
-            }
-        })
-    }
-
-    /// Plants a second invoice with the same Reference as the first one that has it (as a create
-    /// applied twice would leave): a new InvoiceID and number, the same contact and lines.
-    /// Returns its InvoiceID.
-    pub fn plant_duplicate(&self, reference: &str) -> Option<String> {
-        self.with(|s| {
-            let mut copy = s
-                .invoices
-                .iter()
-                .find(|i| i["Reference"] == reference)?
-                .clone();
-            let id = uuid::Uuid::new_v4().to_string();
-            copy["InvoiceID"] = json!(id);
-            copy["InvoiceNumber"] = json!(format!("INV-DUP-{}", s.invoices.len() + 1));
-            s.invoices.push(copy);
-            Some(id)
-        })
-    }
-
-    /// Voids an invoice in Xero, as a user would (whatever its status).
-    pub fn void(&self, reference: &str) {
-        self.with(|s| {
-            for inv in s
-                .invoices
-                .iter_mut()
-                .filter(|i| i["Reference"] == reference)
-            {
-                inv["Status"] = json!("VOIDED");
-            }
-        })
-    }
-
-    /// The documents of a contact, netted as an accountant reads them: invoices and extra
-    /// invoices (not voided or deleted) less credit notes (not voided), ex tax (SubTotal).
-    pub fn net_of_contact(&self, contact_id: &str) -> Decimal {
-        self.with(|s| {
-            let live = |d: &&Value| {
-                d["Contact"]["ContactID"] == contact_id
-                    && !matches!(d["Status"].as_str(), Some("VOIDED" | "DELETED"))
-            };
-            let invoiced: Decimal = s
-                .invoices
-                .iter()
-                .filter(live)
-                .map(|i| dec(&i["SubTotal"]))
-                .sum();
-            let credited: Decimal = s
-                .credit_notes
-                .iter()
-                .filter(live)
-                .map(|n| dec(&n["SubTotal"]))
-                .sum();
-            invoiced - credited
-        })
-    }
-
-    /// The same net, per (tax type, account code): what each kind of line comes to.
-    pub fn net_by_coding(
-        &self,
-        contact_id: &str,
-    ) -> std::collections::BTreeMap<(String, String), Decimal> {
-        self.with(|s| {
-            let mut out = std::collections::BTreeMap::new();
-            let mut add = |docs: &[Value], sign: Decimal| {
-                for d in docs.iter().filter(|d| {
-                    d["Contact"]["ContactID"] == contact_id
-                        && !matches!(d["Status"].as_str(), Some("VOIDED" | "DELETED"))
-                }) {
-                    for l in d["LineItems"].as_array().into_iter().flatten() {
-                        let key = (
-                            l["TaxType"].as_str().unwrap_or("").to_string(),
-                            l["AccountCode"].as_str().unwrap_or("").to_string(),
-                        );
-                        *out.entry(key).or_insert(Decimal::ZERO) += sign * dec(&l["LineAmount"]);
-                    }
-                }
-            };
-            add(&s.invoices, Decimal::ONE);
-            add(&s.credit_notes, -Decimal::ONE);
-            out
-        })
-    }
-
-    /// Edits an invoice's first line amount on the Xero side (for reconcile tests).
-    pub fn tamper_amount(&self, reference: &str, unit_amount: Decimal) {
-        self.with(|s| {
-            for inv in s
-                .invoices
-                .iter_mut()
-                .filter(|i| i["Reference"] == reference)
-            {
-                inv["LineItems"][0]["UnitAmount"] = num(unit_amount);
-                recompute(inv);
-            }
-        })
-    }
-
     pub fn router(&self) -> Router {
         Router::new()
             .route("/connect/token", post(token))
@@ -241,15 +149,22 @@ impl XeroSandbox {
                 "/api.xro/2.0/Invoices",
                 put(create_invoices)
                     .post(create_invoices)
-                    .get(list_invoices),
+                    .get(reads::list_invoices),
             )
             .route(
                 "/api.xro/2.0/Invoices/{id}",
-                get(get_invoice).post(update_invoice),
+                get(reads::get_invoice).post(update_invoice),
             )
             .route("/api.xro/2.0/Invoices/{id}/Email", post(email_invoice))
-            .route("/api.xro/2.0/CreditNotes", put(create_credit_notes))
-            .route("/api.xro/2.0/CreditNotes/{id}", get(get_credit_note))
+            .route(
+                "/api.xro/2.0/Invoices/{id}/History",
+                get(reads::invoice_history),
+            )
+            .route(
+                "/api.xro/2.0/CreditNotes",
+                put(create_credit_notes).get(reads::list_credit_notes),
+            )
+            .route("/api.xro/2.0/CreditNotes/{id}", get(reads::get_credit_note))
             .route(
                 "/api.xro/2.0/Contacts",
                 get(list_contacts).put(create_contacts),
@@ -260,6 +175,23 @@ impl XeroSandbox {
                 enforce,
             ))
     }
+}
+
+/// Adds an entry to an invoice's History and Notes, as Xero does for what happens to it.
+fn record(s: &mut State_, invoice_id: &str, changes: &str, details: &str) {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    s.history
+        .entry(invoice_id.to_string())
+        .or_default()
+        .push(json!({
+            "Changes": changes,
+            "DateUTC": format!("/Date({ms})/"),
+            "User": "Sandbox API",
+            "Details": details,
+        }));
 }
 
 /// Recomputes line amounts, tax and totals like Xero (per line, rounded half away from zero).
@@ -476,6 +408,8 @@ async fn create_invoices(
                 inv["AmountPaid"] = json!(0);
                 recompute(&mut inv);
                 inv["StatusAttributeString"] = json!("OK");
+                let id = inv["InvoiceID"].as_str().unwrap_or("").to_string();
+                record(s, &id, "Created", "Invoice created.");
                 s.invoices.push(inv.clone());
             } else {
                 inv["HasValidationErrors"] = json!(true);
@@ -490,57 +424,6 @@ async fn create_invoices(
         return (StatusCode::INTERNAL_SERVER_ERROR, "").into_response();
     }
     respond(answer)
-}
-
-async fn list_invoices(
-    State(sb): State<XeroSandbox>,
-    h: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    sb.with(|s| s.requests += 1);
-    if let Err(r) = authorised(&h) {
-        return r;
-    }
-    // A read can be held (Delay) or refused (Status) too.
-    if let Some(Err(r)) = fault(&sb, "GET", "/Invoices").await {
-        return r;
-    }
-    let wanted = q
-        .get("where")
-        .and_then(|w| w.split_once("=="))
-        .map(|(_, v)| v.trim_matches('"').to_string());
-    let found: Vec<Value> = sb.with(|s| {
-        s.invoices
-            .iter()
-            .filter(|i| wanted.as_deref().is_none_or(|r| i["Reference"] == r))
-            .cloned()
-            .collect()
-    });
-    axum::Json(json!({"Invoices": found})).into_response()
-}
-
-async fn get_invoice(
-    State(sb): State<XeroSandbox>,
-    h: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    sb.with(|s| s.requests += 1);
-    if let Err(r) = authorised(&h) {
-        return r;
-    }
-    match sb.with(|s| {
-        s.invoices
-            .iter()
-            .find(|i| i["InvoiceID"] == id.as_str())
-            .cloned()
-    }) {
-        Some(i) => axum::Json(json!({"Invoices": [i]})).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"Title": "Not Found"})),
-        )
-            .into_response(),
-    }
 }
 
 async fn update_invoice(
@@ -571,6 +454,7 @@ async fn update_invoice(
                 json!({"Type": "ValidationException", "Elements": [{"ValidationErrors": [{"Message": "Invoice not of valid status for modification"}]}]}),
             );
         }
+        let mut changed = None;
         if let Some(new) = req["Invoices"].get(0) {
             // A status change alone, as Xero allows it: VOIDED from AUTHORISED, DELETED from
             // DRAFT or SUBMITTED; anything else is refused with Xero's words.
@@ -589,6 +473,13 @@ async fn update_invoice(
                     );
                 }
                 inv["Status"] = json!(status);
+                changed = Some(if status == "VOIDED" {
+                    "Voided"
+                } else {
+                    "Deleted"
+                });
+            } else {
+                changed = Some("Edited");
             }
             if let Some(lines) = new.get("LineItems") {
                 inv["LineItems"] = lines.clone();
@@ -598,7 +489,11 @@ async fn update_invoice(
             }
             recompute(inv);
         }
-        (200, json!({"Invoices": [inv.clone()]}))
+        let answer = json!({"Invoices": [inv.clone()]});
+        if let Some(c) = changed {
+            record(s, &id, c, &format!("Invoice {}.", c.to_lowercase()));
+        }
+        (200, answer)
     });
     respond(answer)
 }
@@ -633,6 +528,7 @@ async fn email_invoice(
             );
         }
         s.emails.push(id.clone());
+        record(s, &id, "Emailed", "This invoice has been emailed.");
         if let Some(inv) = s.invoices.iter_mut().find(|i| i["InvoiceID"] == id_of) {
             inv["SentToContact"] = json!(true);
         }
@@ -664,30 +560,6 @@ async fn create_credit_notes(State(sb): State<XeroSandbox>, h: HeaderMap, body: 
         (200, json!({"CreditNotes": out}))
     });
     respond(answer)
-}
-
-async fn get_credit_note(
-    State(sb): State<XeroSandbox>,
-    h: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    sb.with(|s| s.requests += 1);
-    if let Err(r) = authorised(&h) {
-        return r;
-    }
-    match sb.with(|s| {
-        s.credit_notes
-            .iter()
-            .find(|n| n["CreditNoteID"] == id.as_str())
-            .cloned()
-    }) {
-        Some(n) => axum::Json(json!({"CreditNotes": [n]})).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"Title": "Not Found"})),
-        )
-            .into_response(),
-    }
 }
 
 async fn list_contacts(

@@ -23,6 +23,7 @@ pub mod outbox;
 mod outbox_control;
 pub mod owed;
 mod prices;
+pub mod removals;
 mod rerate;
 pub mod runs;
 pub mod xero;

@@ -57,9 +57,18 @@ impl LedgerEntry {
 #[derive(Debug, Clone)]
 pub enum RemoteEffect {
     None,
-    XeroInvoice { invoice_id: String, status: String },
+    XeroInvoice {
+        invoice_id: String,
+        status: String,
+    },
     Emailed,
-    AutotaskCharge { charge_id: i64 },
+    AutotaskCharge {
+        charge_id: i64,
+    },
+    /// A duplicate document removed (voided, deleted, or found gone): audited with what was done.
+    DuplicateRemoved {
+        what: String,
+    },
 }
 
 #[derive(sqlx::FromRow)]
@@ -358,6 +367,17 @@ impl Store {
                         .bind(charge_id)
                         .execute(&mut *tx)
                         .await?;
+                }
+                RemoteEffect::DuplicateRemoved { what } => {
+                    super::audit::write_audit!(
+                        &mut *tx,
+                        super::Actor::system(),
+                        "invoice",
+                        entry.invoice_id,
+                        "duplicate removed",
+                        None,
+                        Some(serde_json::json!({"action": entry.action.as_str(), "remote_id": ledger.remote_id, "done": what}))
+                    )?;
                 }
             }
             tx.commit().await?;

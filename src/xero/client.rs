@@ -25,7 +25,6 @@ use super::{
     RemoteInvoice, XeroConfig, XeroError, auth,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::domain::invoice::InvoiceState;
 use crate::domain::{Money, XeroContactId};
 use crate::http::pace::{ClockSleeper, on_clock, turn};
 use crate::http::retry::retrying_with;
@@ -35,7 +34,7 @@ use crate::store::budget::{Ask, Window};
 
 /// What a request may spend of the organisation's day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Spend {
+pub(super) enum Spend {
     /// Invoice creates and the look-ups before them: the whole day's budget.
     Creates,
     /// Everything else: the day less what the creates still waiting need.
@@ -75,9 +74,9 @@ impl std::fmt::Debug for XeroClient {
     }
 }
 
-struct Reply {
-    status: StatusCode,
-    body: String,
+pub(super) struct Reply {
+    pub(super) status: StatusCode,
+    pub(super) body: String,
 }
 
 impl XeroClient {
@@ -233,7 +232,7 @@ impl XeroClient {
     }
 
     /// Sends one request, retrying what is safe to retry. `key` is the Idempotency-Key of a write.
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         path: &str,
@@ -246,7 +245,7 @@ impl XeroClient {
     }
 
     /// [`Self::send`], spending the day's budget as `spend` may.
-    async fn send_spending(
+    pub(super) async fn send_spending(
         &self,
         spend: Spend,
         method: Method,
@@ -470,12 +469,12 @@ impl XeroClient {
         })
     }
 
-    fn decode<T: DeserializeOwned>(body: &str) -> Result<T, XeroError> {
+    pub(super) fn decode<T: DeserializeOwned>(body: &str) -> Result<T, XeroError> {
         serde_json::from_str(body)
             .map_err(|e| XeroError::Decode(format!("{e}: {}", truncate(body))))
     }
 
-    fn refusal(r: &Reply) -> XeroError {
+    pub(super) fn refusal(r: &Reply) -> XeroError {
         match serde_json::from_str::<ApiError>(&r.body) {
             Ok(e) if r.status == StatusCode::BAD_REQUEST && !e.messages().is_empty() => {
                 XeroError::Validation(e.messages())
@@ -518,6 +517,7 @@ impl XeroClient {
     ) -> Result<Vec<InvoiceOutcome>, XeroError> {
         let body = serde_json::to_value(wire::Invoices {
             invoices: batch.iter().map(|d| self.invoice_body(d, None)).collect(),
+            ..Default::default()
         })
         .map_err(|e| XeroError::Decode(e.to_string()))?;
         let r = self
@@ -561,89 +561,6 @@ impl XeroClient {
             .collect())
     }
 
-    /// The live (not voided or deleted) invoice whose Reference is `reference`: the look-up
-    /// before a create whose earlier attempt may have reached Xero, so it spends as a create.
-    pub async fn find_invoice_by_reference(
-        &self,
-        reference: &str,
-    ) -> Result<Option<RemoteInvoice>, XeroError> {
-        Ok(self
-            .with_reference(reference, Spend::Creates)
-            .await?
-            .into_iter()
-            .next())
-    }
-
-    /// Every live (not voided or deleted) invoice whose Reference is `reference`, in the order
-    /// Xero lists them: more than one is a duplicate (reconcile reports it).
-    pub async fn invoices_with_reference(
-        &self,
-        reference: &str,
-    ) -> Result<Vec<RemoteInvoice>, XeroError> {
-        self.with_reference(reference, Spend::Rest).await
-    }
-
-    async fn with_reference(
-        &self,
-        reference: &str,
-        spend: Spend,
-    ) -> Result<Vec<RemoteInvoice>, XeroError> {
-        let filter = format!("Reference==\"{}\"", reference.replace('"', ""));
-        let r = self
-            .send_spending(
-                spend,
-                Method::GET,
-                "Invoices",
-                &[("where", filter)],
-                None,
-                None,
-            )
-            .await?;
-        if !r.status.is_success() {
-            return Err(Self::refusal(&r));
-        }
-        let got: wire::Invoices = Self::decode(&r.body)?;
-        Ok(got
-            .invoices
-            .into_iter()
-            .filter(|i| {
-                !i.status
-                    .as_deref()
-                    .is_some_and(|s| InvoiceState::parse(s).is_cancelled())
-            })
-            .filter(|i| i.reference.as_deref() == Some(reference))
-            .map(remote)
-            .collect())
-    }
-
-    pub async fn get_invoice(&self, invoice_id: &str) -> Result<RemoteInvoice, XeroError> {
-        let r = self
-            .send(
-                Method::GET,
-                &format!("Invoices/{invoice_id}"),
-                &[],
-                None,
-                None,
-            )
-            .await?;
-        if r.status == StatusCode::NOT_FOUND {
-            return Err(XeroError::NotFound {
-                what: format!("invoice {invoice_id}"),
-            });
-        }
-        if !r.status.is_success() {
-            return Err(Self::refusal(&r));
-        }
-        let got: wire::Invoices = Self::decode(&r.body)?;
-        got.invoices
-            .into_iter()
-            .next()
-            .map(remote)
-            .ok_or(XeroError::NotFound {
-                what: format!("invoice {invoice_id}"),
-            })
-    }
-
     /// Replaces an editable invoice's lines (draft, or authorised and unpaid).
     pub async fn update_invoice(
         &self,
@@ -653,6 +570,7 @@ impl XeroClient {
     ) -> Result<RemoteInvoice, XeroError> {
         let body = serde_json::to_value(wire::Invoices {
             invoices: vec![self.invoice_body(draft, Some(invoice_id))],
+            ..Default::default()
         })
         .map_err(|e| XeroError::Decode(e.to_string()))?;
         let r = self
@@ -699,6 +617,7 @@ impl XeroClient {
         };
         let body = serde_json::to_value(wire::CreditNotes {
             credit_notes: vec![note],
+            ..Default::default()
         })
         .map_err(|e| XeroError::Decode(e.to_string()))?;
         let r = self
@@ -727,29 +646,6 @@ impl XeroClient {
         Ok(credit_note(n))
     }
 
-    /// A credit note as Xero holds it (its status: AUTHORISED, PAID once allocated, VOIDED).
-    pub async fn get_credit_note(&self, id: &str) -> Result<RemoteCreditNote, XeroError> {
-        let r = self
-            .send(Method::GET, &format!("CreditNotes/{id}"), &[], None, None)
-            .await?;
-        if r.status == StatusCode::NOT_FOUND {
-            return Err(XeroError::NotFound {
-                what: format!("credit note {id}"),
-            });
-        }
-        if !r.status.is_success() {
-            return Err(Self::refusal(&r));
-        }
-        let got: wire::CreditNotes = Self::decode(&r.body)?;
-        got.credit_notes
-            .into_iter()
-            .next()
-            .map(credit_note)
-            .ok_or(XeroError::NotFound {
-                what: format!("credit note {id}"),
-            })
-    }
-
     /// Sets an invoice's status only: `VOIDED` (authorised, nothing paid) or `DELETED` (draft or
     /// submitted). Used for an invoice whose every line was taken away, and for an unpaid extra
     /// invoice that is no longer owed: never an update without lines.
@@ -765,6 +661,7 @@ impl XeroClient {
                 status: Some(status.to_string()),
                 ..Default::default()
             }],
+            ..Default::default()
         })
         .map_err(|e| XeroError::Decode(e.to_string()))?;
         let r = self
@@ -933,7 +830,7 @@ fn line_items(lines: &[super::LineDraft]) -> Vec<wire::LineItem> {
         .collect()
 }
 
-fn remote(i: wire::Invoice) -> RemoteInvoice {
+pub(super) fn remote(i: wire::Invoice) -> RemoteInvoice {
     let m = |d: Option<Decimal>| Money::new(d.unwrap_or(Decimal::ZERO));
     RemoteInvoice {
         invoice_id: i.invoice_id.unwrap_or_default(),
@@ -965,7 +862,7 @@ fn remote(i: wire::Invoice) -> RemoteInvoice {
     }
 }
 
-fn credit_note(n: wire::CreditNote) -> RemoteCreditNote {
+pub(super) fn credit_note(n: wire::CreditNote) -> RemoteCreditNote {
     let m = |d: Option<Decimal>| Money::new(d.unwrap_or(Decimal::ZERO));
     RemoteCreditNote {
         credit_note_id: n.credit_note_id.unwrap_or_default(),

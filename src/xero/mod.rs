@@ -1,12 +1,13 @@
 //! The Xero Accounting client: OAuth2 (`auth.rs`, `connect.rs`), the wire shapes (`wire.rs`), and
-//! the calls the pipeline makes (`client.rs`): batched idempotent invoice creates, lookups by
-//! `Reference`, updates, credit notes, email, contacts. Every write carries an `Idempotency-Key`, so
+//! the calls the pipeline makes (`client.rs`): batched idempotent invoice creates, updates, credit notes,
+//! email, contacts; and its reads (`reads.rs`): by id, in bulk by ids or References, history. Every write carries an `Idempotency-Key`, so
 //! a retry after a timeout, a 5xx or a 429 never creates twice. Depends on `domain` and `store`.
 
 pub mod auth;
 mod client;
 mod config;
 pub mod connect;
+mod reads;
 pub mod wire;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -15,6 +16,7 @@ use serde::Serialize;
 
 pub use client::XeroClient;
 pub use config::{InvoiceStatus, XeroConfig, XeroGrant};
+pub use reads::HistoryEntry;
 
 use crate::domain::{Money, XeroContactId};
 use crate::store::StoreError;

@@ -108,6 +108,23 @@ pub struct Invoice {
 pub struct Invoices {
     #[serde(default)]
     pub invoices: Vec<Invoice>,
+    /// Present on a paged read (`page=N`).
+    #[serde(default, skip_serializing, rename = "pagination")]
+    pub pagination: Option<Pagination>,
+}
+
+/// Where a paged read stands: Xero answers `page=N` with up to `pageSize` (100) documents.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Pagination {
+    #[serde(default)]
+    pub page: u32,
+    #[serde(default)]
+    pub page_size: u32,
+    #[serde(default)]
+    pub page_count: u32,
+    #[serde(default)]
+    pub item_count: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -146,6 +163,30 @@ pub struct CreditNote {
 pub struct CreditNotes {
     #[serde(default)]
     pub credit_notes: Vec<CreditNote>,
+    #[serde(default, skip_serializing, rename = "pagination")]
+    pub pagination: Option<Pagination>,
+}
+
+/// One entry of a document's History and Notes (`GET /Invoices/{id}/History`): `Changes` names
+/// what happened ("Created", "Emailed", "Voided", a "Note"…), `Details` says it in words.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct HistoryRecord {
+    #[serde(default)]
+    pub changes: Option<String>,
+    #[serde(default)]
+    pub details: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default, rename = "DateUTC")]
+    pub date_utc: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct HistoryRecords {
+    #[serde(default)]
+    pub history_records: Vec<HistoryRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -36,6 +36,7 @@ impl From<crate::store::StoreError> for ChargeError {
 enum ChargeDone {
     Created,
     Updated,
+    Removed,
     Failed(String),
     Parked(String),
     /// The claim was lost (taken over by another worker) or shutdown began: nothing written.
@@ -82,6 +83,7 @@ pub(super) async fn charges(
                 report.updated += 1;
                 report.autotask_updated += 1;
             }
+            ChargeDone::Removed => report.duplicates_removed += 1,
             ChargeDone::Failed(why) => report.failed.push(format!("{}: {why}", e.idempotency_key)),
             ChargeDone::Parked(why) => report.parked.push(format!("{}: {why}", e.idempotency_key)),
             ChargeDone::Left => {}
@@ -137,10 +139,12 @@ async fn charge_entry(
             }
             Ok(match e.action {
                 OutboxAction::AutotaskUpdate => ChargeDone::Updated,
+                OutboxAction::AutotaskRemoveDuplicate => ChargeDone::Removed,
                 OutboxAction::AutotaskCharge
                 | OutboxAction::XeroInvoice
                 | OutboxAction::XeroEmail
-                | OutboxAction::XeroUpdate => ChargeDone::Created,
+                | OutboxAction::XeroUpdate
+                | OutboxAction::XeroRemoveDuplicate => ChargeDone::Created,
             })
         }
         Err(ChargeError::Local(err)) => Err(err),
@@ -204,6 +208,25 @@ async fn push_charge(
         )))
     })?;
     let line = p.store.line(line_id).await?;
+    if e.action == OutboxAction::AutotaskRemoveDuplicate {
+        let charge_id = e
+            .remote_id
+            .as_deref()
+            .and_then(|id| id.parse::<i64>().ok())
+            .ok_or_else(|| {
+                ChargeError::Local(PipelineError::Refused(format!(
+                    "outbox entry {} names no duplicate charge",
+                    e.id
+                )))
+            })?;
+        let what =
+            crate::pipeline::duplicates::remove_autotask_charge(autotask, &inv, &line, charge_id)
+                .await?;
+        let mut l = ledger(RemoteSystem::Autotask, LedgerOutcome::Ok, requested_at);
+        l.remote_id = Some(charge_id.to_string());
+        l.remote_status = Some(what.clone());
+        return Ok((l, RemoteEffect::DuplicateRemoved { what }));
+    }
     let draft = charge_draft(&inv, &line, 1)
         .map_err(|why| ChargeError::Remote(AutotaskError::Local(why)))?;
     let amount = Money::new(draft.unit_price.amount() * draft.unit_quantity).round_cents();
@@ -245,9 +268,19 @@ async fn push_charge(
                 },
             ))
         }
-        OutboxAction::XeroInvoice | OutboxAction::XeroEmail | OutboxAction::XeroUpdate => {
+        OutboxAction::XeroInvoice
+        | OutboxAction::XeroEmail
+        | OutboxAction::XeroUpdate
+        | OutboxAction::XeroRemoveDuplicate => {
             Err(ChargeError::Local(PipelineError::Refused(format!(
                 "outbox entry {} is a Xero action, not an Autotask one",
+                e.id
+            ))))
+        }
+        // Carried out above, before a draft is made of the line.
+        OutboxAction::AutotaskRemoveDuplicate => {
+            Err(ChargeError::Local(PipelineError::Refused(format!(
+                "outbox entry {} removes a duplicate; it creates nothing",
                 e.id
             ))))
         }

@@ -42,6 +42,8 @@ pub struct PushReport {
     pub autotask_charges: usize,
     /// Autotask updates (patches, deletions, correcting charges).
     pub autotask_updated: usize,
+    /// Duplicate documents removed (Xero invoices voided, Autotask charges deleted), both systems.
+    pub duplicates_removed: usize,
     /// Both systems' updates.
     pub updated: usize,
     pub failed: Vec<String>,
@@ -65,6 +67,7 @@ impl PushReport {
         self.xero_updated += other.xero_updated;
         self.autotask_charges += other.autotask_charges;
         self.autotask_updated += other.autotask_updated;
+        self.duplicates_removed += other.duplicates_removed;
         self.updated += other.updated;
         self.failed.extend(other.failed);
         self.parked.extend(other.parked);
@@ -110,15 +113,20 @@ impl PushReport {
     }
 }
 
-/// The order each system's outbox is drained in: Xero creates before updates before emails (an
-/// email waits for its invoice); Autotask creates before updates.
-const XERO_ORDER: [OutboxAction; 3] = [
+/// The order each system's outbox is drained in: Xero creates before duplicate removals before
+/// updates before emails (an email waits for its invoice); Autotask creates before removals before
+/// updates (a line's duplicate charge goes before its amount is checked).
+const XERO_ORDER: [OutboxAction; 4] = [
     OutboxAction::XeroInvoice,
+    OutboxAction::XeroRemoveDuplicate,
     OutboxAction::XeroUpdate,
     OutboxAction::XeroEmail,
 ];
-const AUTOTASK_ORDER: [OutboxAction; 2] =
-    [OutboxAction::AutotaskCharge, OutboxAction::AutotaskUpdate];
+const AUTOTASK_ORDER: [OutboxAction; 3] = [
+    OutboxAction::AutotaskCharge,
+    OutboxAction::AutotaskRemoveDuplicate,
+    OutboxAction::AutotaskUpdate,
+];
 
 /// Pushes everything due at `now`: Xero and Autotask side by side, each on its own, so that one
 /// system's outage (a revoked grant, a day budget, an unreachable host) never holds up the other.
@@ -235,11 +243,13 @@ async fn push_batch(
 ) -> Result<usize, PipelineError> {
     match action {
         OutboxAction::XeroInvoice => xero::invoices(p, now, report).await,
-        OutboxAction::XeroUpdate => xero::updates(p, now, report).await,
-        OutboxAction::XeroEmail => xero::emails(p, now, report).await,
-        OutboxAction::AutotaskCharge | OutboxAction::AutotaskUpdate => {
-            autotask::charges(p, action, now, report).await
+        OutboxAction::XeroUpdate | OutboxAction::XeroRemoveDuplicate => {
+            xero::updates(p, action, now, report).await
         }
+        OutboxAction::XeroEmail => xero::emails(p, now, report).await,
+        OutboxAction::AutotaskCharge
+        | OutboxAction::AutotaskUpdate
+        | OutboxAction::AutotaskRemoveDuplicate => autotask::charges(p, action, now, report).await,
     }
 }
 

@@ -388,12 +388,15 @@ pub(super) async fn emails(
     Ok(handled)
 }
 
+/// Updates (`XeroUpdate`) and duplicate removals (`XeroRemoveDuplicate`): one request or a few
+/// each, their outcomes written one by one.
 pub(super) async fn updates(
     p: &Pipeline,
+    action: OutboxAction,
     now: DateTime<Utc>,
     report: &mut PushReport,
 ) -> Result<usize, PipelineError> {
-    let entries = claim(p, OutboxAction::XeroUpdate, now, 10).await?;
+    let entries = claim(p, action, now, 10).await?;
     let handled = entries.len();
     let _renewal = Renewal::start(p, entries.iter().map(|e| e.id).collect());
     for e in entries {
@@ -405,15 +408,24 @@ pub(super) async fn updates(
         if !about_to_send(p, &e).await? {
             continue;
         }
-        match crate::pipeline::update::push_xero_update(p, &e).await {
+        let pushed = if action == OutboxAction::XeroRemoveDuplicate {
+            crate::pipeline::duplicates::push_xero_removal(p, &e, requested_at).await
+        } else {
+            crate::pipeline::update::push_xero_update(p, &e).await
+        };
+        match pushed {
             Ok((l, effect)) => {
                 if written(
                     p,
                     &e,
                     p.store.complete_outbox(&e, &p.owner, &l, &effect).await?,
                 ) {
-                    report.updated += 1;
-                    report.xero_updated += 1;
+                    if action == OutboxAction::XeroRemoveDuplicate {
+                        report.duplicates_removed += 1;
+                    } else {
+                        report.updated += 1;
+                        report.xero_updated += 1;
+                    }
                 }
             }
             Err(PipelineError::Xero(err)) => {
