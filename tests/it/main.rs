@@ -26,6 +26,7 @@ mod exit_status;
 mod extra_email;
 mod faults;
 mod health;
+mod idle;
 mod installation;
 mod invoice_actions;
 mod kills;
