@@ -1,11 +1,12 @@
 //! Requests: the three auth headers on every call (and only to the zone's host), the zone looked
 //! up once and cached in the database, per-endpoint concurrency (the tenant's threads, shared by
-//! every process on the database), pacing, and retries of throttling,
+//! every process on the database), pacing to the configured share of the tenant's hourly budget
+//! (one budget for every process on the database: `store::budget`), and retries of throttling,
 //! timeouts and 5xx only where the request is safe to repeat.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -18,10 +19,17 @@ use super::query::Filter;
 use super::wire::{self, Page};
 use super::{AutotaskConfig, AutotaskError};
 use crate::clock::{Clock, SystemClock};
-use crate::http::pace::{ClockSleeper, Pace, Rate};
+use crate::http::pace::{ClockSleeper, on_clock, turn};
 use crate::http::retry::retrying_with;
-use crate::http::{Failure, Retries, retry_after};
+use crate::http::{Failure, Retries, retry_after, stats};
 use crate::store::Store;
+use crate::store::budget::{Ask, Window};
+
+/// How long after its timeout a request still counts as in flight (see `store::budget`).
+const LEASE_MARGIN_SECS: u64 = 5;
+
+/// The API's name in the counters of `http::stats`.
+const API: &str = "autotask";
 
 #[derive(Clone)]
 pub struct AutotaskClient {
@@ -34,11 +42,15 @@ pub(super) struct Inner {
     pub(super) store: Store,
     zone: Mutex<Option<url::Url>>,
     endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
-    /// This client's share of the tenant's hourly budget, paced on `clock`.
-    pub(super) pacer: Pace,
+    /// The share of the tenant's hourly budget that every process on the database together may
+    /// use (`store::budget`), paced on `clock`; lowered by [`AutotaskClient::prepare_run`] when
+    /// the other integrations have used more than theirs.
+    limit: AtomicU64,
     clock: Arc<dyn Clock>,
     /// Names this client in the tenant's thread slots.
     me: String,
+    /// Names this client's turns in the shared budget (`store::budget::holder_name`).
+    turns: String,
 }
 
 impl std::fmt::Debug for AutotaskClient {
@@ -95,7 +107,7 @@ impl AutotaskClient {
             .timeout(Duration::from_secs(cfg.timeout_secs))
             .build()
             .map_err(|e| AutotaskError::Transport(e.to_string()))?;
-        let limit = (f64::from(cfg.hourly_budget) * cfg.budget_share).floor() as usize;
+        let limit = (f64::from(cfg.hourly_budget) * cfg.budget_share).floor() as u64;
         Ok(AutotaskClient {
             inner: Arc::new(Inner {
                 http,
@@ -103,22 +115,59 @@ impl AutotaskClient {
                 store,
                 zone: Mutex::new(None),
                 endpoints: Mutex::new(HashMap::new()),
-                pacer: Pace::new(
-                    &[Rate::new(
-                        limit,
-                        Duration::from_secs(cfg.budget_window_secs),
-                    )],
-                    Duration::from_secs(cfg.max_budget_wait_secs),
-                    clock.clone(),
-                ),
+                limit: AtomicU64::new(limit.max(1)),
                 clock,
                 me: format!("{}:{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+                turns: crate::store::budget::holder_name(
+                    &uuid::Uuid::new_v4().simple().to_string(),
+                ),
             }),
         })
     }
 
     fn username(&self) -> &str {
         self.inner.cfg.username.as_deref().unwrap_or_default()
+    }
+
+    /// The tenant's budget in the database: every process with this API user shares it.
+    fn budget(&self) -> String {
+        format!("autotask:{}", self.username())
+    }
+
+    fn window(&self) -> Duration {
+        Duration::from_secs(self.inner.cfg.budget_window_secs)
+    }
+
+    /// Waits for this request's turn under the share of the tenant's budget, shared with every
+    /// process on the database; Ok(Err(wait)) when the wait is longer than
+    /// `autotask.max_budget_wait_secs` (the work is parked).
+    async fn take_turn(&self) -> Result<Result<i64, Duration>, AutotaskError> {
+        let budget = self.budget();
+        let windows = [Window::new(
+            self.inner.limit.load(Ordering::Relaxed),
+            self.window(),
+        )];
+        let ask = Ask {
+            budget: &budget,
+            holder: &self.inner.turns,
+            windows: &windows,
+            // The threads per endpoint are the tenant's thread slots' (`tenant_thread`).
+            at_once: None,
+            // The request's timeout bounds it (from before it is sent until its answer is read),
+            // and a few seconds more mark it answered: a dead process's turn ends soon after.
+            lease: on_clock(
+                &*self.inner.clock,
+                Duration::from_secs(self.inner.cfg.timeout_secs + LEASE_MARGIN_SECS),
+            ),
+        };
+        let store = &self.inner.store;
+        Ok(turn(
+            &*self.inner.clock,
+            Duration::from_secs(self.inner.cfg.max_budget_wait_secs),
+            API,
+            |now| store.take_budget(&ask, now),
+        )
+        .await?)
     }
 
     /// The zone's API base URL: cached, else looked up (and cached).
@@ -141,8 +190,9 @@ impl AutotaskClient {
             .query(&[("user", self.username())])
             .send()
             .await
-            .map_err(transport)?;
+            .map_err(counted_transport)?;
         let status = resp.status();
+        stats::answered(API, status.as_u16());
         let body = resp.text().await.map_err(transport)?;
         if !status.is_success() {
             let words = serde_json::from_str::<wire::Errors>(&body)
@@ -187,7 +237,8 @@ impl AutotaskClient {
         repeat: Repeat,
     ) -> Result<Reply, AutotaskError> {
         let endpoint = endpoint_of(path_or_url);
-        let retries = Retries::new(self.inner.cfg.retry_base_ms, self.inner.cfg.max_retries);
+        let retries =
+            Retries::new(self.inner.cfg.retry_base_ms, self.inner.cfg.max_retries).counted_as(API);
         let re_resolved = AtomicBool::new(false);
         let sleep = ClockSleeper(self.inner.clock.clone());
         retrying_with(retries, sleep, || {
@@ -316,32 +367,46 @@ impl AutotaskClient {
             req = req.json(b);
         }
         let unclear = |e: reqwest::Error| match repeat {
-            Repeat::Safe => Failure::transient(transport(e), "Autotask request failed"),
-            Repeat::Never => Failure::Final(transport(e)),
+            Repeat::Safe => Failure::transient(counted_transport(e), "Autotask request failed"),
+            Repeat::Never => Failure::Final(counted_transport(e)),
         };
         // One of the tenant's threads for this endpoint, shared with every process on the
         // database, for the time of the request.
         let thread = self.tenant_thread(endpoint).await.map_err(Failure::Final)?;
         let sent = async {
             // Paced last, right before the request leaves, so the pace is what Autotask sees;
-            // held until the answer is in.
-            let _paced = match self.inner.pacer.acquire().await {
-                Ok(p) => p,
-                Err(wait) => {
+            // counted until the answer is in (or its lease ends).
+            let ticket = match self.take_turn().await {
+                Ok(Ok(t)) => t,
+                Ok(Err(wait)) => {
                     return Err(Failure::Final(AutotaskError::BudgetSpent {
                         retry_after: wait,
                     }));
                 }
+                Err(e) => return Err(Failure::Final(e)),
             };
-            let resp = req.send().await.map_err(unclear)?;
-            let status = resp.status();
-            let retry_after = retry_after(resp.headers());
-            let body = resp.text().await.map_err(unclear)?;
-            Ok(RawReply {
-                status,
-                body,
-                retry_after,
-            })
+            let sent = async {
+                let resp = req.send().await.map_err(unclear)?;
+                let status = resp.status();
+                stats::answered(API, status.as_u16());
+                let retry_after = retry_after(resp.headers());
+                let body = resp.text().await.map_err(unclear)?;
+                Ok(RawReply {
+                    status,
+                    body,
+                    retry_after,
+                })
+            }
+            .await;
+            if let Err(e) = self
+                .inner
+                .store
+                .budget_answered(ticket, self.inner.clock.now())
+                .await
+            {
+                tracing::warn!(error = %e, "could not mark an Autotask request answered; it leaves the budget when its lease ends");
+            }
+            sent
         }
         .await;
         if let Err(e) = self
@@ -462,7 +527,9 @@ impl AutotaskClient {
             .ok_or_else(|| AutotaskError::NotFound(format!("{entity} {id}")))
     }
 
-    /// Reads the tenant's thresholds and sets this daemon's pace to its share of what is left.
+    /// Reads the tenant's thresholds and sets the pace of every process on the database to their
+    /// share of what is left: the share, or less when the other integrations used more than theirs
+    /// (what the tenant used less what our processes used in the window, from the database).
     pub async fn prepare_run(&self) -> Result<wire::ThresholdInformation, AutotaskError> {
         let reply = self
             .request(Method::GET, "V1.0/ThresholdInformation", None, Repeat::Safe)
@@ -472,16 +539,29 @@ impl AutotaskClient {
             .external_request_threshold
             .unwrap_or(i64::from(self.inner.cfg.hourly_budget));
         let used = t.current_timeframe_request_count.unwrap_or(0);
+        let ours = self
+            .inner
+            .store
+            .budget_used(&self.budget(), self.window(), self.inner.clock.now())
+            .await? as i64;
+        let others = (used - ours).max(0);
         let share = (budget as f64 * self.inner.cfg.budget_share).floor() as i64;
         // Never take the tenant past its budget, even when the others used more than their half.
-        let limit = share.min(budget - used).max(1) as usize;
-        self.inner.pacer.set_max(0, limit);
-        tracing::info!(budget, used, limit, "Autotask pacing set for this run");
+        let limit = share.min(budget - others).max(1) as u64;
+        self.inner.limit.store(limit, Ordering::Relaxed);
+        tracing::info!(
+            budget,
+            used,
+            ours,
+            limit,
+            "Autotask pacing set for this run"
+        );
         Ok(t)
     }
 
+    /// The most requests every process on the database together sends in a budget window.
     pub async fn pace_limit(&self) -> usize {
-        self.inner.pacer.max(0).unwrap_or(1)
+        self.inner.limit.load(Ordering::Relaxed) as usize
     }
 }
 
@@ -559,6 +639,12 @@ pub(super) fn errors_of(body: &str) -> Vec<String> {
 pub(super) fn decode<T: DeserializeOwned>(body: &str) -> Result<T, AutotaskError> {
     serde_json::from_str(body)
         .map_err(|e| AutotaskError::Decode(format!("{e}: {}", truncate(body))))
+}
+
+/// A request that got no answer: counted, then [`transport`].
+fn counted_transport(e: reqwest::Error) -> AutotaskError {
+    stats::unanswered(API, e.is_timeout());
+    transport(e)
 }
 
 fn transport(e: reqwest::Error) -> AutotaskError {

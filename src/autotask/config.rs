@@ -3,7 +3,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::settings::{ConfigError, SecretSource, at_least_one};
 
-/// `[autotask]`: the API user, and how hard this daemon may use the tenant's shared budget.
+/// `[autotask]`: the API user, and how hard rebilld (every process on the database together) may
+/// use the tenant's shared budget.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AutotaskConfig {
@@ -27,8 +28,8 @@ pub struct AutotaskConfig {
     /// Concurrent requests per endpoint for the whole tenant (Autotask allows 3): shared by every
     /// process on the database through its thread slots.
     pub max_concurrent: u32,
-    /// Share of the tenant's hourly request budget this daemon may use (the rest is the other
-    /// integrations').
+    /// Share of the tenant's hourly request budget every process on the database together may use
+    /// (`store::budget`; the rest is the other integrations').
     pub budget_share: f64,
     /// The tenant's budget when ThresholdInformation cannot be read.
     pub hourly_budget: u32,

@@ -129,7 +129,7 @@ pub async fn run(ctx: &Ctx, cmd: AutotaskCmd) -> anyhow::Result<()> {
             say(
                 ctx,
                 &format!(
-                    "Autotask reachable: {} of {} requests used this hour; this daemon may use {} per window",
+                    "Autotask reachable: {} of {} requests used this hour; rebilld (every process on this database together) may use {} per window",
                     t.current_timeframe_request_count.unwrap_or(0),
                     t.external_request_threshold.unwrap_or(0),
                     at.pace_limit().await

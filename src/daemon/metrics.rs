@@ -32,6 +32,8 @@ pub struct Metrics {
     xero_access_expiry: Gauge,
     xero_refresh_expiry: Gauge,
     xero_grant_usable: Gauge,
+    budget_used: Family<Labels, Gauge>,
+    budget_limit: Family<Labels, Gauge>,
 }
 
 /// How long Xero keeps a refresh token usable after it was issued.
@@ -59,6 +61,8 @@ impl Default for Metrics {
             xero_access_expiry: Gauge::default(),
             xero_refresh_expiry: Gauge::default(),
             xero_grant_usable: Gauge::default(),
+            budget_used: Family::default(),
+            budget_limit: Family::default(),
             registry: Registry::default(),
         };
         // The library appends `_total` to counters and a full stop to the help.
@@ -131,6 +135,47 @@ impl Default for Metrics {
             "rebill_xero_grant_usable",
             "1 while a Xero grant is stored that can get a token (client credentials, or a refresh token); 0 after a revoked grant: run `rebilld xero connect`",
             m.xero_grant_usable.clone(),
+        );
+        // Every remote request, counted where the clients send it (`http::stats`).
+        let remote = crate::http::stats::stats();
+        registry.register(
+            "rebill_remote_requests",
+            "Requests sent to Xero and Autotask by this process, by API and HTTP status (timeout, transport: no answer)",
+            remote.requests.clone(),
+        );
+        registry.register(
+            "rebill_remote_errors",
+            "Requests to Xero and Autotask answered 4xx or 5xx, or not answered, by API and status",
+            remote.errors.clone(),
+        );
+        registry.register(
+            "rebill_remote_retries",
+            "Requests to Xero and Autotask tried again (a 429, a 5xx, a timeout), by API",
+            remote.retries.clone(),
+        );
+        registry.register(
+            "rebill_remote_rate_limit_waits",
+            "Requests that waited for their turn under a remote's rate limit, or were parked for a long wait, by API",
+            remote.rate_limit_waits.clone(),
+        );
+        registry.register(
+            "rebill_remote_rate_limit_wait_seconds",
+            "Seconds requests waited for their turn under a remote's rate limit, by API",
+            remote.rate_limit_wait_seconds.clone(),
+        );
+        for api in ["xero", "autotask"] {
+            drop(m.budget_used.get_or_create(&label("api", api)));
+            drop(m.budget_limit.get_or_create(&label("api", api)));
+        }
+        registry.register(
+            "rebill_remote_budget_used",
+            "Requests counted in a remote's budget by every process on the database: Xero's day (rolling 24 h), Autotask's hour (autotask.budget_window_secs)",
+            m.budget_used.clone(),
+        );
+        registry.register(
+            "rebill_remote_budget_limit",
+            "The most requests of that budget: xero.requests_per_day, Autotask's share of the tenant's hourly budget",
+            m.budget_limit.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -217,6 +262,23 @@ impl Metrics {
                 t.has_refresh_token
                     || t.grant_type == crate::xero::XeroGrant::CustomConnection.as_str()
             })));
+        // The remote budgets every process on the database shares (`store::budget`).
+        let mut used: std::collections::BTreeMap<String, (i64, i64)> = ["xero", "autotask"]
+            .into_iter()
+            .map(|api| (api.to_string(), (0, 0)))
+            .collect();
+        for b in store.budget_uses(now).await? {
+            let api = b.budget.split(':').next().unwrap_or_default().to_string();
+            let e = used.entry(api).or_default();
+            e.0 += i64::try_from(b.used).unwrap_or(i64::MAX);
+            e.1 = e.1.max(i64::try_from(b.max).unwrap_or(i64::MAX));
+        }
+        for (api, (n, max)) in used {
+            self.budget_used.get_or_create(&label("api", &api)).set(n);
+            self.budget_limit
+                .get_or_create(&label("api", &api))
+                .set(max);
+        }
         for run in store.last_runs(24).await? {
             if run.status == crate::domain::RunStatus::Done
                 && let Some(at) = run.finished_at

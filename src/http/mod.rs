@@ -1,11 +1,14 @@
 //! What the HTTP edges share: serving an axum router on a bound address (the stand-ins and the
 //! daemon's metrics endpoint), the one retry policy of the Xero and Autotask clients (backon,
 //! honouring `Retry-After`), and decimals as exact JSON numbers. Knows nothing of Xero, Autotask
-//! or billing. `pace.rs` paces a client to a remote's rate limits on an injected clock.
+//! or billing. `pace.rs` waits for a request's turn under a remote's rate limits on an injected
+//! clock (the count itself is the database's: `store::budget`); `stats.rs` counts every remote
+//! request by API and status, the retries and the rate-limit waits, for `/metrics`.
 
 pub mod json;
 pub mod pace;
 pub mod retry;
+pub mod stats;
 
 use std::net::SocketAddr;
 

@@ -45,6 +45,8 @@ impl<E> Failure<E> {
 pub struct Retries {
     pub base: Duration,
     pub max_times: usize,
+    /// The API whose retries are counted (`super::stats`), when given.
+    pub api: Option<&'static str>,
 }
 
 impl Retries {
@@ -52,6 +54,15 @@ impl Retries {
         Retries {
             base: Duration::from_millis(base_ms),
             max_times,
+            api: None,
+        }
+    }
+
+    /// The same back-off, its retries counted as `api`'s.
+    pub fn counted_as(self, api: &'static str) -> Self {
+        Retries {
+            api: Some(api),
+            ..self
         }
     }
 
@@ -102,6 +113,9 @@ where
             (_, d) => d,
         })
         .notify(|f, wait| {
+            if let Some(api) = retries.api {
+                super::stats::retried(api);
+            }
             if let Failure::Transient { error, reason, .. } = f {
                 tracing::warn!(error = %error, ?wait, "{reason}; retrying");
             }

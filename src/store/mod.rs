@@ -11,6 +11,7 @@ mod assignments;
 mod audit;
 pub mod autotask;
 pub mod billing;
+pub mod budget;
 pub mod calls;
 mod catalogue;
 mod config;

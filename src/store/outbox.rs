@@ -243,6 +243,31 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether any entry of `actions` could be claimed at `now` (the same test as
+    /// [`Store::claim_outbox`], without claiming): an idle outbox tick asks nothing of a remote.
+    pub async fn outbox_has_due(
+        &self,
+        actions: &[OutboxAction],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        for action in actions {
+            let due: Option<i64> = on_db!(self, p => sqlx::query_scalar(
+                "SELECT o.id FROM outbox o WHERE o.action = $1 AND o.not_before <= $2 \
+                 AND o.next_attempt_at <= $2 \
+                 AND (o.status = 'pending' OR (o.status = 'in_flight' AND o.claimed_until < $2)) \
+                 AND (o.depends_on IS NULL OR EXISTS (SELECT 1 FROM outbox d WHERE d.id = o.depends_on AND d.status = 'done')) \
+                 LIMIT 1")
+                .bind(action.as_str())
+                .bind(now)
+                .fetch_optional(p)
+                .await?);
+            if due.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Renews `owner`'s claim on an entry until `until`; with `sending_at`, also records that its
     /// request is about to be sent (the entry is uncertain from then until its outcome is written).
     /// Returns false when the claim is no longer held (taken over, or finished by another worker):

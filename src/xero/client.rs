@@ -1,7 +1,12 @@
-//! Requests to the Accounting API: tenant header, a bearer token, at most `max_concurrent` in
-//! flight, and retries of 429/5xx/timeouts through `crate::http::retry` (exponential back-off with
-//! jitter, honouring `Retry-After`). Only requests that are safe to repeat are retried: reads, and
-//! writes that carry an `Idempotency-Key`.
+//! Requests to the Accounting API: tenant header, a bearer token, the organisation's limits (60 a
+//! minute, 5,000 a day, `max_concurrent` at once) taken from the budget every process on the
+//! database shares (`store::budget`), and retries of 429/5xx/timeouts through `crate::http::retry`
+//! (exponential back-off with jitter, honouring `Retry-After`). Only requests that are safe to
+//! repeat are retried: reads, and writes that carry an `Idempotency-Key`.
+//!
+//! The day's budget is spent on invoice creates first: any other request (an email, a read) leaves
+//! room for the creates still waiting in the outbox (one request per `batch_size` of them), so
+//! that emails never use up the day and make an invoice wait for tomorrow.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,10 +26,20 @@ use super::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{Money, XeroContactId};
-use crate::http::pace::{ClockSleeper, Pace, Rate};
+use crate::http::pace::{ClockSleeper, on_clock, turn};
 use crate::http::retry::retrying_with;
-use crate::http::{Failure, Retries, retry_after};
+use crate::http::{Failure, Retries, retry_after, stats};
 use crate::store::Store;
+use crate::store::budget::{Ask, Window};
+
+/// What a request may spend of the organisation's day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Spend {
+    /// Invoice creates and the look-ups before them: the whole day's budget.
+    Creates,
+    /// Everything else: the day less what the creates still waiting need.
+    Rest,
+}
 
 #[derive(Clone)]
 pub struct XeroClient {
@@ -40,8 +55,11 @@ struct Inner {
     token: Mutex<Option<auth::Token>>,
     tenant: Mutex<Option<String>>,
     me: String,
-    /// Xero's minute and day limits, paced on `clock` (0 429s: the limits are not learnt from them).
-    pace: Pace,
+    /// Names this client's turns in the shared budget (`store::budget::holder_name`).
+    turns: String,
+    /// Xero's minute and day limits, shared through the database and paced on `clock` (0 429s:
+    /// the limits are not learnt from them).
+    windows: [Window; 2],
     clock: Arc<dyn Clock>,
     /// This installation's id (`store::installation_id`, passed down by the pipeline), put in
     /// front of every Idempotency-Key: two databases on one Xero organisation never share a key.
@@ -91,15 +109,12 @@ impl XeroClient {
                 slots: Semaphore::new(cfg.max_concurrent.max(1) as usize),
                 token: Mutex::new(None),
                 tenant: Mutex::new(cfg.tenant_id.clone()),
+                turns: crate::store::budget::holder_name(&me),
                 me,
-                pace: Pace::new(
-                    &[
-                        Rate::new(cfg.requests_per_minute as usize, Duration::from_secs(60)),
-                        Rate::new(cfg.requests_per_day as usize, Duration::from_secs(86_400)),
-                    ],
-                    Duration::from_secs(60),
-                    clock.clone(),
-                ),
+                windows: [
+                    Window::new(u64::from(cfg.requests_per_minute), Duration::from_secs(60)),
+                    Window::new(u64::from(cfg.requests_per_day), Duration::from_secs(86_400)),
+                ],
                 clock,
                 installation: std::sync::OnceLock::new(),
             }),
@@ -173,8 +188,9 @@ impl XeroClient {
             .bearer_auth(token)
             .send()
             .await
-            .map_err(transport)?;
+            .map_err(counted_transport)?;
         let status = resp.status();
+        stats::answered(API, status.as_u16());
         let body = resp.text().await.map_err(transport)?;
         if !status.is_success() {
             return Err(XeroError::Http {
@@ -224,20 +240,75 @@ impl XeroClient {
         body: Option<&Value>,
         key: Option<&str>,
     ) -> Result<Reply, XeroError> {
-        let retries = Retries::new(self.inner.cfg.retry_base_ms, self.inner.cfg.max_retries);
+        self.send_spending(Spend::Rest, method, path, query, body, key)
+            .await
+    }
+
+    /// [`Self::send`], spending the day's budget as `spend` may.
+    pub(super) async fn send_spending(
+        &self,
+        spend: Spend,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        key: Option<&str>,
+    ) -> Result<Reply, XeroError> {
+        let retries =
+            Retries::new(self.inner.cfg.retry_base_ms, self.inner.cfg.max_retries).counted_as(API);
         let refreshed = AtomicBool::new(false);
         let sleep = ClockSleeper(self.inner.clock.clone());
         retrying_with(retries, sleep, || {
-            self.attempt(&method, path, query, body, key, &refreshed)
+            self.attempt(spend, &method, path, query, body, key, &refreshed)
         })
         .await
+    }
+
+    /// Waits for this request's turn under the organisation's limits, shared with every process
+    /// on the database; returns its ticket. A wait longer than a minute (the day's budget spent)
+    /// is refused: the entry is parked.
+    async fn take_turn(&self, tenant: &str, spend: Spend) -> Result<i64, XeroError> {
+        let [minute, day] = self.inner.windows;
+        let day = match spend {
+            Spend::Creates => day,
+            Spend::Rest => {
+                let creates = self.inner.store.xero_creates_waiting().await?;
+                let batch = u64::from(self.inner.cfg.batch_size.max(1));
+                day.keeping(creates.div_ceil(batch))
+            }
+        };
+        let budget = format!("xero:{tenant}");
+        let windows = [minute, day];
+        let ask = Ask {
+            budget: &budget,
+            holder: &self.inner.turns,
+            windows: &windows,
+            at_once: Some(u64::from(self.inner.cfg.max_concurrent.max(1))),
+            // The request's timeout bounds it (from before it is sent until its answer is read),
+            // and a few seconds more mark it answered: a dead process's turn ends soon after.
+            lease: on_clock(
+                &*self.inner.clock,
+                Duration::from_secs(self.inner.cfg.timeout_secs + LEASE_MARGIN_SECS),
+            ),
+        };
+        let store = &self.inner.store;
+        match turn(&*self.inner.clock, Duration::from_secs(60), API, |now| {
+            store.take_budget(&ask, now)
+        })
+        .await?
+        {
+            Ok(ticket) => Ok(ticket),
+            Err(wait) => Err(XeroError::RateLimited { retry_after: wait }),
+        }
     }
 
     /// One attempt, and what the retry loop should make of it: 429 and 5xx and transport errors
     /// are transient when the request is safe to repeat (a read, or a write with a key); a 401 gets
     /// one fresh token (once per request) before it counts.
+    #[allow(clippy::too_many_arguments)] // one attempt of `send_spending`, with its arguments
     async fn attempt(
         &self,
+        spend: Spend,
         method: &Method,
         path: &str,
         query: &[(&str, String)],
@@ -246,12 +317,16 @@ impl XeroClient {
         refreshed: &AtomicBool,
     ) -> Result<Reply, Failure<XeroError>> {
         let retryable = *method == Method::GET || key.is_some();
-        let mut sent = self.send_once(method.clone(), path, query, body, key).await;
+        let mut sent = self
+            .send_once(spend, method.clone(), path, query, body, key)
+            .await;
         if matches!(&sent, Ok(r) if r.status == StatusCode::UNAUTHORIZED)
             && !refreshed.swap(true, Ordering::SeqCst)
         {
             self.token(true).await.map_err(Failure::Final)?;
-            sent = self.send_once(method.clone(), path, query, body, key).await;
+            sent = self
+                .send_once(spend, method.clone(), path, query, body, key)
+                .await;
         }
         match sent {
             Ok(r) if r.status == StatusCode::UNAUTHORIZED => {
@@ -304,6 +379,7 @@ impl XeroClient {
 
     async fn send_once(
         &self,
+        spend: Spend,
         method: Method,
         path: &str,
         query: &[(&str, String)],
@@ -312,18 +388,39 @@ impl XeroClient {
     ) -> Result<RawReply, XeroError> {
         let token = self.token(false).await?;
         let tenant = self.tenant().await?;
-        // Held until the answer is in. A long wait (the day's budget spent) is the outbox's:
-        // the entry is parked.
-        let _paced = match self.inner.pace.acquire().await {
-            Ok(p) => p,
-            Err(wait) => return Err(XeroError::RateLimited { retry_after: wait }),
-        };
         let _slot = self
             .inner
             .slots
             .acquire()
             .await
             .map_err(|_| XeroError::Transport("client closed".into()))?;
+        // Counted until the answer is in (or the lease ends). A long wait (the day's budget
+        // spent) is the outbox's: the entry is parked.
+        let ticket = self.take_turn(&tenant, spend).await?;
+        let sent = self
+            .send_taken(method, path, query, body, key, (&token, &tenant))
+            .await;
+        if let Err(e) = self
+            .inner
+            .store
+            .budget_answered(ticket, self.inner.clock.now())
+            .await
+        {
+            tracing::warn!(error = %e, "could not mark a Xero request answered; it leaves the budget when its lease ends");
+        }
+        sent
+    }
+
+    /// Sends the request whose turn was taken, once.
+    async fn send_taken(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        key: Option<&str>,
+        (token, tenant): (&str, &str),
+    ) -> Result<RawReply, XeroError> {
         let url = format!(
             "{}/{}",
             self.inner.cfg.api_url.trim_end_matches('/'),
@@ -346,8 +443,9 @@ impl XeroClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(transport)?;
+        let resp = req.send().await.map_err(counted_transport)?;
         let status = resp.status();
+        stats::answered(API, status.as_u16());
         let h = resp.headers();
         let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
         let retry_after = retry_after(h);
@@ -360,7 +458,7 @@ impl XeroClient {
         {
             // Nearly out of this minute's calls: pause before the next one instead of earning a 429.
             tracing::info!(remaining = rem, "Xero minute budget nearly spent; pausing");
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(self.inner.clock.real_duration(Duration::from_secs(2))).await;
         }
         let body = resp.text().await.map_err(transport)?;
         Ok(RawReply {
@@ -423,7 +521,8 @@ impl XeroClient {
         })
         .map_err(|e| XeroError::Decode(e.to_string()))?;
         let r = self
-            .send(
+            .send_spending(
+                Spend::Creates,
                 Method::PUT,
                 "Invoices",
                 &[("summarizeErrors", "false".into()), ("unitdp", "4".into())],
@@ -827,6 +926,18 @@ pub(super) fn credit_note(n: wire::CreditNote) -> RemoteCreditNote {
         remaining_credit: m(n.remaining_credit),
         status: n.status,
     }
+}
+
+/// How long after its timeout a request still counts as in flight (see `store::budget`).
+const LEASE_MARGIN_SECS: u64 = 5;
+
+/// The API's name in the counters of `http::stats`.
+const API: &str = "xero";
+
+/// A request that got no answer: counted, then [`transport`].
+fn counted_transport(e: reqwest::Error) -> XeroError {
+    stats::unanswered(API, e.is_timeout());
+    transport(e)
 }
 
 fn transport(e: reqwest::Error) -> XeroError {

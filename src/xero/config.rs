@@ -97,7 +97,8 @@ pub struct XeroConfig {
     pub identity_url: String,
     pub token_url: String,
     pub authorize_url: String,
-    /// Concurrent requests to the tenant (Xero allows 5).
+    /// Requests in flight at once to the organisation (Xero allows 5), by every process on the
+    /// database together (`store::budget`), as are `requests_per_minute` and `requests_per_day`.
     pub max_concurrent: u32,
     /// Invoices per create request.
     pub batch_size: u32,

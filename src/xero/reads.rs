@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::client::{credit_note, remote};
+use super::client::{Spend, credit_note, remote};
 use super::wire::{self, Pagination};
 use super::{RemoteCreditNote, RemoteInvoice, XeroClient, XeroError};
 use crate::domain::invoice::InvoiceState;
@@ -112,13 +112,14 @@ impl XeroClient {
     async fn list_pages<L: DocList>(
         &self,
         filter: &[(&str, String)],
+        spend: Spend,
     ) -> Result<Vec<L::Item>, XeroError> {
         let mut out = Vec::new();
         for page in 1..=MAX_PAGES {
             let mut query: Vec<(&str, String)> = filter.to_vec();
             query.push(("page", page.to_string()));
             let r = self
-                .send(Method::GET, L::ENDPOINT, &query, None, None)
+                .send_spending(spend, Method::GET, L::ENDPOINT, &query, None, None)
                 .await?;
             if !r.status.is_success() {
                 return Err(Self::refusal(&r));
@@ -157,7 +158,7 @@ impl XeroClient {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(IDS_PER_REQUEST) {
             out.extend(
-                self.list_pages::<wire::Invoices>(&[("IDs", chunk.join(","))])
+                self.list_pages::<wire::Invoices>(&[("IDs", chunk.join(","))], Spend::Rest)
                     .await?,
             );
         }
@@ -170,6 +171,15 @@ impl XeroClient {
         &self,
         references: &[String],
     ) -> Result<Vec<RemoteInvoice>, XeroError> {
+        self.with_references(references, Spend::Rest).await
+    }
+
+    /// [`Self::invoices_with_references`], spending the day's budget as `spend` may.
+    async fn with_references(
+        &self,
+        references: &[String],
+        spend: Spend,
+    ) -> Result<Vec<RemoteInvoice>, XeroError> {
         let mut out = Vec::new();
         for chunk in references.chunks(REFERENCES_PER_REQUEST) {
             let filter = chunk
@@ -178,7 +188,7 @@ impl XeroClient {
                 .collect::<Vec<_>>()
                 .join(" OR ");
             let found = self
-                .list_pages::<wire::Invoices>(&[("where", filter)])
+                .list_pages::<wire::Invoices>(&[("where", filter)], spend)
                 .await?;
             // Xero's == ignores case; ours does not.
             out.extend(found.into_iter().filter(|i| chunk.contains(&i.reference)));
@@ -200,23 +210,25 @@ impl XeroClient {
                 .collect::<Vec<_>>()
                 .join(" OR ");
             out.extend(
-                self.list_pages::<wire::CreditNotes>(&[("where", filter)])
+                self.list_pages::<wire::CreditNotes>(&[("where", filter)], Spend::Rest)
                     .await?,
             );
         }
         Ok(out)
     }
 
-    /// The live (not voided or deleted) invoice whose Reference is `reference`.
+    /// The live (not voided or deleted) invoice whose Reference is `reference`: the look-up
+    /// before a create whose earlier attempt may have reached Xero, so it spends the day's
+    /// budget as a create may (`client::Spend`).
     pub async fn find_invoice_by_reference(
         &self,
         reference: &str,
     ) -> Result<Option<RemoteInvoice>, XeroError> {
         Ok(self
-            .invoices_with_reference(reference)
+            .with_references(&[reference.to_string()], Spend::Creates)
             .await?
             .into_iter()
-            .next())
+            .find(|i| !InvoiceState::parse(&i.status).is_cancelled()))
     }
 
     /// Every live (not voided or deleted) invoice whose Reference is `reference`, in the order

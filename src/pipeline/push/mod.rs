@@ -159,8 +159,11 @@ async fn drain_system(
     if !configured(p, system) {
         return report;
     }
+    // Autotask's thresholds are read only when there is Autotask work: an idle outbox tick
+    // spends nothing of the tenant's hourly budget.
     if system == RemoteSystem::Autotask
         && let Some(at) = &p.autotask
+        && p.store.outbox_has_due(order, now).await.unwrap_or(true)
         && let Err(e) = at.prepare_run().await
     {
         tracing::warn!(error = %e, "could not read Autotask's thresholds; pacing to the configured budget");

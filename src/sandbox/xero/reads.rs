@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{XeroSandbox, authorised};
+use super::{XeroSandbox, authorised, fault};
 
 /// Xero's page size when `pageSize` is not given.
 const PAGE_SIZE: usize = 100;
@@ -133,6 +133,10 @@ pub(super) async fn list_invoices(
 ) -> Response {
     sb.with(|s| s.requests += 1);
     if let Err(r) = authorised(&h) {
+        return r;
+    }
+    // A read can be held (Delay) or refused (Status) too.
+    if let Some(Err(r)) = fault(&sb, "GET", "/Invoices").await {
         return r;
     }
     let docs = sb.with(|s| s.invoices.clone());
