@@ -9,6 +9,7 @@ mod config;
 mod lookups;
 pub mod query;
 mod reads;
+mod server_errors;
 pub mod wire;
 
 use rust_decimal::Decimal;
