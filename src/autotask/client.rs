@@ -36,7 +36,7 @@ pub(super) struct Inner {
     endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// This client's share of the tenant's hourly budget, paced on `clock`.
     pub(super) pacer: Pace,
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
     /// Names this client in the tenant's thread slots.
     me: String,
 }
