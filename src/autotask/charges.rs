@@ -67,13 +67,22 @@ impl AutotaskClient {
     /// the insert); found nothing, the error is returned: the request may still land later, so the
     /// caller keeps the action uncertain and looks again only after `autotask.settle_secs`.
     pub async fn push_charge(&self, d: &ChargeDraft) -> Result<RemoteCharge, AutotaskError> {
-        if d.marker.is_empty() || d.marker.len() > 50 {
-            return Err(AutotaskError::Local(format!(
-                "charge marker {:?} must be 1–50 characters",
-                d.marker
-            )));
-        }
-        if let Some(existing) = self.find_charge_by_marker(d.contract_id, &d.marker).await? {
+        check_marker(d)?;
+        let existing = self.find_charge_by_marker(d.contract_id, &d.marker).await?;
+        self.create_charge_unless(d, existing).await
+    }
+
+    /// Creates the charge unless `existing` (what a read of its marker made after any earlier
+    /// create of it had settled) found it: the same rules as [`Self::push_charge`], without a
+    /// look-up of its own before the create. The push reads each contract's charges once
+    /// (`charges_by_marker_prefix`) and decides all of that contract's charges from that read.
+    pub async fn create_charge_unless(
+        &self,
+        d: &ChargeDraft,
+        existing: Option<RemoteCharge>,
+    ) -> Result<RemoteCharge, AutotaskError> {
+        check_marker(d)?;
+        if let Some(existing) = existing {
             return Ok(existing);
         }
         let path = format!("V1.0/Contracts/{}/Charges", d.contract_id);
@@ -254,6 +263,21 @@ impl AutotaskClient {
             .collect())
     }
 
+    /// The charges on `contract` whose marker begins with `prefix` (every charge of the contract
+    /// when it is empty), all pages: one read that decides the creates of many charges.
+    pub async fn charges_by_marker_prefix(
+        &self,
+        contract: ContractId,
+        prefix: &str,
+    ) -> Result<Vec<RemoteCharge>, AutotaskError> {
+        let mut f = Filter::eq("contractID", contract.get());
+        if !prefix.is_empty() {
+            f = f.and(Filter::begins_with("purchaseOrderNumber", prefix));
+        }
+        let found: Vec<ContractCharge> = self.query("ContractCharges", &f).await?;
+        Ok(found.into_iter().map(remote).collect())
+    }
+
     /// Charges of a contract purchased on or after `since` (for reconcile).
     pub async fn charges_of_contract(
         &self,
@@ -265,6 +289,37 @@ impl AutotaskClient {
         let found: Vec<ContractCharge> = self.query("ContractCharges", &f).await?;
         Ok(found.into_iter().map(remote).collect())
     }
+}
+
+fn check_marker(d: &ChargeDraft) -> Result<(), AutotaskError> {
+    if d.marker.is_empty() || d.marker.len() > 50 {
+        return Err(AutotaskError::Local(format!(
+            "charge marker {:?} must be 1–50 characters",
+            d.marker
+        )));
+    }
+    Ok(())
+}
+
+/// The longest prefix the markers share (on a character boundary): the one filter that finds
+/// every one of them on a contract.
+pub fn common_prefix<'a>(markers: impl IntoIterator<Item = &'a str>) -> String {
+    let mut it = markers.into_iter();
+    let Some(first) = it.next() else {
+        return String::new();
+    };
+    let mut len = first.len();
+    for m in it {
+        len = first
+            .char_indices()
+            .zip(m.chars())
+            .take_while(|((_, a), b)| a == b)
+            .map(|((i, a), _)| i + a.len_utf8())
+            .last()
+            .unwrap_or(0)
+            .min(len);
+    }
+    first[..len].to_string()
 }
 
 /// The marker of a correcting charge: the original marker plus " adj", its sequence number and a
@@ -304,6 +359,25 @@ mod tests {
             "a second correction of the same amount is its own charge"
         );
         assert!(correction_marker(&"x".repeat(50), 1, Money::parse("1").unwrap()).len() <= 50);
+    }
+
+    #[test]
+    fn the_common_prefix_of_markers_is_what_they_all_begin_with() {
+        let markers = [
+            "rb 2026-11 c12 svc-3-fee",
+            "rb 2026-11 c12 svc-3-calls",
+            "rb 2026-11 c12 item-9",
+        ];
+        assert_eq!(common_prefix(markers), "rb 2026-11 c12 ");
+        assert_eq!(
+            common_prefix(["rb 2026-11 c12 x"]),
+            "rb 2026-11 c12 x",
+            "one marker is its own prefix"
+        );
+        assert_eq!(common_prefix(["abc", "xyz"]), "");
+        assert_eq!(common_prefix(Vec::<&str>::new()), "");
+        // Never cut inside a character.
+        assert_eq!(common_prefix(["a–b", "a—b"]), "a");
     }
 
     #[test]

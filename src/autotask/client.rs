@@ -47,7 +47,7 @@ pub(super) struct Inner {
     /// use (`store::budget`), paced on `clock`; lowered by [`AutotaskClient::prepare_run`] when
     /// the other integrations have used more than theirs.
     limit: AtomicU64,
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
     /// Names this client in the tenant's thread slots.
     me: String,
     /// Names this client's turns in the shared budget (`store::budget::holder_name`).

@@ -47,6 +47,11 @@ pub struct AutotaskConfig {
     /// dropped. Default 60 s: twice the request timeout, so that a request still held by Autotask
     /// when the client gave up has been applied (or abandoned) by then.
     pub settle_secs: u64,
+    /// How long Autotask's field definitions and picklists (the BillingCodes `useType` values every
+    /// `service assign` and `item add` checks against) are kept in the database before they are
+    /// read again, on the client's clock. They change when an administrator edits a picklist:
+    /// a day by default; 0 reads them every time.
+    pub field_cache_secs: u64,
 }
 
 impl Default for AutotaskConfig {
@@ -69,6 +74,7 @@ impl Default for AutotaskConfig {
             max_retries: 4,
             retry_base_ms: 500,
             settle_secs: 60,
+            field_cache_secs: 86_400,
         }
     }
 }

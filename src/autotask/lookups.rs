@@ -1,9 +1,12 @@
 //! Lookups: contracts, products and material codes of a company (validated before an assignment is
 //! saved, their names returned for display), and customers imported from Autotask companies.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
 use reqwest::Method;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::AutotaskError;
 use super::client::{AutotaskClient, Repeat, decode};
@@ -38,30 +41,72 @@ fn date_of(s: &Option<String>) -> Option<NaiveDate> {
         .and_then(|d| d.parse().ok())
 }
 
+fn material_use_type(fields: &Fields) -> Option<i64> {
+    fields
+        .fields
+        .iter()
+        .filter(|f| f.name.eq_ignore_ascii_case("useType"))
+        .flat_map(|f| f.picklist_values.iter().flatten())
+        .find(|v| v.label.eq_ignore_ascii_case("Material Cost Code"))
+        .and_then(|v| v.value.parse().ok())
+}
+
+fn no_material_use_type() -> AutotaskError {
+    AutotaskError::Decode("BillingCodes.useType has no \"Material Cost Code\" value".into())
+}
+
 impl AutotaskClient {
-    /// The numeric `useType` of "Material Cost Code", read from the BillingCodes field definitions.
-    pub async fn material_code_use_type(&self) -> Result<i64, AutotaskError> {
+    /// The field definitions (with their picklists) of `entity`: kept in the database and read
+    /// again only once `autotask.field_cache_secs` have passed since they were read, on the
+    /// client's clock, so that a scripted set-up of many assignments does not re-read them each
+    /// time. Shared by every process on the database.
+    pub async fn field_definitions(&self, entity: &str) -> Result<Fields, AutotaskError> {
+        Ok(self.fields_of(entity, false).await?.0)
+    }
+
+    /// The field definitions of `entity`, and whether they came from the cache; `read` reads
+    /// them from Autotask whatever the cache holds.
+    async fn fields_of(&self, entity: &str, read: bool) -> Result<(Fields, bool), AutotaskError> {
+        let user = self.inner.cfg.username.as_deref().unwrap_or_default();
+        let now = self.inner.clock.now();
+        // At most ten years: any longer is "keep them", and no date arithmetic can overflow.
+        let fresh_for =
+            chrono::Duration::seconds(self.inner.cfg.field_cache_secs.min(315_360_000) as i64);
+        if !read
+            && let Some((body, read_at)) = self.inner.store.autotask_fields(user, entity).await?
+            && (chrono::Duration::zero()..fresh_for).contains(&now.signed_duration_since(read_at))
+            && let Ok(fields) = decode::<Fields>(&body)
+        {
+            return Ok((fields, true));
+        }
         let reply = self
             .request(
                 Method::GET,
-                "V1.0/BillingCodes/entityInformation/fields",
+                &format!("V1.0/{entity}/entityInformation/fields"),
                 None,
                 Repeat::Safe,
             )
             .await?;
-        let fields: Fields = decode(&Self::check(reply)?)?;
-        fields
-            .fields
-            .iter()
-            .filter(|f| f.name.eq_ignore_ascii_case("useType"))
-            .flat_map(|f| f.picklist_values.iter().flatten())
-            .find(|v| v.label.eq_ignore_ascii_case("Material Cost Code"))
-            .and_then(|v| v.value.parse().ok())
-            .ok_or_else(|| {
-                AutotaskError::Decode(
-                    "BillingCodes.useType has no \"Material Cost Code\" value".into(),
-                )
-            })
+        let body = Self::check(reply)?;
+        let fields: Fields = decode(&body)?;
+        self.inner
+            .store
+            .save_autotask_fields(user, entity, &body, now)
+            .await?;
+        Ok((fields, false))
+    }
+
+    /// The numeric `useType` of "Material Cost Code", read from the BillingCodes field definitions
+    /// (cached: `field_definitions`; read again at once when the cached ones lack it, since a
+    /// picklist edited in Autotask must not refuse assignments for a day).
+    pub async fn material_code_use_type(&self) -> Result<i64, AutotaskError> {
+        let (fields, cached) = self.fields_of("BillingCodes", false).await?;
+        match material_use_type(&fields) {
+            Some(v) => Ok(v),
+            None if cached => material_use_type(&self.fields_of("BillingCodes", true).await?.0)
+                .ok_or_else(no_material_use_type),
+            None => Err(no_material_use_type()),
+        }
     }
 
     pub async fn contracts_of(
@@ -220,16 +265,94 @@ impl AutotaskClient {
         coding: &AutotaskCoding,
         on: NaiveDate,
     ) -> Result<CodingNames, AutotaskError> {
+        CodingCheck::new(self).check(company, coding, on).await
+    }
+
+    pub async fn company(&self, id: AutotaskCompanyId) -> Result<Company, AutotaskError> {
+        self.get("Companies", id.get()).await
+    }
+
+    /// The company a customer is about to be linked to, checked: it exists in Autotask. Returns
+    /// its name and whether it is active.
+    pub async fn check_company(
+        &self,
+        id: AutotaskCompanyId,
+    ) -> Result<(String, bool), AutotaskError> {
+        let c = self.company(id).await.map_err(|e| match e {
+            AutotaskError::NotFound(_) => {
+                AutotaskError::NotFound(format!("company {id} (check the id in Autotask)"))
+            }
+            other => other,
+        })?;
+        Ok((
+            c.company_name.unwrap_or_else(|| format!("company {id}")),
+            c.is_active != Some(false),
+        ))
+    }
+
+    pub async fn active_companies(&self) -> Result<Vec<Company>, AutotaskError> {
+        self.query("Companies", &Filter::eq("isActive", true)).await
+    }
+}
+
+/// Checks many assignments' choices with one read of each contract, product and billing code
+/// they name (and the cached field definitions), however many rows name them: a bulk import
+/// validates thousands of rows without thousands of requests. Each check is `validate_coding`'s.
+pub struct CodingCheck<'a> {
+    client: &'a AutotaskClient,
+    /// Each record as read (None: Autotask has none).
+    contracts: HashMap<i64, Option<Contract>>,
+    products: HashMap<i64, Option<Product>>,
+    codes: HashMap<i64, Option<BillingCode>>,
+    material: Option<i64>,
+}
+
+/// One record by id, read once: None when Autotask has none.
+async fn read_once<T: DeserializeOwned + Clone>(
+    client: &AutotaskClient,
+    memo: &mut HashMap<i64, Option<T>>,
+    entity: &str,
+    id: i64,
+) -> Result<Option<T>, AutotaskError> {
+    if let Some(known) = memo.get(&id) {
+        return Ok(known.clone());
+    }
+    let found = match client.get::<T>(entity, id).await {
+        Ok(t) => Some(t),
+        Err(AutotaskError::NotFound(_)) => None,
+        Err(e) => return Err(e),
+    };
+    memo.insert(id, found.clone());
+    Ok(found)
+}
+
+impl<'a> CodingCheck<'a> {
+    pub fn new(client: &'a AutotaskClient) -> Self {
+        CodingCheck {
+            client,
+            contracts: HashMap::new(),
+            products: HashMap::new(),
+            codes: HashMap::new(),
+            material: None,
+        }
+    }
+
+    /// Checks one assignment's choices (see `AutotaskClient::validate_coding`).
+    pub async fn check(
+        &mut self,
+        company: AutotaskCompanyId,
+        coding: &AutotaskCoding,
+        on: NaiveDate,
+    ) -> Result<CodingNames, AutotaskError> {
         let invalid = |m: String| AutotaskError::InvalidCoding(m);
-        let contract: Contract = self
-            .get("Contracts", coding.contract_id.get())
-            .await
-            .map_err(|e| match e {
-                AutotaskError::NotFound(_) => {
-                    invalid(format!("Autotask has no contract {}", coding.contract_id))
-                }
-                other => other,
-            })?;
+        let contract = read_once(
+            self.client,
+            &mut self.contracts,
+            "Contracts",
+            coding.contract_id.get(),
+        )
+        .await?
+        .ok_or_else(|| invalid(format!("Autotask has no contract {}", coding.contract_id)))?;
         let contract_name = contract
             .contract_name
             .clone()
@@ -270,15 +393,14 @@ impl AutotaskClient {
                 end.map(|d| d.to_string()).unwrap_or_default()
             )));
         }
-        let product: Product = self
-            .get("Products", coding.product_id.get())
-            .await
-            .map_err(|e| match e {
-                AutotaskError::NotFound(_) => {
-                    invalid(format!("Autotask has no product {}", coding.product_id))
-                }
-                other => other,
-            })?;
+        let product = read_once(
+            self.client,
+            &mut self.products,
+            "Products",
+            coding.product_id.get(),
+        )
+        .await?
+        .ok_or_else(|| invalid(format!("Autotask has no product {}", coding.product_id)))?;
         let product_name = product
             .name
             .clone()
@@ -289,16 +411,19 @@ impl AutotaskClient {
                 product.id
             )));
         }
-        let code: BillingCode = self
-            .get("BillingCodes", coding.material_code_id.get())
-            .await
-            .map_err(|e| match e {
-                AutotaskError::NotFound(_) => invalid(format!(
-                    "Autotask has no billing code {}",
-                    coding.material_code_id
-                )),
-                other => other,
-            })?;
+        let code = read_once(
+            self.client,
+            &mut self.codes,
+            "BillingCodes",
+            coding.material_code_id.get(),
+        )
+        .await?
+        .ok_or_else(|| {
+            invalid(format!(
+                "Autotask has no billing code {}",
+                coding.material_code_id
+            ))
+        })?;
         let code_name = code
             .name
             .clone()
@@ -309,7 +434,14 @@ impl AutotaskClient {
                 code.id
             )));
         }
-        let material = self.material_code_use_type().await?;
+        let material = match self.material {
+            Some(m) => m,
+            None => {
+                let m = self.client.material_code_use_type().await?;
+                self.material = Some(m);
+                m
+            }
+        };
         if code.use_type != Some(material) {
             return Err(invalid(format!(
                 "billing code {} ({code_name}) is not a Material Cost Code",
@@ -321,32 +453,6 @@ impl AutotaskClient {
             product: product_name,
             material_code: code_name,
         })
-    }
-
-    pub async fn company(&self, id: AutotaskCompanyId) -> Result<Company, AutotaskError> {
-        self.get("Companies", id.get()).await
-    }
-
-    /// The company a customer is about to be linked to, checked: it exists in Autotask. Returns
-    /// its name and whether it is active.
-    pub async fn check_company(
-        &self,
-        id: AutotaskCompanyId,
-    ) -> Result<(String, bool), AutotaskError> {
-        let c = self.company(id).await.map_err(|e| match e {
-            AutotaskError::NotFound(_) => {
-                AutotaskError::NotFound(format!("company {id} (check the id in Autotask)"))
-            }
-            other => other,
-        })?;
-        Ok((
-            c.company_name.unwrap_or_else(|| format!("company {id}")),
-            c.is_active != Some(false),
-        ))
-    }
-
-    pub async fn active_companies(&self) -> Result<Vec<Company>, AutotaskError> {
-        self.query("Companies", &Filter::eq("isActive", true)).await
     }
 }
 

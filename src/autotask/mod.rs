@@ -15,10 +15,10 @@ pub mod wire;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-pub use charges::correction_marker;
+pub use charges::{common_prefix, correction_marker};
 pub use client::AutotaskClient;
 pub use config::AutotaskConfig;
-pub use lookups::{CodingNames, CompanyImport, Named, import_companies};
+pub use lookups::{CodingCheck, CodingNames, CompanyImport, Named, import_companies};
 
 use crate::domain::{ContractId, MaterialCodeId, Money, ProductId};
 use crate::store::StoreError;

@@ -305,9 +305,11 @@ pub async fn import_file(
     let mut written = 0;
     let mut second_source = 0;
     let mut failure = None;
+    // Every batch on one connection: its page cache is grown once (see `CallWriter`).
+    let mut writer = store.call_writer().await?;
     while let Some(batch) = batches.recv().await {
         let started = std::time::Instant::now();
-        match store
+        match writer
             .insert_calls_from(&batch, opts.tz, Some(&mapping.source))
             .await
         {
@@ -330,6 +332,7 @@ pub async fn import_file(
     }
     // On a failed write the parser stops at its next batch (the channel is closed).
     drop(batches);
+    drop(writer);
     let parsed = parsing.await.map_err(|e| ImportError::Io {
         file: file_name.clone(),
         source: std::io::Error::other(e),

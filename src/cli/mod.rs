@@ -2,6 +2,7 @@
 //! types, calls the store or a pipeline function, and prints a readable table or, with `--json`,
 //! JSON for scripts. `main.rs` only parses, loads the config and dispatches here.
 
+pub mod assign_import;
 pub mod autotask;
 pub mod backup;
 pub mod bench;

@@ -69,13 +69,19 @@ pub enum ServiceCmd {
 
 #[derive(Debug, Args)]
 pub struct AssignArgs {
-    pub id: ServiceId,
-    #[arg(long)]
-    pub customer: CustomerId,
+    #[arg(required_unless_present = "from")]
+    pub id: Option<ServiceId>,
+    #[arg(long, required_unless_present = "from")]
+    pub customer: Option<CustomerId>,
     /// First day it is billed (a part month is prorated) [default: the 1st of the current month
-    /// in business.timezone, as for recurring items]
+    /// in business.timezone, as for recurring items]; with --from, of the rows without one
     #[arg(long)]
     pub starts_on: Option<NaiveDate>,
+    /// Assign many services from a CSV (or JSON) file with the columns service, customer (each
+    /// an external reference or an id), starts_on, and for Autotask accounts contract, product
+    /// and material_code. Every row is checked first; one bad row assigns nothing
+    #[arg(long, conflicts_with_all = ["id", "customer", "contract", "product", "material_code"])]
+    pub from: Option<PathBuf>,
     #[command(flatten)]
     pub coding: super::autotask::CodingArgs,
 }
@@ -355,22 +361,28 @@ async fn assign(ctx: &Ctx, a: AssignArgs) -> anyhow::Result<()> {
     let starts_on = a
         .starts_on
         .unwrap_or_else(|| default_starts_on(chrono::Utc::now(), ctx.config.business.tz()));
+    if let Some(file) = &a.from {
+        return super::assign_import::run(ctx, file, starts_on).await;
+    }
+    let (Some(id), Some(customer)) = (a.id, a.customer) else {
+        anyhow::bail!("give the service and --customer, or --from FILE");
+    };
     let coding = a.coding.coding();
     if let Some(c) = &coding {
-        let customer = ctx.store.customer(a.customer).await?;
+        let customer = ctx.store.customer(customer).await?;
         let period = Period::of_date(starts_on);
         super::autotask::validate_coding(ctx, &customer, c, period)
             .await
             .with_context(|| {
                 format!(
                     "service {} was not assigned to customer {} ({})",
-                    a.id, customer.id, customer.name
+                    id, customer.id, customer.name
                 )
             })?;
     }
     let view = ctx
         .store
-        .assign(&ctx.actor, a.id, a.customer, starts_on, coding)
+        .assign(&ctx.actor, id, customer, starts_on, coding)
         .await?;
     say(
         ctx,

@@ -75,6 +75,15 @@ impl AssignmentView {
     }
 }
 
+/// One assignment to make: `assign`'s arguments, for `assign_all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewAssignment {
+    pub service_id: ServiceId,
+    pub customer_id: CustomerId,
+    pub starts_on: NaiveDate,
+    pub coding: Option<AutotaskCoding>,
+}
+
 macro_rules! select_assignments {
     ($tail:literal) => {
         concat!(
@@ -99,6 +108,35 @@ impl Store {
         starts_on: NaiveDate,
         coding: Option<AutotaskCoding>,
     ) -> Result<AssignmentView, StoreError> {
+        let a = NewAssignment {
+            service_id,
+            customer_id,
+            starts_on,
+            coding,
+        };
+        let mut ids = self.assign_all(actor, std::slice::from_ref(&a)).await?;
+        let id = ids.pop().ok_or_else(|| {
+            StoreError::Corrupt(format!("service {service_id} was assigned without an id"))
+        })?;
+        self.assignment(id).await
+    }
+
+    /// Whether `a` may be made now, by every rule `assign` applies (nothing is written): the
+    /// service is assignable and free, the customer enabled, the Autotask choices given exactly
+    /// for Autotask accounts, and the history stays true. A bulk import checks every row with it
+    /// before it writes any.
+    pub async fn check_assignment(&self, a: &NewAssignment) -> Result<(), StoreError> {
+        self.assignment_refusal(a).await.map(|_| ())
+    }
+
+    /// The refusal of `a`, if any; else the words that name it (service and customer).
+    async fn assignment_refusal(&self, a: &NewAssignment) -> Result<String, StoreError> {
+        let NewAssignment {
+            service_id,
+            customer_id,
+            starts_on,
+            coding,
+        } = *a;
         let service = self.service(service_id).await?;
         let customer = self.customer(customer_id).await?;
         let who = format!(
@@ -157,45 +195,67 @@ impl Store {
                 last.0
             )));
         }
+        Ok(who)
+    }
+
+    /// Makes every assignment of `all`, each checked as `assign` checks it, in one transaction:
+    /// all of them or, when any is refused (checked, or assigned by another process meanwhile),
+    /// none. Returns their ids in order.
+    pub async fn assign_all(
+        &self,
+        actor: &Actor,
+        all: &[NewAssignment],
+    ) -> Result<Vec<AssignmentId>, StoreError> {
+        let mut whos = Vec::with_capacity(all.len());
+        for a in all {
+            whos.push(self.assignment_refusal(a).await?);
+        }
         let now = Utc::now();
-        let id: i64 = on_db!(self, p => {
+        let ids: Vec<i64> = on_db!(self, p => {
             let mut tx = p.begin_write().await?;
-            let inserted = sqlx::query_scalar(
-                "INSERT INTO assignments (service_id, customer_id, state, starts_on, autotask_contract_id, \
-                 autotask_product_id, autotask_material_code_id, assigned_at, assigned_by, changed_at, changed_by) \
-                 VALUES ($1, $2, 'assigned', $3, $4, $5, $6, $7, $8, $7, $8) RETURNING id",
-            )
-            .bind(service_id.get())
-            .bind(customer_id.get())
-            .bind(starts_on)
-            .bind(coding.map(|c| c.contract_id.get()))
-            .bind(coding.map(|c| c.product_id.get()))
-            .bind(coding.map(|c| c.material_code_id.get()))
-            .bind(now)
-            .bind(actor.as_str())
-            .fetch_one(&mut *tx)
-            .await;
-            let id: i64 = match inserted {
-                Ok(id) => id,
-                Err(e) if is_unique_violation(&e) => {
-                    drop(tx);
-                    // Another connection won the race: report who holds it now.
-                    return Err(match self.live_assignment(service_id).await? {
-                        Some(holder) => refused_held(&who, &holder),
-                        None => StoreError::Refused(format!("cannot assign {who}: it was assigned concurrently")),
-                    });
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let after = serde_json::json!({
-                "service_id": service_id, "customer_id": customer_id, "state": "assigned",
-                "starts_on": starts_on, "autotask": coding,
-            });
-            write_audit!(&mut *tx, actor, "assignment", id, "assign", None, Some(after))?;
+            let mut ids = Vec::with_capacity(all.len());
+            for (a, who) in all.iter().zip(&whos) {
+                let inserted = sqlx::query_scalar(
+                    "INSERT INTO assignments (service_id, customer_id, state, starts_on, autotask_contract_id, \
+                     autotask_product_id, autotask_material_code_id, assigned_at, assigned_by, changed_at, changed_by) \
+                     VALUES ($1, $2, 'assigned', $3, $4, $5, $6, $7, $8, $7, $8) RETURNING id",
+                )
+                .bind(a.service_id.get())
+                .bind(a.customer_id.get())
+                .bind(a.starts_on)
+                .bind(a.coding.map(|c| c.contract_id.get()))
+                .bind(a.coding.map(|c| c.product_id.get()))
+                .bind(a.coding.map(|c| c.material_code_id.get()))
+                .bind(now)
+                .bind(actor.as_str())
+                .fetch_one(&mut *tx)
+                .await;
+                let id: i64 = match inserted {
+                    Ok(id) => id,
+                    Err(e) if is_unique_violation(&e) => {
+                        drop(tx);
+                        // Another connection won the race (or the list names the service twice):
+                        // report who holds it now.
+                        return Err(match self.live_assignment(a.service_id).await? {
+                            Some(holder) => refused_held(who, &holder),
+                            None => StoreError::Refused(format!("cannot assign {who}: it was assigned concurrently")),
+                        });
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let after = serde_json::json!({
+                    "service_id": a.service_id, "customer_id": a.customer_id, "state": "assigned",
+                    "starts_on": a.starts_on, "autotask": a.coding,
+                });
+                write_audit!(&mut *tx, actor, "assignment", id, "assign", None, Some(after))?;
+                ids.push(id);
+            }
             tx.commit().await?;
-            id
+            ids
         });
-        self.assignment(AssignmentId::new(id)?).await
+        ids.into_iter()
+            .map(|id| Ok(AssignmentId::new(id)?))
+            .collect()
     }
 
     /// Applies a life-cycle transition to the service's live assignment, effective `on` (a day in

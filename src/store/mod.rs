@@ -10,6 +10,7 @@ pub mod adjustments;
 mod assignments;
 mod audit;
 pub mod autotask;
+mod autotask_cache;
 pub mod billing;
 pub mod budget;
 pub mod calls;
@@ -32,7 +33,7 @@ pub mod xero;
 
 use sqlx::{PgPool, SqlitePool};
 
-pub use assignments::AssignmentView;
+pub use assignments::{AssignmentView, NewAssignment};
 pub use audit::{Actor, AuditRecord};
 pub use catalogue::{ServiceImport, ServiceUserImport};
 pub use config::DatabaseConfig;

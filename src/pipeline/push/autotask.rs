@@ -1,12 +1,15 @@
 //! The Autotask half of the push: contract charges created (never twice: by marker, after the
 //! settle time when an earlier create's outcome is unknown) and updated, each entry's outcome
-//! written as soon as it is known.
+//! written as soon as it is known. A batch's creates are decided by one read per contract (its
+//! charges whose marker begins with what the batch's markers on it share), not one per charge.
+
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 
 use super::{PushReport, Renewal, about_to_send, claim, ledger, retry_at, written};
-use crate::autotask::AutotaskError;
+use crate::autotask::{AutotaskClient, AutotaskError, RemoteCharge, common_prefix};
 use crate::domain::{LedgerOutcome, Money, OutboxAction, RemoteSystem};
 use crate::pipeline::drafts::charge_draft;
 use crate::pipeline::{Pipeline, PipelineError};
@@ -65,11 +68,12 @@ pub(super) async fn charges(
     let handled = entries.len();
     let _renewal = Renewal::start(p, entries.iter().map(|e| e.id).collect());
     let concurrency = p.config.autotask.max_concurrent.max(1) as usize;
+    let seen = &read_contracts(p, autotask, &entries).await?;
     // Each entry's outcome is written as soon as it is known, not when the batch ends.
     let results: Vec<Result<(OutboxEntry, ChargeDone), PipelineError>> =
         futures::stream::iter(entries)
             .map(|e| async move {
-                let done = charge_entry(p, autotask, &e).await?;
+                let done = charge_entry(p, autotask, &e, seen).await?;
                 Ok((e, done))
             })
             .buffer_unordered(concurrency)
@@ -92,11 +96,85 @@ pub(super) async fn charges(
     Ok(handled)
 }
 
+/// What one read of a contract's charges found, by (contract, marker): the charge with that
+/// marker, or None when the read found none. A create whose marker is here needs no look-up of
+/// its own; one that is not (its contract's read failed, or it was not yet due to be read) looks
+/// for its marker itself, as before.
+type Seen = HashMap<(i64, String), Option<RemoteCharge>>;
+
+/// Reads, once per contract, the charges the batch's creates may already have made, and returns
+/// what it found for each create's marker. Only creates that may be sent now are read for: an
+/// entry whose earlier create has an unknown outcome is read for only once `autotask.settle_secs`
+/// have passed since it was sent (the same rule as the per-entry look-up), and the read comes
+/// after that moment, so it sees whatever that create did. A failed read decides nothing: those
+/// entries look for their own markers.
+async fn read_contracts(
+    p: &Pipeline,
+    autotask: &AutotaskClient,
+    entries: &[OutboxEntry],
+) -> Result<Seen, PipelineError> {
+    let now = p.now();
+    if p.stopping() {
+        return Ok(Seen::new());
+    }
+    let settle = Duration::seconds(p.config.autotask.settle_secs as i64);
+    let mut markers: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for e in entries {
+        let settling = e.uncertain_since.is_some_and(|since| since + settle > now);
+        let (OutboxAction::AutotaskCharge, Some(line_id), false) = (e.action, e.line_id, settling)
+        else {
+            continue;
+        };
+        let line = p.store.line(line_id).await?;
+        if line.removed {
+            continue;
+        }
+        let inv = p.store.invoice_by_id(e.invoice_id).await?;
+        if let Ok(d) = charge_draft(&inv, &line, 1) {
+            markers
+                .entry(d.contract_id.get())
+                .or_default()
+                .push(d.marker);
+        }
+    }
+    let mut seen = Seen::new();
+    for (contract, wanted) in markers {
+        let Ok(contract_id) = crate::domain::ContractId::new(contract) else {
+            continue;
+        };
+        let prefix = common_prefix(wanted.iter().map(String::as_str));
+        match autotask
+            .charges_by_marker_prefix(contract_id, &prefix)
+            .await
+        {
+            Ok(found) => {
+                for m in wanted {
+                    let hit = found
+                        .iter()
+                        .find(|c| c.marker.as_deref() == Some(m.as_str()))
+                        .cloned();
+                    seen.insert((contract, m), hit);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(contract, error = %err, "could not read the contract's charges; each create looks for its own marker");
+                // Out of budget, throttled or refused: the other contracts' reads would be too.
+                if err.retry_after().is_some() || matches!(err, AutotaskError::Unauthorized { .. })
+                {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(seen)
+}
+
 /// One Autotask entry, from its claim to its written outcome.
 async fn charge_entry(
     p: &Pipeline,
-    autotask: &crate::autotask::AutotaskClient,
+    autotask: &AutotaskClient,
     e: &OutboxEntry,
+    seen: &Seen,
 ) -> Result<ChargeDone, PipelineError> {
     let now = p.now();
     if p.stopping() {
@@ -127,7 +205,7 @@ async fn charge_entry(
         return Ok(ChargeDone::Left);
     }
     let requested_at = p.now();
-    match push_charge(p, autotask, e).await {
+    match push_charge(p, autotask, e, seen).await {
         Ok((l, effect)) => {
             crate::pipeline::crash_point("charge_created_before_ledger");
             if !written(
@@ -196,8 +274,9 @@ async fn charge_entry(
 
 async fn push_charge(
     p: &Pipeline,
-    autotask: &crate::autotask::AutotaskClient,
+    autotask: &AutotaskClient,
     e: &OutboxEntry,
+    seen: &Seen,
 ) -> Result<(LedgerEntry, RemoteEffect), ChargeError> {
     let requested_at = p.now();
     let inv = p.store.invoice_by_id(e.invoice_id).await?;
@@ -252,7 +331,10 @@ async fn push_charge(
             ))
         }
         OutboxAction::AutotaskCharge | OutboxAction::AutotaskUpdate => {
-            let remote = autotask.push_charge(&draft).await?;
+            let remote = match seen.get(&(draft.contract_id.get(), draft.marker.clone())) {
+                Some(found) => autotask.create_charge_unless(&draft, found.clone()).await?,
+                None => autotask.push_charge(&draft).await?,
+            };
             let mut l = ledger(RemoteSystem::Autotask, LedgerOutcome::Ok, requested_at);
             l.remote_id = Some(remote.id.to_string());
             l.remote_status = Some(if remote.is_billed {
