@@ -50,6 +50,8 @@ async fn run(args: Cli, config: Config) -> anyhow::Result<()> {
             return Ok(());
         }
         Some(cli::Command::Man) => return cli::print_man(),
+        // A bench makes its own databases (a temporary directory, or `--postgres-url`).
+        Some(cli::Command::Bench(c)) => return cli::cdr::bench(&config, c, args.json).await,
         _ => {}
     }
     let store = Store::open(&config.database).await?;

@@ -9,6 +9,7 @@ use serde_json::json;
 use super::Ctx;
 use super::output::say;
 use crate::cdr::{ImportOptions, Mapping, import_file};
+use crate::config::Config;
 use crate::domain::rating::RatePlan;
 use crate::domain::{Period, ServiceId};
 
@@ -309,10 +310,11 @@ pub async fn summary(ctx: &Ctx, a: SummaryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn bench(ctx: &Ctx, c: BenchCmd) -> anyhow::Result<()> {
+/// Runs a benchmark. It needs no store: the configured database is never opened (nor created).
+pub async fn bench(config: &Config, c: BenchCmd, json: bool) -> anyhow::Result<()> {
     match c {
-        BenchCmd::Cdr(a) => super::bench::run(&ctx.config, a).await,
-        BenchCmd::Cycle(a) => super::bench_cycle::run(&ctx.config, a, ctx.json).await,
+        BenchCmd::Cdr(a) => super::bench::run(config, a).await,
+        BenchCmd::Cycle(a) => super::bench_cycle::run(config, a, json).await,
     }
 }
 

@@ -156,7 +156,7 @@ pub async fn run(ctx: &Ctx, cmd: Command) -> anyhow::Result<()> {
         Command::Audit(a) => item::audit(ctx, a).await,
         Command::Cdr(c) => cdr::run(ctx, c).await,
         Command::Summary(a) => cdr::summary(ctx, a).await,
-        Command::Bench(c) => cdr::bench(ctx, c).await,
+        Command::Bench(c) => cdr::bench(&ctx.config, c, ctx.json).await,
         Command::Xero(c) => xero::run(ctx, c).await,
         Command::Autotask(c) => autotask::run(ctx, c).await,
         Command::Run(a) => billing::run_now(ctx, a).await,

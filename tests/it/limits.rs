@@ -227,6 +227,34 @@ async fn a_client_that_paces_itself_gets_no_429_where_the_limits_bite() {
     );
 }
 
+/// A bench makes its own databases: it must not create the configured one (by default
+/// `./rebill.db`) in the directory it is run from.
+#[test]
+fn a_bench_leaves_no_database_where_it_is_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = assert_cmd::Command::cargo_bin("rebilld")
+        .unwrap()
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .env_remove("REBILL_DATABASE__URL")
+        .args(["bench", "cdr", "--rows", "1000", "--dir"])
+        .arg(dir.path().join("bench"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("rebill.db"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 #[test]
 fn bench_cycle_runs_and_reports_every_figure_as_json() {
     let dir = tempfile::tempdir().unwrap();
