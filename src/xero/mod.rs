@@ -7,6 +7,8 @@ pub mod auth;
 mod client;
 mod config;
 pub mod connect;
+mod contacts;
+mod documents;
 mod reads;
 pub mod wire;
 

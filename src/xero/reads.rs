@@ -12,7 +12,8 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::client::{Spend, credit_note, remote};
+use super::client::Spend;
+use super::documents::{credit_note, remote};
 use super::wire::{self, Pagination};
 use super::{RemoteCreditNote, RemoteInvoice, XeroClient, XeroError};
 use crate::domain::invoice::InvoiceState;
