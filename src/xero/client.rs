@@ -337,8 +337,9 @@ impl XeroClient {
             Ok(r) if r.status == StatusCode::TOO_MANY_REQUESTS => {
                 let retry_after = r.retry_after.unwrap_or(Duration::from_secs(60));
                 if r.day_limit {
+                    // The outbox parks the work until then, on the pipeline's clock.
                     return Err(Failure::Final(XeroError::DayBudgetSpent {
-                        until: Utc::now()
+                        until: self.inner.clock.now()
                             + ChronoDuration::from_std(retry_after)
                                 .unwrap_or(ChronoDuration::hours(1)),
                     }));

@@ -113,6 +113,42 @@ fn check_against_spec(requests: &[Request]) {
     }
 }
 
+/// Xero's day spent: the work waits until the day's window reopens, counted on the client's
+/// clock (the pipeline's), not the machine's: a pipeline clock ahead of the wall clock must not
+/// see the wait as over already.
+async fn a_spent_day_says_until_when_on_the_clients_clock(app: TestApp) {
+    let server = MockServer::start().await;
+    connected(&server).await;
+    Mock::given(method("PUT"))
+        .and(path("/api.xro/2.0/Invoices"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "3600")
+                .insert_header("X-Rate-Limit-Problem", "day"),
+        )
+        .mount(&server)
+        .await;
+    let at = "2027-03-01T10:00:00Z".parse().unwrap();
+    let clock = Arc::new(rebill::clock::TestClock::at(at));
+    let client = XeroClient::new_on(
+        &config(&server, "custom_connection"),
+        app.store.clone(),
+        clock,
+    )
+    .await
+    .unwrap();
+    let err = client
+        .create_invoices(&[draft("RB-1")], "key-1")
+        .await
+        .unwrap_err();
+    match err {
+        XeroError::DayBudgetSpent { until } => {
+            assert_eq!(until, at + chrono::Duration::hours(1))
+        }
+        other => panic!("expected the day spent, got {other:?}"),
+    }
+}
+
 async fn a_429_with_retry_after_is_waited_out_and_nothing_is_duplicated(app: TestApp) {
     let server = MockServer::start().await;
     connected(&server).await;
@@ -434,6 +470,7 @@ async fn no_token_or_secret_reaches_a_log_line_or_an_error(app: TestApp) {
 
 backend_tests!(
     a_429_with_retry_after_is_waited_out_and_nothing_is_duplicated,
+    a_spent_day_says_until_when_on_the_clients_clock,
     a_500_on_a_batch_is_retried_with_the_same_idempotency_key,
     a_400_refusal_is_returned_at_once_and_never_retried,
     one_invalid_invoice_in_a_batch_does_not_stop_the_others,
