@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::Ctx;
 use super::exit::{ExitStatus, Unfinished, push_outcome};
-use super::output::table;
+use super::output::{print_push, table};
 use crate::domain::{CustomerId, Period, RemoteSystem};
 
 #[derive(Debug, Args)]
@@ -297,14 +297,10 @@ pub fn current_period(ctx: &Ctx) -> Period {
     Period::containing(chrono::Utc::now(), ctx.config.business.tz())
 }
 
-pub(super) async fn pipeline(ctx: &Ctx) -> anyhow::Result<crate::pipeline::Pipeline> {
-    Ok(crate::pipeline::Pipeline::from_config(ctx.store.clone(), ctx.config.clone()).await?)
-}
-
 /// `rebilld run [--period]`: bill one period now (under the period lease), then push.
 pub async fn run_now(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
     let period = a.period.unwrap_or_else(|| current_period(ctx));
-    let p = pipeline(ctx).await?;
+    let p = ctx.pipeline().await?;
     let _signals = stop_on_signals(ctx, &p);
     let report = waiting_for_the_lease(period, false, || p.run_period(period)).await?;
     print_run(ctx, &report);
@@ -334,28 +330,9 @@ pub fn print_run(ctx: &Ctx, r: &crate::pipeline::RunReport) {
     print_push(&r.push);
 }
 
-pub(super) fn print_push(p: &crate::pipeline::PushReport) {
-    // Per system: one system's outage never hides what the other sent.
-    for line in p.summary() {
-        println!("  pushed to {line}");
-    }
-    for f in &p.failed {
-        println!("  failed: {f}");
-    }
-    for f in &p.parked {
-        println!("  parked: {f}");
-    }
-    if p.waiting_for_config > 0 {
-        println!(
-            "  {} action(s) wait for an integration that is not configured",
-            p.waiting_for_config
-        );
-    }
-}
-
 /// `rebilld push`: drain the outbox once.
 pub async fn push(ctx: &Ctx) -> anyhow::Result<()> {
-    let p = pipeline(ctx).await?;
+    let p = ctx.pipeline().await?;
     let _signals = stop_on_signals(ctx, &p);
     let r = p.drain(p.now()).await?;
     if ctx.json {
@@ -420,7 +397,7 @@ pub async fn resync(ctx: &Ctx, a: ResyncArgs) -> anyhow::Result<()> {
         customer: a.customer,
         dry_run: a.dry_run,
     };
-    let p = pipeline(ctx).await?;
+    let p = ctx.pipeline().await?;
     let outcome =
         waiting_for_the_lease(period, a.no_wait, || crate::pipeline::resync(&p, &req)).await?;
     if ctx.json {
@@ -465,7 +442,7 @@ fn resync_outcome(outcome: &crate::pipeline::ResyncOutcome) -> anyhow::Result<()
 }
 
 pub async fn reconcile(ctx: &Ctx, a: ReconcileArgs) -> anyhow::Result<()> {
-    let p = pipeline(ctx).await?;
+    let p = ctx.pipeline().await?;
     let options = crate::pipeline::ReconcileOptions {
         emails: if a.emails {
             crate::pipeline::EmailCheck::All
@@ -540,7 +517,7 @@ fn print_skipped(skipped: &[crate::pipeline::Skipped]) {
 /// `rebilld invoice email NUMBER`: queue the email again and push it now (the orchestration is in
 /// `pipeline::invoice_actions`; this parses and prints).
 pub async fn email(ctx: &Ctx, number: &str) -> anyhow::Result<()> {
-    let p = pipeline(ctx).await?;
+    let p = ctx.pipeline().await?;
     let r = crate::pipeline::invoice_actions::email_again(&p, number, &ctx.actor).await?;
     if ctx.json {
         println!("{}", json!(r));

@@ -8,7 +8,7 @@ use super::Ctx;
 /// `rebilld invoice void NUMBER --reason TEXT [--dry-run]`: prints what the void does (or would
 /// do), then what the push did; exits non-zero when a take-back action did not go through.
 pub async fn void(ctx: &Ctx, number: &str, reason: &str, dry_run: bool) -> anyhow::Result<()> {
-    let p = super::billing::pipeline(ctx).await?;
+    let p = ctx.pipeline().await?;
     let r = crate::pipeline::invoice_actions::void(&p, number, reason, &ctx.actor, dry_run).await?;
     if ctx.json {
         println!("{}", json!(r));
@@ -23,7 +23,7 @@ pub async fn void(ctx: &Ctx, number: &str, reason: &str, dry_run: bool) -> anyho
             println!("  {line}");
         }
         if let Some(pushed) = &r.pushed {
-            super::billing::print_push(pushed);
+            super::output::print_push(pushed);
         }
     }
     match &r.pushed {

@@ -129,6 +129,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The billing pipeline on this command's store and configuration.
+    pub async fn pipeline(&self) -> anyhow::Result<crate::pipeline::Pipeline> {
+        Ok(crate::pipeline::Pipeline::from_config(self.store.clone(), self.config.clone()).await?)
+    }
+
     pub fn actor_from(flag: Option<&str>) -> Actor {
         match flag {
             Some(a) => Actor::new(a),

@@ -37,6 +37,25 @@ pub fn local_time_secs(t: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> S
         .to_string()
 }
 
+/// What a push did, per system: one system's outage never hides what the other sent.
+pub fn print_push(p: &crate::pipeline::PushReport) {
+    for line in p.summary() {
+        println!("  pushed to {line}");
+    }
+    for f in &p.failed {
+        println!("  failed: {f}");
+    }
+    for f in &p.parked {
+        println!("  parked: {f}");
+    }
+    if p.waiting_for_config > 0 {
+        println!(
+            "  {} action(s) wait for an integration that is not configured",
+            p.waiting_for_config
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::owed::{PriceChange, PriceHistory};
+use super::price_history::{PriceChange, PriceHistory};
 use super::{DomainError, Money, Period};
 
 /// The kind of an extension. Closed: the product sells standard and advanced extensions.

@@ -13,6 +13,7 @@ pub mod money;
 pub mod outbox;
 pub mod owed;
 pub mod period;
+pub mod price_history;
 pub mod rating;
 pub mod service;
 pub mod tax;

@@ -1,7 +1,7 @@
 //! A voided invoice's credit notes allocated to what its Xero invoice still has due (the void's
 //! part of `update`: a part-paid invoice credited in full must not be chased for the rest).
 
-use super::update::{dates, xero};
+use super::drafts::{dates, xero};
 use super::{Pipeline, PipelineError};
 use crate::store::adjustments::AdjustmentKind;
 use crate::store::billing::StoredInvoice;

@@ -8,6 +8,27 @@ use crate::domain::{Money, XeroContactId};
 use crate::store::billing::{StoredInvoice, StoredLine};
 use crate::xero::{InvoiceDraft, LineDraft, RemoteInvoice};
 
+/// The configured Xero client, or why a Xero action cannot be done.
+pub(super) fn xero(p: &Pipeline) -> Result<&crate::xero::XeroClient, PipelineError> {
+    p.xero
+        .as_ref()
+        .ok_or_else(|| PipelineError::Refused("Xero is not configured".into()))
+}
+
+/// The customer's invoice date and due date for a document made now: today in the business zone,
+/// due after the customer's payment terms.
+pub(super) async fn dates(
+    p: &Pipeline,
+    inv: &StoredInvoice,
+) -> Result<(chrono::NaiveDate, chrono::NaiveDate), PipelineError> {
+    let today = p.now().with_timezone(&p.config.business.tz()).date_naive();
+    let customer = p.store.customer(inv.customer_id).await?;
+    let terms = customer
+        .payment_terms_days
+        .unwrap_or(p.config.invoices.payment_terms_days);
+    Ok((today, today + chrono::Duration::days(i64::from(terms))))
+}
+
 /// The Xero invoice a recorded invoice becomes. `NotSendable` when it cannot be sent as it stands
 /// (no Xero contact): the push records that as a permanent failure; store errors propagate.
 pub(super) async fn xero_draft_for(

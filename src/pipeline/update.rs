@@ -14,9 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Duration;
-
-use super::drafts::xero_draft_for;
+use super::drafts::{dates, xero, xero_draft_for};
 use super::{Pipeline, PipelineError};
 use crate::autotask::{AutotaskClient, AutotaskError, ChargeChange, ChargeDraft};
 use crate::domain::Money;
@@ -118,12 +116,6 @@ pub async fn push_autotask_update(
             })
         }
     }
-}
-
-pub(super) fn xero(p: &Pipeline) -> Result<&crate::xero::XeroClient, PipelineError> {
-    p.xero
-        .as_ref()
-        .ok_or_else(|| PipelineError::Refused("Xero is not configured".into()))
 }
 
 /// Brings a created Xero invoice in line with its recorded lines.
@@ -271,20 +263,6 @@ pub(super) fn add(into: &mut BTreeMap<String, Part>, a: &Adjustment) {
         });
         e.amount += x.amount;
     }
-}
-
-/// The customer's invoice date and due date for a document made now: today in the business zone,
-/// due after the customer's payment terms.
-pub(super) async fn dates(
-    p: &Pipeline,
-    inv: &StoredInvoice,
-) -> Result<(chrono::NaiveDate, chrono::NaiveDate), PipelineError> {
-    let today = p.now().with_timezone(&p.config.business.tz()).date_naive();
-    let customer = p.store.customer(inv.customer_id).await?;
-    let terms = customer
-        .payment_terms_days
-        .unwrap_or(p.config.invoices.payment_terms_days);
-    Ok((today, today + Duration::days(i64::from(terms))))
 }
 
 fn line_draft(part: &Part, amount: Money, what: &str, inv: &StoredInvoice) -> LineDraft {
