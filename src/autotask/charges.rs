@@ -17,18 +17,6 @@ use crate::domain::{ContractId, Money};
 // Autotask's fields are numbers, not strings: exact ones.
 use crate::http::json::number;
 
-fn remote(c: ContractCharge) -> RemoteCharge {
-    RemoteCharge {
-        id: c.id,
-        contract_id: c.contract_id.unwrap_or_default(),
-        marker: c.purchase_order_number,
-        unit_quantity: c.unit_quantity.unwrap_or_default(),
-        unit_price: Money::new(c.unit_price.unwrap_or_default()),
-        unit_cost: Money::new(c.unit_cost.unwrap_or_default()),
-        is_billed: c.is_billed.unwrap_or(false),
-    }
-}
-
 fn body(d: &ChargeDraft) -> serde_json::Value {
     json!({
         "contractID": d.contract_id.get(),
@@ -58,7 +46,7 @@ impl AutotaskClient {
         Ok(found
             .into_iter()
             .find(|c| c.purchase_order_number.as_deref() == Some(marker))
-            .map(remote))
+            .map(RemoteCharge::from))
     }
 
     /// Creates the charge unless one with its marker exists, with one POST and never a blind
@@ -259,7 +247,7 @@ impl AutotaskClient {
                     .as_deref()
                     .is_some_and(|m| m == marker || m.starts_with(&adj))
             })
-            .map(remote)
+            .map(RemoteCharge::from)
             .collect())
     }
 
@@ -275,7 +263,7 @@ impl AutotaskClient {
             f = f.and(Filter::begins_with("purchaseOrderNumber", prefix));
         }
         let found: Vec<ContractCharge> = self.query("ContractCharges", &f).await?;
-        Ok(found.into_iter().map(remote).collect())
+        Ok(found.into_iter().map(RemoteCharge::from).collect())
     }
 
     /// Charges of a contract purchased on or after `since` (for reconcile).
@@ -287,7 +275,7 @@ impl AutotaskClient {
         let f = Filter::eq("contractID", contract.get())
             .and(Filter::gte("datePurchased", format!("{since}T00:00:00Z")));
         let found: Vec<ContractCharge> = self.query("ContractCharges", &f).await?;
-        Ok(found.into_iter().map(remote).collect())
+        Ok(found.into_iter().map(RemoteCharge::from).collect())
     }
 }
 

@@ -42,6 +42,12 @@ pub fn print_push(p: &crate::pipeline::PushReport) {
     for line in p.summary() {
         println!("  pushed to {line}");
     }
+    if p.duplicates_removed > 0 {
+        println!(
+            "  removed {} duplicate(s) (voided or deleted; see the audit log)",
+            p.duplicates_removed
+        );
+    }
     for f in &p.failed {
         println!("  failed: {f}");
     }

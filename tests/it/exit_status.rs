@@ -222,6 +222,28 @@ async fn a_resync_whose_push_is_refused_exits_1() {
     assert_eq!(code(&resync), 1, "{}", said(&resync));
 }
 
+/// A duplicate found in Xero is removed by a resync, and the command says so: ops must see a
+/// removal wherever it happened, not only in `--json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_that_removes_a_duplicate_says_so() {
+    let app = TestApp::sqlite().await;
+    let w = build(&app).await;
+    let run = rebilld(&app, &w, &["run", "--period", "2026-11"]);
+    assert_eq!(code(&run), 0, "{}", said(&run));
+    let reference = w.sandboxes.xero.invoices()[0]["Reference"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.sandboxes.xero.plant_duplicate(&reference).unwrap();
+    let resync = rebilld(&app, &w, &["--resync", "--period", "2026-11"]);
+    assert_eq!(code(&resync), 0, "{}", said(&resync));
+    assert!(
+        String::from_utf8_lossy(&resync.stdout).contains("removed 1 duplicate(s)"),
+        "{}",
+        said(&resync)
+    );
+}
+
 #[test]
 fn the_man_page_and_the_help_document_every_exit_status() {
     let man = Command::new(env!("CARGO_BIN_EXE_rebilld"))
