@@ -270,7 +270,9 @@ async fn threshold(State(sb): State<AutotaskSandbox>, h: HeaderMap) -> Response 
         .limits
         .used_in("hour")
         .map_or_else(|| sb.with(|d| d.requests) as i64, |n| n as i64);
-    axum::Json(json!({"externalRequestThreshold": 10000, "requestThresholdTimeframe": 60, "currentTimeframeRequestCount": used})).into_response()
+    // The tenant's budget is the hourly limit the stand-in enforces (Autotask's 10,000 else).
+    let threshold = sb.limits.max_of("hour").unwrap_or(10_000);
+    axum::Json(json!({"externalRequestThreshold": threshold, "requestThresholdTimeframe": 60, "currentTimeframeRequestCount": used})).into_response()
 }
 
 async fn fields(State(sb): State<AutotaskSandbox>, h: HeaderMap) -> Response {

@@ -159,6 +159,16 @@ impl Limiter {
         self.with(|s| s.in_flight.values().sum())
     }
 
+    /// The most requests the window named `problem` ("hour") allows, when enforcing.
+    pub fn max_of(&self, problem: &str) -> Option<u64> {
+        let rules = self.rules.as_ref()?;
+        rules
+            .windows
+            .iter()
+            .find(|w| w.problem == problem)
+            .map(|w| w.max)
+    }
+
     /// The requests counted in the current window named `problem` ("hour"), when enforcing.
     pub fn used_in(&self, problem: &str) -> Option<u64> {
         let rules = self.rules.as_ref()?;

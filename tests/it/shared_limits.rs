@@ -176,6 +176,40 @@ async fn two_processes_together_stay_within_the_autotask_share(app: TestApp) {
     );
 }
 
+/// The tenant's own threshold, read from Autotask, sets the share every process paces to: a
+/// tenant allowed 80 an hour gives this integration (a 50 % share) 40, whatever the configured
+/// default budget says.
+async fn the_tenants_threshold_sets_the_share_every_process_paces_to(app: TestApp) {
+    let clock = Arc::new(ScaledClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 2, 10, 0, 0).unwrap(),
+        1.0,
+    ));
+    let mut rules = LimitRules::autotask();
+    rules.windows = vec![Window {
+        max: 80,
+        secs: 3_600,
+        problem: "hour",
+    }];
+    let sb = AutotaskSandbox::limited_by(rules, clock.clone());
+    let base = serve(sb.router()).await;
+    sb.set_base(&base);
+    let mut cfg = rebill::sandbox::autotask_config(&base);
+    cfg.budget_share = 0.5;
+    app.store
+        .save_autotask_zone(
+            cfg.username.as_deref().unwrap(),
+            &format!("{base}/ATServicesRest/"),
+        )
+        .await
+        .unwrap();
+    let at = AutotaskClient::new_on(&cfg, app.store.clone(), clock)
+        .await
+        .unwrap();
+    let t = at.prepare_run().await.unwrap();
+    assert_eq!(t.external_request_threshold, Some(80));
+    assert_eq!(at.pace_limit().await, 40);
+}
+
 async fn other_requests_leave_the_days_budget_to_the_invoice_creates_waiting(app: TestApp) {
     let w = build(&app).await;
     // Xero's creates fail for now (a 503 every time they are tried): the period's two invoices
@@ -370,6 +404,7 @@ backend_tests!(
     two_processes_together_stay_within_xeros_60_a_minute,
     two_processes_together_send_at_most_five_at_once_to_xero,
     two_processes_together_stay_within_the_autotask_share,
+    the_tenants_threshold_sets_the_share_every_process_paces_to,
     other_requests_leave_the_days_budget_to_the_invoice_creates_waiting,
     metrics_show_every_request_and_the_budgets_every_process_used,
 );
