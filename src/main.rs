@@ -60,6 +60,7 @@ async fn run(args: Cli, config: Config) -> anyhow::Result<()> {
         json: args.json,
         store,
         config,
+        clock: std::sync::Arc::new(rebill::clock::SystemClock),
     };
     let result = match args.command {
         _ if args.resync.resync => cli::billing::resync(&ctx, args.resync).await,

@@ -294,7 +294,7 @@ pub struct ReconcileArgs {
 
 /// The current period in the business time zone.
 pub fn current_period(ctx: &Ctx) -> Period {
-    Period::containing(chrono::Utc::now(), ctx.config.business.tz())
+    Period::containing(ctx.clock.now(), ctx.config.business.tz())
 }
 
 /// `rebilld run [--period]`: bill one period now (under the period lease), then push.

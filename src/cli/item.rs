@@ -94,7 +94,7 @@ pub async fn run(ctx: &Ctx, cmd: ItemCmd) -> anyhow::Result<()> {
             Ok(())
         }
         ItemCmd::Price { id, amount, from } => {
-            let (now, tz) = (chrono::Utc::now(), ctx.config.business.tz());
+            let (now, tz) = (ctx.clock.now(), ctx.config.business.tz());
             let from = from.unwrap_or_else(|| super::service::next_price_day(now, tz));
             let note = super::service::retroactive_note(from, now, tz);
             let set = ctx
@@ -149,13 +149,13 @@ async fn add(ctx: &Ctx, kind: ItemKind, a: AddItemArgs) -> anyhow::Result<()> {
         }
         ItemKind::Recurring => Some(a.starts_on.unwrap_or_else(|| {
             let tz = ctx.config.business.tz();
-            Period::containing(chrono::Utc::now(), tz).first_day()
+            Period::containing(ctx.clock.now(), tz).first_day()
         })),
     };
     if let Some(c) = &coding {
         let customer = ctx.store.customer(a.customer).await?;
         let on = starts_on.unwrap_or_else(|| {
-            Period::containing(chrono::Utc::now(), ctx.config.business.tz()).first_day()
+            Period::containing(ctx.clock.now(), ctx.config.business.tz()).first_day()
         });
         super::autotask::validate_coding(ctx, &customer, c, Period::of_date(on)).await?;
     }

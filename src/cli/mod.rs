@@ -126,12 +126,19 @@ pub struct Ctx {
     pub store: Store,
     pub actor: Actor,
     pub json: bool,
+    /// Where "now" comes from for every default a command takes from the date (the current
+    /// period, an assignment's first day, a price change's day): the system clock at the binary.
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
 }
 
 impl Ctx {
     /// The billing pipeline on this command's store and configuration.
     pub async fn pipeline(&self) -> anyhow::Result<crate::pipeline::Pipeline> {
-        Ok(crate::pipeline::Pipeline::from_config(self.store.clone(), self.config.clone()).await?)
+        Ok(
+            crate::pipeline::Pipeline::from_config(self.store.clone(), self.config.clone())
+                .await?
+                .with_clock(self.clock.clone()),
+        )
     }
 
     pub fn actor_from(flag: Option<&str>) -> Actor {

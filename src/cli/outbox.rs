@@ -41,7 +41,7 @@ pub async fn run(ctx: &Ctx, cmd: OutboxCmd) -> anyhow::Result<()> {
         OutboxCmd::Retry { id } => {
             let e = ctx
                 .store
-                .retry_outbox_entry(id, &ctx.actor, chrono::Utc::now())
+                .retry_outbox_entry(id, &ctx.actor, ctx.clock.now())
                 .await?;
             say(
                 ctx,
@@ -56,7 +56,7 @@ pub async fn run(ctx: &Ctx, cmd: OutboxCmd) -> anyhow::Result<()> {
         OutboxCmd::Skip { id, reason } => {
             let skipped = ctx
                 .store
-                .skip_outbox_entry(id, &ctx.actor, &reason, chrono::Utc::now())
+                .skip_outbox_entry(id, &ctx.actor, &reason, ctx.clock.now())
                 .await?;
             let also: Vec<String> = skipped.iter().skip(1).map(|i| i.to_string()).collect();
             let text = if also.is_empty() {

@@ -201,7 +201,7 @@ async fn import(
     prices_from: Option<NaiveDate>,
 ) -> anyhow::Result<()> {
     let prices_from =
-        prices_from.unwrap_or_else(|| next_price_day(chrono::Utc::now(), ctx.config.business.tz()));
+        prices_from.unwrap_or_else(|| next_price_day(ctx.clock.now(), ctx.config.business.tz()));
     let records = read_records(&file, &SERVICE_FIELDS, allow_extra)?;
     let mut parsed: Vec<(u64, Result<ServiceImport, String>)> = records
         .iter()
@@ -360,7 +360,7 @@ async fn show(ctx: &Ctx, id: ServiceId) -> anyhow::Result<()> {
 async fn assign(ctx: &Ctx, a: AssignArgs) -> anyhow::Result<()> {
     let starts_on = a
         .starts_on
-        .unwrap_or_else(|| default_starts_on(chrono::Utc::now(), ctx.config.business.tz()));
+        .unwrap_or_else(|| default_starts_on(ctx.clock.now(), ctx.config.business.tz()));
     if let Some(file) = &a.from {
         return super::assign_import::run(ctx, file, starts_on).await;
     }
@@ -432,7 +432,7 @@ async fn set_price(
     price: Money,
     from: Option<NaiveDate>,
 ) -> anyhow::Result<()> {
-    let (now, tz) = (chrono::Utc::now(), ctx.config.business.tz());
+    let (now, tz) = (ctx.clock.now(), ctx.config.business.tz());
     let from = from.unwrap_or_else(|| next_price_day(now, tz));
     let note = retroactive_note(from, now, tz);
     let s = ctx.store.service(id).await?;
@@ -464,7 +464,7 @@ async fn transition(
     on: Option<NaiveDate>,
 ) -> anyhow::Result<()> {
     let tz = ctx.config.business.tz();
-    let on = on.unwrap_or_else(|| chrono::Utc::now().with_timezone(&tz).date_naive());
+    let on = on.unwrap_or_else(|| ctx.clock.now().with_timezone(&tz).date_naive());
     let view = ctx.store.transition(&ctx.actor, id, t, on).await?;
     let text = match t {
         Transition::Exclude => format!(

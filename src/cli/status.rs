@@ -88,7 +88,7 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
 
 /// The next scheduled run, never a period already billed.
 async fn next_run(ctx: &Ctx, runs: &[crate::store::runs::RunRow]) -> anyhow::Result<String> {
-    let now = chrono::Utc::now();
+    let now = ctx.clock.now();
     let tz = ctx.config.schedule_tz();
     // The periods the next run could be: the current one and the next (the schedule fires in every
     // month), looked up once; `runs` answers for the rest.

@@ -36,7 +36,7 @@ pub async fn run(ctx: &Ctx, cmd: XeroCmd) -> anyhow::Result<()> {
             let t = ctx.store.xero_token().await?;
             let state = t
                 .as_ref()
-                .map(|t| token_state(t, chrono::Utc::now(), ctx.config.business.tz()));
+                .map(|t| token_state(t, ctx.clock.now(), ctx.config.business.tz()));
             let v = match &t {
                 Some(t) => json!({
                     "grant": t.grant_type, "tenant_id": t.tenant_id, "access_token_expires_at": t.access_expires_at,
