@@ -4,6 +4,7 @@
 
 use reqwest::Method;
 use rust_decimal::Decimal;
+use serde_json::Value;
 
 use super::client::Spend;
 use super::wire;
@@ -98,24 +99,8 @@ impl XeroClient {
             ..Default::default()
         })
         .map_err(|e| XeroError::Decode(e.to_string()))?;
-        let r = self
-            .send(
-                Method::POST,
-                &format!("Invoices/{invoice_id}"),
-                &[("unitdp", "4".into())],
-                Some(&body),
-                Some(key),
-            )
-            .await?;
-        if !r.status.is_success() {
-            return Err(Self::refusal(&r));
-        }
-        let got: wire::Invoices = Self::decode(&r.body)?;
-        got.invoices
-            .into_iter()
-            .next()
-            .map(remote)
-            .ok_or(XeroError::Decode("no invoice in the answer".into()))
+        self.post_invoice(invoice_id, &[("unitdp", "4".into())], &body, key)
+            .await
     }
 
     pub async fn create_credit_note(
@@ -244,12 +229,24 @@ impl XeroClient {
             ..Default::default()
         })
         .map_err(|e| XeroError::Decode(e.to_string()))?;
+        self.post_invoice(invoice_id, &[], &body, key).await
+    }
+
+    /// `POST /Invoices/{id}` (an edit or a status change): Xero's answer is the invoice as it now
+    /// stands, or its refusal.
+    async fn post_invoice(
+        &self,
+        invoice_id: &str,
+        query: &[(&str, String)],
+        body: &Value,
+        key: &str,
+    ) -> Result<RemoteInvoice, XeroError> {
         let r = self
             .send(
                 Method::POST,
                 &format!("Invoices/{invoice_id}"),
-                &[],
-                Some(&body),
+                query,
+                Some(body),
                 Some(key),
             )
             .await?;
