@@ -169,19 +169,7 @@ pub(super) async fn get_invoice(
     h: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    sb.with(|s| s.requests += 1);
-    if let Err(r) = authorised(&h) {
-        return r;
-    }
-    match sb.with(|s| {
-        s.invoices
-            .iter()
-            .find(|i| i["InvoiceID"] == id.as_str())
-            .cloned()
-    }) {
-        Some(i) => axum::Json(json!({"Invoices": [i]})).into_response(),
-        None => not_found(),
-    }
+    one_by_id(&sb, &h, &id, "Invoices", "InvoiceID", |s| &s.invoices)
 }
 
 pub(super) async fn get_credit_note(
@@ -189,17 +177,28 @@ pub(super) async fn get_credit_note(
     h: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
+    one_by_id(&sb, &h, &id, "CreditNotes", "CreditNoteID", |s| {
+        &s.credit_notes
+    })
+}
+
+/// `GET /{kind}/{id}`: the one document of `kind` ("Invoices", "CreditNotes") whose `id_field` is
+/// `id`, wrapped as Xero wraps it (`{"Invoices": [ … ]}`), or 404.
+fn one_by_id(
+    sb: &XeroSandbox,
+    h: &HeaderMap,
+    id: &str,
+    kind: &str,
+    id_field: &str,
+    docs: fn(&super::State_) -> &Vec<Value>,
+) -> Response {
     sb.with(|s| s.requests += 1);
-    if let Err(r) = authorised(&h) {
+    if let Err(r) = authorised(h) {
         return r;
     }
-    match sb.with(|s| {
-        s.credit_notes
-            .iter()
-            .find(|n| n["CreditNoteID"] == id.as_str())
-            .cloned()
-    }) {
-        Some(n) => axum::Json(json!({"CreditNotes": [n]})).into_response(),
+    let found = sb.with(|s| docs(s).iter().find(|d| d[id_field] == id).cloned());
+    match found {
+        Some(d) => axum::Json(json!({ kind: [d] })).into_response(),
         None => not_found(),
     }
 }
